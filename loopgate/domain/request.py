@@ -1,0 +1,458 @@
+"""The request decider: a question to a human, from creation to its outcome.
+
+Stream ``request-<id>``. Lifecycle::
+
+    NotCreated ─create─► Pending ─deliver─► Pending (delivered) ─┬─answer─► Answered
+                           │                                     ├─cancel─► Cancelled
+                           └──────────── (either) ───────────────┴─expire─► Expired
+
+Answered, Cancelled and Expired are final. The rules a caller may lean on:
+
+* **First answer wins.** A second, different answer is :class:`AlreadyDecided`;
+  the same answer by the same responder again (a replayed Telegram update) is a
+  no-op.
+* **The deadline is the deadline.** From ``expires_at`` on, answers, reminders
+  and cancellations are refused with ``request_expired`` even before the expirer
+  appended :class:`RequestExpired`, so the outcome depends on the clock, not on
+  which writer was faster. Deliveries are still recorded: the message exists
+  and has to be edited when the request expires.
+* **Reactors never fail on a race they lost.** Expiring a final request and
+  cancelling a cancelled one return ``[]``.
+* **The log is self-describing.** ``decide`` normalises the request before
+  recording it: a ``confirmation`` without options gets
+  :data:`DEFAULT_CONFIRMATION_OPTIONS`, an ``input`` always allows text. Readers
+  of :class:`RequestCreated` never re-apply these defaults.
+
+Cross-aggregate rules (the session must be active, the responder must be the
+session's operator, ``metadata`` size, the idempotency-key lookup) belong to the
+command handler, which sees more than one stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import reduce
+from typing import Any, Literal, NoReturn, TypeAlias, assert_never
+
+import msgspec
+
+from loopgate.domain.approval import approves, text_approves
+from loopgate.errors import AlreadyDecided, Conflict, DomainError, NotFound, RequestClosed
+from loopgate.events import (
+    Channel,
+    Event,
+    OnTimeout,
+    Option,
+    ReminderSent,
+    RequestCancelled,
+    RequestCreated,
+    RequestDelivered,
+    RequestExpired,
+    RequestType,
+    ResponseReceived,
+)
+
+DEFAULT_CONFIRMATION_OPTIONS: tuple[Option, ...] = (
+    Option(label="Approve", approves=True),
+    Option(label="Reject", approves=False),
+)
+
+_TIMEOUT_APPROVES: dict[OnTimeout, bool | None] = {
+    "approve": True,
+    "reject": False,
+    "none": None,
+}
+
+# --- state ------------------------------------------------------------------
+
+
+class NotCreated(msgspec.Struct, frozen=True):
+    """No event yet: the request does not exist."""
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """Waiting for an answer; ``delivered`` once some channel showed it to a human."""
+
+    request: RequestCreated
+    deliveries: tuple[RequestDelivered, ...] = ()
+    reminders: int = 0
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.deliveries)
+
+
+class Answered(msgspec.Struct, frozen=True, kw_only=True):
+    """A human decided; ``response.approved`` is the verdict."""
+
+    request: RequestCreated
+    deliveries: tuple[RequestDelivered, ...] = ()
+    response: ResponseReceived
+
+
+class Cancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """Withdrawn before anyone answered."""
+
+    request: RequestCreated
+    deliveries: tuple[RequestDelivered, ...] = ()
+    cancellation: RequestCancelled
+
+
+class Expired(msgspec.Struct, frozen=True, kw_only=True):
+    """Nobody answered in time; ``expiry.approved`` follows ``on_timeout``."""
+
+    request: RequestCreated
+    deliveries: tuple[RequestDelivered, ...] = ()
+    expiry: RequestExpired
+
+
+State: TypeAlias = NotCreated | Pending | Answered | Cancelled | Expired
+Final: TypeAlias = Answered | Cancelled | Expired
+Status = Literal["not_created", "pending", "delivered", "answered", "cancelled", "expired"]
+
+initial: State = NotCreated()
+
+
+# --- commands ---------------------------------------------------------------
+
+
+class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask a human. ``timeout_seconds == 0`` means the request never expires."""
+
+    request_id: str
+    session_id: str
+    client_id: str
+    message: str
+    request_type: RequestType
+    options: tuple[Option, ...] = ()
+    allow_text: bool = False
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout_seconds: int
+    on_timeout: OnTimeout = "reject"
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    now: datetime
+
+
+class MarkDelivered(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that a channel showed the request to a human."""
+
+    request_id: str
+    channel: Channel
+    external_message_id: str | None = None
+    now: datetime
+
+
+class SendReminder(msgspec.Struct, frozen=True, kw_only=True):
+    """Record a reminder about a request still waiting."""
+
+    request_id: str
+    channel: Channel
+    now: datetime
+
+
+class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A human's answer: exactly one of ``option`` (a label) or ``text``."""
+
+    request_id: str
+    responder: str
+    option: str | None = None
+    text: str | None = None
+    channel: Channel
+    now: datetime
+
+
+class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Withdraw a request nobody answered yet."""
+
+    request_id: str
+    reason: str | None = None
+    now: datetime
+
+
+class ExpireRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Close a request whose deadline passed (sent by the expirer)."""
+
+    request_id: str
+    now: datetime
+
+
+Command: TypeAlias = (
+    CreateRequest | MarkDelivered | SendReminder | AnswerRequest | CancelRequest | ExpireRequest
+)
+
+
+# --- decider ----------------------------------------------------------------
+
+
+def decide(command: Command, state: State) -> list[Event]:
+    """The events ``command`` produces in ``state``; raises if it is not allowed.
+
+    Every command but :class:`CreateRequest` on a request that does not exist
+    raises :class:`NotFound` (``request_not_found``).
+    """
+    if isinstance(command, CreateRequest):
+        return _create(command, state)
+    if isinstance(state, NotCreated):
+        raise NotFound(f"request {command.request_id!r} not found", code="request_not_found")
+    match command:
+        case MarkDelivered():
+            return _deliver(command, state)
+        case SendReminder():
+            return _remind(command, state)
+        case AnswerRequest():
+            return _answer(command, state)
+        case CancelRequest():
+            return _cancel(command, state)
+        case ExpireRequest():
+            return _expire(command, state)
+        case _:
+            assert_never(command)
+
+
+def _create(command: CreateRequest, state: State) -> list[Event]:
+    if not isinstance(state, NotCreated):
+        raise Conflict(f"request {command.request_id!r} already exists", code="request_exists")
+    if not command.message.strip():
+        raise DomainError("message must not be empty", code="empty_message")
+    if command.timeout_seconds < 0:
+        raise DomainError("timeout_seconds must be 0 (never) or more", code="invalid_timeout")
+    options = command.options
+    if command.request_type == "confirmation" and not options:
+        options = DEFAULT_CONFIRMATION_OPTIONS
+    if command.request_type == "choice" and not options:
+        raise DomainError("a choice needs at least one option", code="options_required")
+    _check_labels(options)
+    return [
+        RequestCreated(
+            request_id=command.request_id,
+            session_id=command.session_id,
+            client_id=command.client_id,
+            message=command.message,
+            request_type=command.request_type,
+            options=options,
+            allow_text=command.allow_text or command.request_type == "input",
+            metadata=command.metadata,
+            timeout_seconds=command.timeout_seconds,
+            on_timeout=command.on_timeout,
+            callback_url=command.callback_url,
+            idempotency_key=command.idempotency_key,
+            created_at=command.now,
+            expires_at=(
+                command.now + timedelta(seconds=command.timeout_seconds)
+                if command.timeout_seconds
+                else None
+            ),
+        )
+    ]
+
+
+def _check_labels(options: tuple[Option, ...]) -> None:
+    # Labels that differ only in case or spacing look the same on a button, so
+    # they count as duplicates even though answers match labels exactly.
+    seen: set[str] = set()
+    for option in options:
+        key = option.label.strip().casefold()
+        if not key:
+            raise DomainError("option labels must not be empty", code="empty_option")
+        if key in seen:
+            raise DomainError(f"duplicate option {option.label!r}", code="duplicate_option")
+        seen.add(key)
+
+
+def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
+    match state:
+        case Pending():
+            if any(
+                (d.channel, d.external_message_id) == (command.channel, command.external_message_id)
+                for d in state.deliveries
+            ):
+                return []
+            return [
+                RequestDelivered(
+                    request_id=command.request_id,
+                    channel=command.channel,
+                    external_message_id=command.external_message_id,
+                    delivered_at=command.now,
+                )
+            ]
+        case Answered() | Cancelled() | Expired():
+            _refuse_final(state)
+        case _:
+            assert_never(state)
+
+
+def _remind(command: SendReminder, state: Pending | Final) -> list[Event]:
+    match state:
+        case Pending():
+            _refuse_if_due(state, command.now)
+            return [
+                ReminderSent(
+                    request_id=command.request_id, channel=command.channel, sent_at=command.now
+                )
+            ]
+        case Answered() | Cancelled() | Expired():
+            _refuse_final(state)
+        case _:
+            assert_never(state)
+
+
+def _answer(command: AnswerRequest, state: Pending | Final) -> list[Event]:
+    if (command.option is None) == (command.text is None):
+        raise DomainError("answer with exactly one of option or text", code="invalid_answer")
+    if command.text is not None and not command.text.strip():
+        raise DomainError("a text answer must not be empty", code="empty_answer")
+    match state:
+        case Answered(response=response) if (
+            response.responder == command.responder
+            and response.option == command.option
+            and response.text == command.text
+        ):
+            return []
+        case Answered() | Cancelled() | Expired():
+            _refuse_final(state)
+        case Pending():
+            _refuse_if_due(state, command.now)
+            return [
+                ResponseReceived(
+                    request_id=command.request_id,
+                    responder=command.responder,
+                    option=command.option,
+                    text=command.text,
+                    approved=_approved(state.request, command),
+                    channel=command.channel,
+                    responded_at=command.now,
+                )
+            ]
+        case _:
+            assert_never(state)
+
+
+def _approved(request: RequestCreated, command: AnswerRequest) -> bool:
+    if command.option is not None:
+        for option in request.options:
+            if option.label == command.option:
+                return approves(option)
+        raise DomainError(f"{command.option!r} is not one of the options", code="unknown_option")
+    assert command.text is not None
+    if request.options and not request.allow_text:
+        raise DomainError("this request accepts only its options", code="text_not_allowed")
+    return text_approves(command.text, request.request_type)
+
+
+def _cancel(command: CancelRequest, state: Pending | Final) -> list[Event]:
+    match state:
+        case Cancelled():
+            return []
+        case Answered() | Expired():
+            _refuse_final(state)
+        case Pending():
+            _refuse_if_due(state, command.now)
+            return [
+                RequestCancelled(
+                    request_id=command.request_id, reason=command.reason, cancelled_at=command.now
+                )
+            ]
+        case _:
+            assert_never(state)
+
+
+def _expire(command: ExpireRequest, state: Pending | Final) -> list[Event]:
+    match state:
+        case Answered() | Cancelled() | Expired():
+            return []
+        case Pending():
+            due = state.request.expires_at
+            if due is None:
+                raise DomainError("this request never expires", code="not_due")
+            if command.now < due:
+                raise DomainError(f"request is due at {due.isoformat()}", code="not_due")
+            on_timeout = state.request.on_timeout
+            return [
+                RequestExpired(
+                    request_id=command.request_id,
+                    on_timeout=on_timeout,
+                    approved=_TIMEOUT_APPROVES[on_timeout],
+                    expired_at=command.now,
+                )
+            ]
+        case _:
+            assert_never(state)
+
+
+def _refuse_final(state: Final) -> NoReturn:
+    request_id = state.request.request_id
+    match state:
+        case Answered():
+            raise AlreadyDecided(f"request {request_id!r} was already answered")
+        case Cancelled():
+            raise RequestClosed(f"request {request_id!r} was cancelled", code="request_cancelled")
+        case Expired():
+            raise RequestClosed(f"request {request_id!r} has expired", code="request_expired")
+        case _:
+            assert_never(state)
+
+
+def _refuse_if_due(state: Pending, now: datetime) -> None:
+    expires_at = state.request.expires_at
+    if expires_at is not None and now >= expires_at:
+        raise RequestClosed(
+            f"request {state.request.request_id!r} has expired", code="request_expired"
+        )
+
+
+def evolve(state: State, event: Event) -> State:
+    """The state after ``event``; events that do not apply leave it unchanged.
+
+    Final states ignore everything, and so does every state for events of other
+    streams or of the webhook sender (which keeps its own bookkeeping).
+    """
+    match state, event:
+        case NotCreated(), RequestCreated() as created:
+            return Pending(request=created)
+        case Pending() as pending, RequestDelivered() as delivered:
+            return msgspec.structs.replace(pending, deliveries=(*pending.deliveries, delivered))
+        case Pending() as pending, ReminderSent():
+            return msgspec.structs.replace(pending, reminders=pending.reminders + 1)
+        case Pending() as pending, ResponseReceived() as response:
+            return Answered(
+                request=pending.request, deliveries=pending.deliveries, response=response
+            )
+        case Pending() as pending, RequestCancelled() as cancellation:
+            return Cancelled(
+                request=pending.request, deliveries=pending.deliveries, cancellation=cancellation
+            )
+        case Pending() as pending, RequestExpired() as expiry:
+            return Expired(request=pending.request, deliveries=pending.deliveries, expiry=expiry)
+        case _:
+            return state
+
+
+def fold(events: Iterable[Event]) -> State:
+    """The state of a request stream, replayed from :data:`initial`."""
+    return reduce(evolve, events, initial)
+
+
+def is_terminal(state: State) -> bool:
+    """True once the request was answered, cancelled or expired."""
+    return isinstance(state, Answered | Cancelled | Expired)
+
+
+def status_of(state: State) -> Status:
+    """The lifecycle word for ``state``; the HTTP layer maps it to the reference's words."""
+    match state:
+        case NotCreated():
+            return "not_created"
+        case Pending(deliveries=()):
+            return "pending"
+        case Pending():
+            return "delivered"
+        case Answered():
+            return "answered"
+        case Cancelled():
+            return "cancelled"
+        case Expired():
+            return "expired"
+        case _:
+            assert_never(state)

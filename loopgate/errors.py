@@ -1,0 +1,109 @@
+"""Loopgate's errors. Each class carries its HTTP status and a stable code.
+
+One middleware (``loopgate.web.errors``) renders any of them as
+``{"error": {"code": ..., "message": ...}}`` with ``status``::
+
+    LoopgateError (500 internal_error)
+    ├── BadRequest (400 bad_request)
+    │   ├── InvalidJSON (400 invalid_json)
+    │   └── ValidationFailed (400 validation_failed)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    ├── Conflict (409 conflict)
+    │   └── ConcurrencyError (409 concurrency_conflict)   stale expected version
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── DomainError (422 domain_rule)                    a decider refused a command
+    │   ├── AlreadyDecided (409 already_decided)
+    │   └── RequestClosed (410 request_closed)
+    ├── StoreUnavailable (503 store_unavailable)
+    └── CorruptEvent (500 corrupt_event)                 an undecodable stored event
+
+Raise with a message for people; pass ``code=`` to name a finer case
+(``NotFound("no such request", code="request_not_found")``).
+"""
+
+from __future__ import annotations
+
+
+class LoopgateError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(LoopgateError):
+    status, code = 400, "bad_request"
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+
+
+class ValidationFailed(BadRequest):
+    code = "validation_failed"
+
+
+class Unauthorized(LoopgateError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(LoopgateError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(LoopgateError):
+    status, code = 404, "not_found"
+
+
+class Conflict(LoopgateError):
+    status, code = 409, "conflict"
+
+
+class ConcurrencyError(Conflict):
+    """The stream moved on since the caller read it; re-read and retry."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, stream: str, expected: int | None, actual: int) -> None:
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+        self.stream, self.expected, self.actual = stream, expected, actual
+
+
+class PayloadTooLarge(LoopgateError):
+    status, code = 413, "payload_too_large"
+
+
+class DomainError(LoopgateError):
+    """A command is not allowed in the aggregate's current state."""
+
+    status, code = 422, "domain_rule"
+
+
+class AlreadyDecided(DomainError):
+    status, code = 409, "already_decided"
+
+
+class RequestClosed(DomainError):
+    """The request was cancelled or expired: answering it is no longer possible."""
+
+    status, code = 410, "request_closed"
+
+
+class StoreUnavailable(LoopgateError):
+    status, code = 503, "store_unavailable"
+
+
+class CorruptEvent(LoopgateError):
+    """A stored event cannot be decoded; readers stop rather than skip it."""
+
+    code = "corrupt_event"
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"event at position {position} cannot be decoded: {reason}")
+        self.position = position

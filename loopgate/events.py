@@ -1,0 +1,236 @@
+"""The event catalog: every state change Loopgate knows, as a frozen struct.
+
+Events are facts, named in the past tense and stored under a stable tag
+(``"request.created"``), never under a Python import path, so a class may be
+renamed or moved without rewriting the log. The docstring of each event is its
+reference entry.
+
+Each stored event also carries :class:`Meta` (who did it, for which tenant,
+under which HTTP request) and lives in one stream:
+
+* ``session-<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
+* ``request-<id>`` — :class:`RequestCreated` … :class:`RequestExpired`,
+  :class:`WebhookDelivered`, :class:`WebhookFailed`
+* ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`
+* ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
+
+Changing an event's fields is a schema change of the log: add optional fields
+with defaults, never remove or retype one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+Channel = Literal["api", "telegram", "console", "mcp", "system"]
+RequestType = Literal["confirmation", "input", "choice"]
+OnTimeout = Literal["reject", "approve", "none"]
+
+
+class Meta(msgspec.Struct, frozen=True, kw_only=True):
+    """Who caused an event and in which context.
+
+    ``actor`` is a user id, an API key id (``apikey:<id>``), a Telegram user
+    (``telegram:<id>``) or ``system``; ``tenant`` is the owning user id, or
+    ``local`` for the open quick-start mode. ``correlation_id`` is the HTTP
+    request id that led to the event; ``causation_id`` the id of the event or
+    command that caused it, when there is one.
+    """
+
+    actor: str = "system"
+    tenant: str = "local"
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event; subclasses set ``tag=`` to their stable type name."""
+
+
+class Option(msgspec.Struct, frozen=True, kw_only=True):
+    """An answer button. ``approves`` is None when it is inferred from the label."""
+
+    label: str
+    approves: bool | None = None
+
+
+# --- sessions ---------------------------------------------------------------
+
+
+class SessionRegistered(Event, frozen=True, kw_only=True, tag="session.registered"):
+    """An agent session was registered, optionally bound to a Telegram operator."""
+
+    session_id: str
+    client_id: str
+    telegram_id: int | None = None
+    registered_at: datetime
+
+
+class SessionDeactivated(Event, frozen=True, kw_only=True, tag="session.deactivated"):
+    """A session stopped accepting new requests; pending ones are untouched."""
+
+    session_id: str
+    deactivated_at: datetime
+
+
+# --- requests ---------------------------------------------------------------
+
+
+class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
+    """An agent asked a human something.
+
+    ``expires_at`` is ``created_at + timeout_seconds``, or None when the
+    request never times out (``timeout_seconds == 0``).
+    """
+
+    request_id: str
+    session_id: str
+    client_id: str
+    message: str
+    request_type: RequestType
+    options: tuple[Option, ...] = ()
+    allow_text: bool = False
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout_seconds: int
+    on_timeout: OnTimeout = "reject"
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
+    """The question reached an operator channel (e.g. a Telegram message)."""
+
+    request_id: str
+    channel: Channel
+    external_message_id: str | None = None
+    delivered_at: datetime
+
+
+class ReminderSent(Event, frozen=True, kw_only=True, tag="request.reminder_sent"):
+    """The operator was reminded of a request still waiting for an answer."""
+
+    request_id: str
+    channel: Channel
+    sent_at: datetime
+
+
+class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_received"):
+    """A human answered: the decision. Exactly one per request, first wins."""
+
+    request_id: str
+    responder: str
+    option: str | None = None
+    text: str | None = None
+    approved: bool
+    channel: Channel
+    responded_at: datetime
+
+
+class RequestCancelled(Event, frozen=True, kw_only=True, tag="request.cancelled"):
+    """The request was withdrawn before anyone answered it."""
+
+    request_id: str
+    reason: str | None = None
+    cancelled_at: datetime
+
+
+class RequestExpired(Event, frozen=True, kw_only=True, tag="request.expired"):
+    """Nobody answered in time; ``approved`` follows the request's ``on_timeout``."""
+
+    request_id: str
+    on_timeout: OnTimeout
+    approved: bool | None = None
+    expired_at: datetime
+
+
+class WebhookDelivered(Event, frozen=True, kw_only=True, tag="request.webhook_delivered"):
+    """The decision was POSTed to the request's ``callback_url``."""
+
+    request_id: str
+    url: str
+    status_code: int
+    attempt: int
+    delivered_at: datetime
+
+
+class WebhookFailed(Event, frozen=True, kw_only=True, tag="request.webhook_failed"):
+    """One attempt to POST the decision to ``callback_url`` failed."""
+
+    request_id: str
+    url: str
+    error: str
+    attempt: int
+    final: bool = False
+    failed_at: datetime
+
+
+# --- accounts ---------------------------------------------------------------
+
+
+class UserRegistered(Event, frozen=True, kw_only=True, tag="user.registered"):
+    """An operator account was created; ``password_hash`` is an argon2id hash."""
+
+    user_id: str
+    username: str
+    email: str | None = None
+    password_hash: str
+    registered_at: datetime
+
+
+class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
+    """A user authenticated; ``rehashed_password`` is set when the hash was upgraded."""
+
+    user_id: str
+    logged_in_at: datetime
+    rehashed_password: str | None = None
+
+
+class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
+    """An API key was issued; only its SHA-256 is kept, the key is shown once."""
+
+    key_id: str
+    user_id: str
+    label: str
+    key_hash: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="apikey.revoked"):
+    """An API key stopped working."""
+
+    key_id: str
+    revoked_at: datetime
+
+
+AnyEvent = (
+    SessionRegistered
+    | SessionDeactivated
+    | RequestCreated
+    | RequestDelivered
+    | ReminderSent
+    | ResponseReceived
+    | RequestCancelled
+    | RequestExpired
+    | WebhookDelivered
+    | WebhookFailed
+    | UserRegistered
+    | UserLoggedIn
+    | ApiKeyCreated
+    | ApiKeyRevoked
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
+
+
+def event_type(event: Event) -> str:
+    """The stable tag an event is stored under."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
