@@ -1,0 +1,41 @@
+"""Read models: query tables kept in step with the log.
+
+A projection is a module with ``TABLE`` (the table it owns) and
+``apply(record) -> list[Statement]``: pure SQL for one event, which the store
+executes inside the append's transaction, so a read after a write sees it.
+SQL uses ``?`` placeholders; the Postgres backend renumbers them. Timestamps
+are passed as ``datetime`` and JSON as text; each backend adapts them.
+
+``loopgate projections rebuild`` empties every table and replays the log
+through the same ``apply`` functions, which is how a projection's shape can
+change without a data migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from loopgate.store.codec import RecordedEvent
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+class Projection(Protocol):
+    TABLE: str
+
+    def apply(self, record: RecordedEvent) -> list[Statement]: ...
+
+
+def _all() -> Sequence[Projection]:
+    from loopgate.projections import requests, sessions
+
+    return (sessions, requests)
+
+
+PROJECTIONS: Sequence[Projection] = _all()
+
+
+def statements_for(record: RecordedEvent) -> list[Statement]:
+    """Every projection's SQL for one event, in projection order."""
+    return [stmt for projection in PROJECTIONS for stmt in projection.apply(record)]

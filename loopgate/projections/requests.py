@@ -1,0 +1,113 @@
+"""The ``requests`` table: each request's question, status and decision.
+
+``status`` is the lifecycle state: pending, delivered, answered, cancelled or
+expired. Final states are never overwritten by a late event (the domain does
+not emit one, and the ``WHERE`` clauses make replays of odd logs harmless).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from loopgate.events import (
+    RequestCancelled,
+    RequestCreated,
+    RequestDelivered,
+    RequestExpired,
+    ResponseReceived,
+)
+from loopgate.projections import Statement
+from loopgate.store.codec import RecordedEvent
+
+TABLE = "requests"
+
+_OPEN = "status IN ('pending', 'delivered')"
+
+
+def apply(record: RecordedEvent) -> list[Statement]:
+    version = record.version
+    match record.event:
+        case RequestCreated() as created:
+            return [
+                (
+                    "INSERT INTO requests (request_id, session_id, client_id, tenant, message,"
+                    " request_type, options, allow_text, metadata, timeout_seconds, on_timeout,"
+                    " callback_url, idempotency_key, status, created_at, expires_at, version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (
+                        created.request_id,
+                        created.session_id,
+                        created.client_id,
+                        record.meta.tenant,
+                        created.message,
+                        created.request_type,
+                        msgspec.json.encode(created.options).decode(),
+                        created.allow_text,
+                        msgspec.json.encode(created.metadata).decode(),
+                        created.timeout_seconds,
+                        created.on_timeout,
+                        created.callback_url,
+                        created.idempotency_key,
+                        created.created_at,
+                        created.expires_at,
+                        version,
+                    ),
+                )
+            ]
+        case RequestDelivered(
+            request_id=rid, channel=channel, external_message_id=ext, delivered_at=at
+        ):
+            return [
+                (
+                    "UPDATE requests SET status = 'delivered', delivered_at = ?, channel = ?,"
+                    f" external_message_id = ?, version = ? WHERE request_id = ? AND {_OPEN}",
+                    (at, channel, ext, version, rid),
+                )
+            ]
+        case ResponseReceived() as answer:
+            return [
+                (
+                    "UPDATE requests SET status = 'answered', approved = ?, response_option = ?,"
+                    " response_text = ?, responder = ?, channel = ?, decided_at = ?, version = ?"
+                    f" WHERE request_id = ? AND {_OPEN}",
+                    (
+                        answer.approved,
+                        answer.option,
+                        answer.text,
+                        answer.responder,
+                        answer.channel,
+                        answer.responded_at,
+                        version,
+                        answer.request_id,
+                    ),
+                )
+            ]
+        case RequestCancelled(request_id=rid, cancelled_at=at):
+            return [
+                (
+                    "UPDATE requests SET status = 'cancelled', decided_at = ?, version = ?"
+                    f" WHERE request_id = ? AND {_OPEN}",
+                    (at, version, rid),
+                )
+            ]
+        case RequestExpired(request_id=rid, approved=approved, expired_at=at):
+            return [
+                (
+                    "UPDATE requests SET status = 'expired', approved = ?, decided_at = ?,"
+                    f" version = ? WHERE request_id = ? AND {_OPEN}",
+                    (approved, at, version, rid),
+                )
+            ]
+        case _:
+            # Reminders and webhook outcomes change no column, but the row's
+            # version still tracks the stream so readers can pass it back.
+            return (
+                [
+                    (
+                        "UPDATE requests SET version = ? WHERE request_id = ?",
+                        (version, record.stream.removeprefix("request-")),
+                    )
+                ]
+                if record.stream.startswith("request-")
+                else []
+            )

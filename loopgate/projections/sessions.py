@@ -1,0 +1,35 @@
+"""The ``sessions`` table: one row per agent session, its operator and whether it is active."""
+
+from __future__ import annotations
+
+from loopgate.events import SessionDeactivated, SessionRegistered
+from loopgate.projections import Statement
+from loopgate.store.codec import RecordedEvent
+
+TABLE = "sessions"
+
+
+def apply(record: RecordedEvent) -> list[Statement]:
+    match record.event:
+        case SessionRegistered(session_id=sid, client_id=client, telegram_id=tg, registered_at=at):
+            return [
+                (
+                    "INSERT INTO sessions (session_id, client_id, telegram_id, tenant, active,"
+                    " registered_at, deactivated_at, version) VALUES (?, ?, ?, ?, TRUE, ?, NULL, ?)"
+                    " ON CONFLICT (session_id) DO UPDATE SET client_id = excluded.client_id,"
+                    " telegram_id = excluded.telegram_id, active = TRUE,"
+                    " registered_at = excluded.registered_at, deactivated_at = NULL,"
+                    " version = excluded.version",
+                    (sid, client, tg, record.meta.tenant, at, record.version),
+                )
+            ]
+        case SessionDeactivated(session_id=sid, deactivated_at=at):
+            return [
+                (
+                    "UPDATE sessions SET active = FALSE, deactivated_at = ?, version = ?"
+                    " WHERE session_id = ?",
+                    (at, record.version, sid),
+                )
+            ]
+        case _:
+            return []

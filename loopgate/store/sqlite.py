@@ -1,0 +1,312 @@
+"""The embedded store: SQLite through aiosqlite, in WAL mode, one writer.
+
+One connection writes (``BEGIN IMMEDIATE`` takes SQLite's write lock, so even
+another process appending to the same file cannot interleave positions); a
+second one reads, which WAL lets run alongside the writer. Committed positions
+wake this process's subscribers directly. Appends by *another* process or
+store instance on the same file are noticed by a cheap ``PRAGMA data_version``
+check every quarter second: SQLite has no NOTIFY, and that pragma reads only
+the shared WAL index, never the events table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from loopgate.errors import StoreUnavailable
+from loopgate.events import Event, Meta
+from loopgate.projections import PROJECTIONS, statements_for
+from loopgate.store.base import (
+    BatchPlan,
+    GroupCommitter,
+    HeadWatch,
+    PendingAppend,
+    follow,
+    plan_batch,
+    recorded,
+)
+from loopgate.store.codec import RecordedEvent, Row, decode_row
+from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
+
+EXTERNAL_CHECK_SECONDS = 0.25
+_COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash, hash"
+
+
+def _adapt(value: Any) -> Any:
+    # Timestamps are stored as ISO-8601 UTC text, which sorts chronologically.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _row(values: sqlite3.Row | tuple[Any, ...]) -> Row:
+    position, stream, version, type_, data, meta, recorded_at, prev_hash, digest = values
+    return Row(
+        position=position,
+        stream=stream,
+        version=version,
+        type=type_,
+        data=data,
+        meta=meta,
+        recorded_at=datetime.fromisoformat(recorded_at),
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+
+
+class SqliteStore:
+    """The ``EventStore`` on a SQLite file (or ``:memory:``)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        # An in-memory database exists once per connection, so there reads and
+        # writes share one connection and the lock keeps reads out of open writes.
+        self._shared_lock = asyncio.Lock() if path == ":memory:" else None
+        self._watch = HeadWatch()
+        self._committer = GroupCommitter(self._write_batch)
+        self._external_check: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, path: str, *, migrate: bool = True) -> SqliteStore:
+        store = cls(path)
+        await store._connect()
+        if migrate:
+            await store.migrate()
+        await store._start()
+        return store
+
+    async def _connect(self) -> None:
+        try:
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await self._writer.execute("PRAGMA synchronous = FULL")
+            await self._writer.execute("PRAGMA busy_timeout = 10000")
+            if self._shared_lock is None:
+                self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+                await self._reader.execute("PRAGMA busy_timeout = 10000")
+            else:
+                self._reader = self._writer
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+
+    async def _start(self) -> None:
+        if await self._has_events_table():
+            self._watch.advance(await self.head())
+        if self._shared_lock is None:
+            self._external_check = asyncio.create_task(self._watch_other_writers())
+
+    async def _has_events_table(self) -> bool:
+        rows = await self._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'")
+        return bool(rows)
+
+    # --- migrations -----------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied (empty when up to date)."""
+        writer = self._conn(self._writer)
+        await writer.execute(SCHEMA_MIGRATIONS)
+        applied = []
+        for migration in migrations_for("sqlite"):
+            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await writer.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+                )
+                if await cursor.fetchone() is None:
+                    for statement in _split_sql(migration.sql):
+                        await writer.execute(statement)
+                    await writer.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at)"
+                        " VALUES (?, ?, ?)",
+                        (migration.version, migration.name, _adapt(datetime.now(UTC))),
+                    )
+                    applied.append(f"{migration.version:03d}_{migration.name}")
+                await writer.execute("COMMIT")
+            except BaseException:
+                await writer.execute("ROLLBACK")
+                raise
+        return applied
+
+    # --- appending ------------------------------------------------------------
+
+    async def append(
+        self, stream: str, expected_version: int | None, events: Sequence[Event], meta: Meta
+    ) -> list[RecordedEvent]:
+        if not events:
+            return []
+        return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
+
+    async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
+        writer = self._conn(self._writer)
+        async with self._shared_lock or contextlib.nullcontext():
+            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                plan = await self._plan(writer, items)
+                await writer.executemany(
+                    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.position, r.stream, r.version, r.type, r.data, r.meta,
+                         _adapt(r.recorded_at), r.prev_hash, r.hash)
+                        for r in plan.rows
+                    ],
+                )  # fmt: skip
+                for item, outcome in plan.outcomes:
+                    if isinstance(outcome, list):
+                        for record in recorded(item, outcome):
+                            await self._apply_projections(writer, record)
+                await writer.execute("COMMIT")
+            except BaseException:
+                await writer.execute("ROLLBACK")
+                raise
+        if plan.rows:
+            self._watch.advance(plan.rows[-1].position)
+        return plan
+
+    async def _plan(self, writer: aiosqlite.Connection, items: list[PendingAppend]) -> BatchPlan:
+        cursor = await writer.execute(
+            "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+        )
+        head = await cursor.fetchone()
+        streams = sorted({item.stream for item in items})
+        marks = ", ".join("?" for _ in streams)
+        cursor = await writer.execute(
+            f"SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream",
+            streams,
+        )
+        versions = {stream: version for stream, version in await cursor.fetchall()}
+        return plan_batch(
+            items,
+            head_position=head[0] if head else 0,
+            head_hash=head[1] if head else None,
+            stream_versions=versions,
+        )
+
+    async def _apply_projections(self, conn: aiosqlite.Connection, record: RecordedEvent) -> None:
+        for sql, params in statements_for(record):
+            await conn.execute(sql, tuple(_adapt(p) for p in params))
+
+    # --- reading --------------------------------------------------------------
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        reader = self._conn(self._reader)
+        try:
+            async with self._shared_lock or contextlib.nullcontext():
+                cursor = await reader.execute(sql, params)
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    async def read_rows(self, after: int = 0, limit: int = 1000) -> list[Row]:
+        """Raw rows, undecoded: what audit verification hashes."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [_row(r) for r in rows]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return [decode_row(row) for row in await self.read_rows(after, limit)]
+
+    async def read_stream(self, stream: str) -> list[RecordedEvent]:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,)
+        )
+        return [decode_row(_row(r)) for r in rows]
+
+    def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
+        return follow(self.read_all, self._watch, after)
+
+    async def head(self) -> int:
+        rows = await self._fetch("SELECT COALESCE(MAX(position), 0) FROM events")
+        return int(rows[0][0])
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
+        reader = self._conn(self._reader)
+        async with self._shared_lock or contextlib.nullcontext():
+            cursor = await reader.execute(sql, tuple(_adapt(p) for p in params))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def _watch_other_writers(self) -> None:
+        last_seen = None
+        while True:
+            await asyncio.sleep(EXTERNAL_CHECK_SECONDS)
+            with contextlib.suppress(StoreUnavailable):
+                (data_version,) = (await self._fetch("PRAGMA data_version"))[0]
+                if data_version != last_seen:
+                    last_seen = data_version
+                    self._watch.advance(await self.head())
+
+    # --- projections ----------------------------------------------------------
+
+    async def rebuild_projections(self) -> int:
+        writer = self._conn(self._writer)
+        replayed = 0
+        async with self._shared_lock or contextlib.nullcontext():
+            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                for projection in PROJECTIONS:
+                    await writer.execute(f"DELETE FROM {projection.TABLE}")
+                position = 0
+                while True:
+                    cursor = await writer.execute(
+                        f"SELECT {_COLUMNS} FROM events WHERE position > ?"
+                        " ORDER BY position LIMIT 1000",
+                        (position,),
+                    )
+                    batch = [decode_row(_row(r)) for r in await cursor.fetchall()]
+                    if not batch:
+                        break
+                    for record in batch:
+                        await self._apply_projections(writer, record)
+                    position, replayed = batch[-1].position, replayed + len(batch)
+                await writer.execute("COMMIT")
+            except BaseException:
+                await writer.execute("ROLLBACK")
+                raise
+        return replayed
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def _conn(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if conn is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        return conn
+
+    async def close(self) -> None:
+        await self._committer.close()
+        if self._external_check is not None:
+            self._external_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._external_check
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            await conn.close()
+        self._reader = self._writer = None
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if sqlite3.complete_statement("\n".join(current)):
+            statements.append("\n".join(current).strip())
+            current = []
+    return [s for s in statements if s.strip(" ;\n")]
