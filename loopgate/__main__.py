@@ -1,0 +1,7 @@
+"""``python -m loopgate`` is the ``loopgate`` command."""
+
+import sys
+
+from loopgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""The ``loopgate`` command: serve, migrate, projections rebuild.
+
+Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
+2 bad usage or bad configuration (the message names the setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from loopgate import __version__
+from loopgate.config import Config, ConfigError, load_config
+from loopgate.errors import LoopgateError
+from loopgate.log import configure_logging
+
+log = structlog.get_logger("loopgate")
+
+EPILOG = """\
+Configuration is read from --config (or ./loopgate.toml), then environment
+variables LOOPGATE_<SECTION>__<KEY> (e.g. LOOPGATE_SERVER__PORT=9000), then the
+flags below. See config.example.toml for every setting.
+"""
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="TOML config file (default: ./loopgate.toml if present)",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="event store URL, e.g. sqlite:///./loopgate.db or postgresql://user@host/db",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopgate",
+        description="Loopgate: put a human in the loop of AI agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"loopgate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Run the server: HITL API, health checks and (later) console, MCP, Telegram.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_options(serve)
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", help="TCP port (default 8080)")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply pending migrations at start (run `loopgate migrate` yourself)",
+    )
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Create or upgrade the schema. Safe to run again: a no-op when up to date.",
+    )
+    _config_options(migrate)
+
+    projections = commands.add_parser(
+        "projections", help="manage the query tables derived from the event log"
+    )
+    projection_commands = projections.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="empty the query tables and replay the whole log into them",
+        description="Empty the query tables (sessions, requests) and replay the event log into "
+        "them, in one transaction: readers see the old tables until it commits.",
+    )
+    _config_options(rebuild)
+    return parser
+
+
+def _load(args: argparse.Namespace, **extra: Any) -> Config:
+    overrides = {"database.url": args.db, **extra}
+    return load_config(args.config, overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            config = _load(
+                args,
+                **{
+                    "server.host": args.host,
+                    "server.port": args.port,
+                    "database.migrate_on_start": False if args.no_migrate else None,
+                },
+            )
+        else:
+            config = _load(args)
+    except ConfigError as exc:
+        print(f"loopgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    try:
+        match args.command:
+            case "serve":
+                asyncio.run(serve(config))
+            case "migrate":
+                asyncio.run(migrate(config))
+            case "projections":
+                asyncio.run(rebuild_projections(config))
+    except (LoopgateError, OSError) as exc:
+        log.error("failed", command=args.command, error=str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def migrate(config: Config) -> None:
+    from loopgate.store import open_store
+
+    store = await open_store(config.database.url, migrate=False)
+    try:
+        applied = await store.migrate()
+    finally:
+        await store.close()
+    if applied:
+        log.info("migrations applied", applied=applied)
+    else:
+        log.info("schema up to date, nothing to apply")
+
+
+async def rebuild_projections(config: Config) -> None:
+    from loopgate.store import open_store
+
+    store = await open_store(config.database.url)
+    try:
+        replayed = await store.rebuild_projections()
+    finally:
+        await store.close()
+    log.info("projections rebuilt", events_replayed=replayed)
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
+    from loopgate.web.app import create_app
+
+    runner = web.AppRunner(
+        create_app(config),
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout_seconds,
+        handle_signals=False,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port)
+        await site.start()
+        log.info(
+            "loopgate listening",
+            version=__version__,
+            url=f"http://{config.server.host}:{config.server.port}",
+            store=config.database.url.split("://", 1)[0],
+        )
+        await stop.wait()
+        log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")

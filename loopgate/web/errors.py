@@ -1,0 +1,75 @@
+"""One error shape for every 4xx/5xx: ``{"error": {"code", "message"}}``.
+
+``error_middleware`` renders Loopgate's own errors (which carry their status
+and code), aiohttp's HTTP exceptions (unknown routes, wrong methods, bodies
+over the limit) and anything unexpected (a 500 that never leaks internals).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from loopgate.errors import LoopgateError
+
+log = structlog.get_logger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    if status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.path}"
+    elif status == 413:
+        message = f"request body too large: the limit is {request.client_max_size} bytes"
+    else:
+        message = exc.text if exc.text and exc.text != f"{status}: {exc.reason}" else exc.reason
+    response = error_response(status, _CODES.get(status, _code_for(status)), message)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if header in exc.headers:
+            response.headers[header] = exc.headers[header]
+    return response
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LoopgateError as exc:
+        if exc.status >= 500:
+            log.error("request failed", code=exc.code, error=exc.message)
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except Exception:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error; see the server log")
