@@ -184,4 +184,6 @@ async def serve(config: Config) -> None:
         log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)
     finally:
         await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     log.info("stopped")
