@@ -70,8 +70,12 @@ class ConcurrencyError(Conflict):
 
     code = "concurrency_conflict"
 
-    def __init__(self, stream: str, expected: int | None, actual: int) -> None:
-        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+    def __init__(self, stream: str, expected: int | None, actual: int | None) -> None:
+        if actual is None:  # a unique key of a query table was taken concurrently
+            message = f"stream {stream!r} conflicts with a concurrent append"
+        else:
+            message = f"stream {stream!r} is at version {actual}, expected {expected}"
+        super().__init__(message)
         self.stream, self.expected, self.actual = stream, expected, actual
 
 

@@ -4,7 +4,8 @@ The hash of a row covers everything a reader relies on (position, stream,
 version, type, data, meta, recorded_at) plus the previous row's hash, so
 editing, inserting or deleting any stored event breaks the chain from there on.
 The canonical form is JSON with sorted keys and integral floats written as
-integers, because Postgres JSONB normalises ``1e3`` to ``1000``: the hash must
+integers (by their decimal digits), because Postgres JSONB normalises ``1e3``
+to ``1000`` and ``1e23`` to ``100000000000000000000000``: the hash must
 come out the same whether it is computed before the insert or from what the
 database hands back.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -67,7 +69,9 @@ def encode_meta(meta: Meta) -> str:
 
 def _normalised(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        # JSONB keeps the decimal that was written, so 1e23 comes back as
+        # 100000000000000000000000, not as the float's binary value int(1e23).
+        return int(Decimal(repr(value)))
     if isinstance(value, dict):
         return {k: _normalised(v) for k, v in value.items()}
     if isinstance(value, list):

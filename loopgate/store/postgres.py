@@ -47,6 +47,7 @@ CHANNEL = "loopgate_events"
 APPEND_LOCK = 0x6C6F6F7067617465  # "loopgate": serialises appends across processes
 MIGRATE_LOCK = APPEND_LOCK + 1
 LISTEN_KEEPALIVE_SECONDS = 15.0
+LISTENER_NAME = "loopgate-listen"  # application_name, so operators can tell it apart
 _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash, hash"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
@@ -168,8 +169,9 @@ class PostgresStore:
                         "SELECT pg_notify($1, $2)", CHANNEL, str(plan.rows[-1].position)
                     )
         except asyncpg.UniqueViolationError as exc:
-            # Only a writer bypassing the advisory lock can get here.
-            raise ConcurrencyError(items[0].stream, items[0].expected_version, -1) from exc
+            # A unique key of a query table (one request id claimed by two
+            # streams, a racing idempotency key), or a writer bypassing the lock.
+            raise ConcurrencyError(items[0].stream, items[0].expected_version, None) from exc
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(f"Postgres append failed: {exc}") from exc
         if plan.rows:
@@ -223,7 +225,9 @@ class PostgresStore:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.dsn)
+                conn = await asyncpg.connect(
+                    self.dsn, server_settings={"application_name": LISTENER_NAME}
+                )
                 dropped = asyncio.Event()
                 conn.add_termination_listener(lambda _c, dropped=dropped: dropped.set())
                 await conn.add_listener(

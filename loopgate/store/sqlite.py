@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from loopgate.errors import StoreUnavailable
+from loopgate.errors import ConcurrencyError, StoreUnavailable
 from loopgate.events import Event, Meta
 from loopgate.projections import PROJECTIONS, statements_for
 from loopgate.store.base import (
@@ -73,6 +73,9 @@ class SqliteStore:
         # An in-memory database exists once per connection, so there reads and
         # writes share one connection and the lock keeps reads out of open writes.
         self._shared_lock = asyncio.Lock() if path == ":memory:" else None
+        # One transaction at a time on the writer: a rebuild and a group commit
+        # must not interleave their statements on the one connection.
+        self._write_lock = self._shared_lock or asyncio.Lock()
         self._watch = HeadWatch()
         self._committer = GroupCommitter(self._write_batch)
         self._external_check: asyncio.Task[None] | None = None
@@ -149,7 +152,7 @@ class SqliteStore:
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
         writer = self._conn(self._writer)
-        async with self._shared_lock or contextlib.nullcontext():
+        async with self._write_lock:
             await writer.execute("BEGIN IMMEDIATE")
             try:
                 plan = await self._plan(writer, items)
@@ -166,6 +169,11 @@ class SqliteStore:
                         for record in recorded(item, outcome):
                             await self._apply_projections(writer, record)
                 await writer.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await writer.execute("ROLLBACK")
+                # A unique key of a projection (two streams claiming one request id or
+                # idempotency key); Postgres reports it as a ConcurrencyError too.
+                raise ConcurrencyError(items[0].stream, items[0].expected_version, None) from exc
             except BaseException:
                 await writer.execute("ROLLBACK")
                 raise
@@ -257,7 +265,7 @@ class SqliteStore:
     async def rebuild_projections(self) -> int:
         writer = self._conn(self._writer)
         replayed = 0
-        async with self._shared_lock or contextlib.nullcontext():
+        async with self._write_lock:
             await writer.execute("BEGIN IMMEDIATE")
             try:
                 for projection in PROJECTIONS:

@@ -1,0 +1,110 @@
+"""Schema migrations: numbered files per backend, applied once, tracked in schema_migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from loopgate.store import PostgresStore, SqliteStore, migrations, open_store
+from loopgate.store.migrations import migrations_for
+
+Store = SqliteStore | PostgresStore
+
+MIGRATIONS_DIR = Path(migrations.__file__).parents[1] / "migrations"
+
+
+def names(backend: Any) -> list[str]:
+    return [f"{m.version:03d}_{m.name}" for m in migrations_for(backend)]
+
+
+@pytest.fixture
+async def empty_url(store_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL for a database of the same backend that has never been migrated."""
+    if store_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    name = f"loopgate_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(store_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield urlunsplit(urlsplit(store_url)._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_lists_migration_files_in_version_order() -> None:
+    for backend in ("sqlite", "postgres"):
+        found = migrations_for(backend)
+        files = sorted(p.name for p in (MIGRATIONS_DIR / backend).glob("*.sql"))
+        assert [f"{n}.sql" for n in names(backend)] == files
+        assert [m.version for m in found] == list(range(1, len(found) + 1))
+        assert all(m.sql.strip() for m in found)
+
+
+async def test_gives_both_backends_the_same_numbered_migrations() -> None:
+    assert names("sqlite") == names("postgres")
+
+
+@pytest.mark.parametrize(
+    ("files", "complaint"),
+    [
+        (["001_events.sql", "2_oops.sql"], "not named NNN_name.sql"),
+        (["001_events.sql", "001_again.sql"], "duplicate migration numbers"),
+    ],
+)
+def test_refuses_misnamed_or_duplicate_migration_files(
+    files: list[str], complaint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sqlite").mkdir()
+    for file in files:
+        (tmp_path / "sqlite" / file).write_text("SELECT 1;\n", encoding="utf-8")
+    monkeypatch.setattr(migrations.resources, "files", lambda _package: tmp_path)
+
+    with pytest.raises(ValueError, match=complaint):
+        migrations_for("sqlite")
+
+
+async def test_applies_every_migration_to_an_empty_database(empty_url: str) -> None:
+    store = await open_store(empty_url, migrate=False)
+    try:
+        applied = await store.migrate()
+        assert applied == names(store.backend)
+        assert await store.head() == 0
+    finally:
+        await store.close()
+
+
+async def test_applies_migrations_once_when_two_servers_start_together(empty_url: str) -> None:
+    stores = [await open_store(empty_url, migrate=False) for _ in range(2)]
+    try:
+        first, second = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(first + second) == names(stores[0].backend)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_migrating_a_migrated_database_is_a_no_op(store: Store) -> None:
+    assert await store.migrate() == []
+    assert await store.migrate() == []
+
+
+async def test_records_one_row_per_migration_file(store: Store) -> None:
+    await store.migrate()
+
+    rows = await store.fetch(
+        "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+    )
+
+    assert [(r["version"], r["name"]) for r in rows] == [
+        (m.version, m.name) for m in migrations_for(store.backend)
+    ]
+    assert all(r["applied_at"] for r in rows)
