@@ -157,3 +157,17 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert process.returncode == 0, output
         assert "shutting down" in output
         assert "stopped" in output
+
+
+def test_log_lines_carry_the_request_id(tmp_path: Path) -> None:
+    with running_server(cwd=tmp_path) as (base, process):
+        request = urllib.request.Request(f"{base}/health", headers={"X-Request-ID": "trace-77"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["X-Request-ID"] == "trace-77"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    lines = [msgspec.json.decode(line) for line in output.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("path") == "/health"]
+    assert access
+    assert access[0]["request_id"] == "trace-77"
+    assert access[0]["status"] == 200
