@@ -36,6 +36,17 @@ def _all() -> Sequence[Projection]:
 PROJECTIONS: Sequence[Projection] = _all()
 
 
+def grouped(statements: list[Statement]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Runs of the same SQL, in order, so a backend can send each run as one ``executemany``."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for sql, params in statements:
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(params)
+        else:
+            runs.append((sql, [params]))
+    return runs
+
+
 def statements_for(record: RecordedEvent) -> list[Statement]:
     """Every projection's SQL for one event, in projection order."""
     return [stmt for projection in PROJECTIONS for stmt in projection.apply(record)]

@@ -24,11 +24,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
 from loopgate.events import Event, Meta
-from loopgate.projections import PROJECTIONS, Statement, statements_for
+from loopgate.projections import PROJECTIONS, Statement, grouped, statements_for
 from loopgate.store.base import (
     BatchPlan,
     GroupCommitter,
@@ -60,6 +61,33 @@ def numbered(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a de
     return _cache[sql]
 
 
+# The head and each stream's version in one round trip. One index probe per
+# stream: "stream = ANY($1) GROUP BY stream" gets a cached generic plan that
+# scans the whole table once it has run a few times on a young, un-ANALYZEd log.
+READ_HEAD_AND_VERSIONS = (
+    "SELECT head.position, head.hash, versions.versions"
+    " FROM (SELECT jsonb_object_agg(s.stream, e.version)::text AS versions"
+    "       FROM unnest($1::text[]) AS s(stream)"
+    "       CROSS JOIN LATERAL (SELECT version FROM events WHERE events.stream = s.stream"
+    "                           ORDER BY version DESC LIMIT 1) AS e) AS versions"
+    " LEFT JOIN LATERAL (SELECT position, hash FROM events"
+    "                    ORDER BY position DESC LIMIT 1) AS head ON TRUE"
+)
+
+# The whole batch in one statement (one array per column), plus its NOTIFY.
+INSERT_ROWS_AND_NOTIFY = (
+    f"WITH inserted AS (INSERT INTO events ({_COLUMNS})"
+    " SELECT p, s, v, t, d::jsonb, m::jsonb, r, ph, h"
+    " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],"
+    " $7::timestamptz[], $8::text[], $9::text[]) AS x(p, s, v, t, d, m, r, ph, h))"
+    f" SELECT pg_notify('{CHANNEL}', $10)"
+)
+
+
+def _columns_of(rows: list[Row]) -> list[list[Any]]:
+    return [[getattr(row, name) for row in rows] for name in Row.__struct_fields__]
+
+
 def _row(record: asyncpg.Record) -> Row:
     return Row(**dict(record.items()))
 
@@ -75,6 +103,10 @@ class PostgresStore:
         self._watch = HeadWatch()
         self._committer = GroupCommitter(self._write_batch)
         self._listener: asyncio.Task[None] | None = None
+        # The group committer's own connection, kept between batches: batches
+        # run one at a time, and skipping the pool's acquire/reset saves a
+        # round trip per transaction.
+        self._writer: asyncpg.Connection | None = None
 
     @classmethod
     async def open(
@@ -130,33 +162,29 @@ class PostgresStore:
         return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
+        if self._writer is None:
+            self._writer = await self._pool.acquire()
+        conn = self._writer
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-                head = await conn.fetchrow(
-                    "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-                )
-                versions = await conn.fetch(
-                    "SELECT stream, MAX(version) AS version FROM events"
-                    " WHERE stream = ANY($1::text[]) GROUP BY stream",
-                    sorted({item.stream for item in items}),
+                # Read only now, under the lock: the head and versions are final.
+                state = await conn.fetchrow(
+                    READ_HEAD_AND_VERSIONS, sorted({item.stream for item in items})
                 )
                 plan = plan_batch(
                     items,
-                    head_position=head["position"] if head else 0,
-                    head_hash=head["hash"] if head else None,
-                    stream_versions={r["stream"]: r["version"] for r in versions},
+                    head_position=state["position"] or 0,
+                    head_hash=state["hash"],
+                    stream_versions=msgspec.json.decode(state["versions"] or "{}"),
                 )
                 if plan.rows:
-                    await conn.executemany(
-                        f"INSERT INTO events ({_COLUMNS})"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        [
-                            (r.position, r.stream, r.version, r.type, r.data, r.meta,
-                             r.recorded_at, r.prev_hash, r.hash)
-                            for r in plan.rows
-                        ],
-                    )  # fmt: skip
+                    # NOTIFY is delivered at commit, so it can go with the insert.
+                    await conn.execute(
+                        INSERT_ROWS_AND_NOTIFY,
+                        *_columns_of(plan.rows),
+                        str(plan.rows[-1].position),
+                    )
                     statements = [
                         stmt
                         for item, outcome in plan.outcomes
@@ -165,14 +193,13 @@ class PostgresStore:
                         for stmt in statements_for(record)
                     ]
                     await _execute_grouped(conn, statements)
-                    await conn.execute(
-                        "SELECT pg_notify($1, $2)", CHANNEL, str(plan.rows[-1].position)
-                    )
         except asyncpg.UniqueViolationError as exc:
             # A unique key of a query table (one request id claimed by two
             # streams, a racing idempotency key), or a writer bypassing the lock.
             raise ConcurrencyError(items[0].stream, items[0].expected_version, None) from exc
         except _CONNECTION_ERRORS as exc:
+            self._writer = None
+            await self._pool.release(conn)  # a broken connection is replaced by the pool
             raise StoreUnavailable(f"Postgres append failed: {exc}") from exc
         if plan.rows:
             self._watch.advance(plan.rows[-1].position)
@@ -286,18 +313,16 @@ class PostgresStore:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        if self._writer is not None:
+            await self._pool.release(self._writer)
+            self._writer = None
         await self._pool.close()
 
 
 async def _execute_grouped(conn: asyncpg.Connection, statements: list[Statement]) -> None:
     """Run statements in order, sending runs of the same SQL as one ``executemany``."""
-    run: list[tuple[Any, ...]] = []
-    for index, (sql, params) in enumerate(statements):
-        run.append(params)
-        next_sql = statements[index + 1][0] if index + 1 < len(statements) else None
-        if next_sql != sql:
-            if len(run) == 1:
-                await conn.execute(numbered(sql), *run[0])
-            else:
-                await conn.executemany(numbered(sql), run)
-            run = []
+    for sql, runs in grouped(statements):
+        if len(runs) == 1:
+            await conn.execute(numbered(sql), *runs[0])
+        else:
+            await conn.executemany(numbered(sql), runs)

@@ -22,7 +22,7 @@ import aiosqlite
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
 from loopgate.events import Event, Meta
-from loopgate.projections import PROJECTIONS, statements_for
+from loopgate.projections import PROJECTIONS, grouped, statements_for
 from loopgate.store.base import (
     BatchPlan,
     GroupCommitter,
@@ -164,10 +164,15 @@ class SqliteStore:
                         for r in plan.rows
                     ],
                 )  # fmt: skip
-                for item, outcome in plan.outcomes:
-                    if isinstance(outcome, list):
-                        for record in recorded(item, outcome):
-                            await self._apply_projections(writer, record)
+                await self._apply_projections(
+                    writer,
+                    [
+                        record
+                        for item, outcome in plan.outcomes
+                        if isinstance(outcome, list)
+                        for record in recorded(item, outcome)
+                    ],
+                )
                 await writer.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 await writer.execute("ROLLBACK")
@@ -200,9 +205,14 @@ class SqliteStore:
             stream_versions=versions,
         )
 
-    async def _apply_projections(self, conn: aiosqlite.Connection, record: RecordedEvent) -> None:
-        for sql, params in statements_for(record):
-            await conn.execute(sql, tuple(_adapt(p) for p in params))
+    async def _apply_projections(
+        self, conn: aiosqlite.Connection, records: list[RecordedEvent]
+    ) -> None:
+        # Runs of the same statement go as one executemany: one hop to
+        # aiosqlite's thread instead of one per event.
+        statements = [stmt for record in records for stmt in statements_for(record)]
+        for sql, runs in grouped(statements):
+            await conn.executemany(sql, [tuple(_adapt(p) for p in params) for params in runs])
 
     # --- reading --------------------------------------------------------------
 
@@ -280,8 +290,7 @@ class SqliteStore:
                     batch = [decode_row(_row(r)) for r in await cursor.fetchall()]
                     if not batch:
                         break
-                    for record in batch:
-                        await self._apply_projections(writer, record)
+                    await self._apply_projections(writer, batch)
                     position, replayed = batch[-1].position, replayed + len(batch)
                 await writer.execute("COMMIT")
             except BaseException:

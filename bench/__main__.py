@@ -1,0 +1,30 @@
+"""Entry point: ``python -m bench <subcommand> [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bench import append
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each benchmark module adds its own subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks for Loopgate. Progress goes to stderr, results to stdout.",
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    append.add_subcommand(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen benchmark; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
