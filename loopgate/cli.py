@@ -13,12 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
 from loopgate import __version__
-from loopgate.config import Config, ConfigError, load_config
+from loopgate.config import Config, ConfigError, database_kind, load_config, sqlite_path
 from loopgate.errors import LoopgateError
 from loopgate.log import configure_logging
 
@@ -156,6 +157,14 @@ async def rebuild_projections(config: Config) -> None:
     log.info("projections rebuilt", events_replayed=replayed)
 
 
+def _where(url: str) -> str:
+    """The database's location for the log, without credentials."""
+    if database_kind(url) == "sqlite":
+        return sqlite_path(url)
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
     from loopgate.web.app import create_app
@@ -178,7 +187,8 @@ async def serve(config: Config) -> None:
             "loopgate listening",
             version=__version__,
             url=f"http://{config.server.host}:{config.server.port}",
-            store=config.database.url.split("://", 1)[0],
+            store=database_kind(config.database.url),
+            database=_where(config.database.url),
         )
         await stop.wait()
         log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)

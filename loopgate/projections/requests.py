@@ -10,11 +10,14 @@ from __future__ import annotations
 import msgspec
 
 from loopgate.events import (
+    ReminderSent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
     RequestExpired,
     ResponseReceived,
+    WebhookDelivered,
+    WebhookFailed,
 )
 from loopgate.projections import Statement
 from loopgate.store.codec import RecordedEvent
@@ -98,16 +101,13 @@ def apply(record: RecordedEvent) -> list[Statement]:
                     (approved, at, version, rid),
                 )
             ]
+        case (
+            ReminderSent(request_id=rid)
+            | WebhookDelivered(request_id=rid)
+            | WebhookFailed(request_id=rid)
+        ):
+            # These change no column, but the row's version still tracks the
+            # stream so a reader can pass it back as the expected version.
+            return [("UPDATE requests SET version = ? WHERE request_id = ?", (version, rid))]
         case _:
-            # Reminders and webhook outcomes change no column, but the row's
-            # version still tracks the stream so readers can pass it back.
-            return (
-                [
-                    (
-                        "UPDATE requests SET version = ? WHERE request_id = ?",
-                        (version, record.stream.removeprefix("request-")),
-                    )
-                ]
-                if record.stream.startswith("request-")
-                else []
-            )
+            return []

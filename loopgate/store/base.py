@@ -26,15 +26,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import msgspec
+
 from loopgate.errors import ConcurrencyError, LoopgateError
 from loopgate.events import Event, Meta, event_type
 from loopgate.store.codec import (
     GENESIS_HASH,
     RecordedEvent,
     Row,
-    chain_hash,
+    decode_row,
     encode_event,
     encode_meta,
+    row_hash,
 )
 
 MAX_BATCH = 512
@@ -152,31 +155,19 @@ def plan_batch(
         rows: list[Row] = []
         for event in item.events:
             position, current = position + 1, current + 1
-            data, type_ = encode_event(event), event_type(event)
-            digest = chain_hash(
-                prev_hash,
+            unhashed = Row(
                 position=position,
                 stream=item.stream,
                 version=current,
-                type=type_,
-                data=data,
+                type=event_type(event),
+                data=encode_event(event),
                 meta=meta,
                 recorded_at=recorded_at,
+                prev_hash=prev_hash,
+                hash="",
             )
-            rows.append(
-                Row(
-                    position=position,
-                    stream=item.stream,
-                    version=current,
-                    type=type_,
-                    data=data,
-                    meta=meta,
-                    recorded_at=recorded_at,
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
-            )
-            prev_hash = digest
+            prev_hash = row_hash(unhashed)
+            rows.append(msgspec.structs.replace(unhashed, hash=prev_hash))
         versions[item.stream] = current
         plan.rows.extend(rows)
         plan.outcomes.append((item, rows))
@@ -304,3 +295,35 @@ async def follow(
             position = record.position
         if len(records) < page:
             await watch.wait_beyond(position)
+
+
+class GroupCommitStore:
+    """What both backends share: grouped appends, decoding, following the log.
+
+    A backend provides ``_write_batch`` (one transaction under its exclusive
+    write lock) and ``read_rows``, and advances ``_watch`` whenever it learns
+    of a committed position.
+    """
+
+    def __init__(self) -> None:
+        self._watch = HeadWatch()
+        self._committer = GroupCommitter(self._write_batch)
+
+    async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
+        raise NotImplementedError
+
+    async def read_rows(self, after: int = 0, limit: int = 1000) -> list[Row]:
+        raise NotImplementedError
+
+    async def append(
+        self, stream: str, expected_version: int | None, events: Sequence[Event], meta: Meta
+    ) -> list[RecordedEvent]:
+        if not events:
+            return []
+        return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return [decode_row(row) for row in await self.read_rows(after, limit)]
+
+    def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
+        return follow(self.read_all, self._watch, after)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -28,14 +29,11 @@ import msgspec
 import structlog
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
-from loopgate.events import Event, Meta
 from loopgate.projections import PROJECTIONS, Statement, grouped, statements_for
 from loopgate.store.base import (
     BatchPlan,
-    GroupCommitter,
-    HeadWatch,
+    GroupCommitStore,
     PendingAppend,
-    follow,
     plan_batch,
     recorded,
 )
@@ -53,12 +51,11 @@ _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash,
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
-def numbered(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+@functools.cache
+def numbered(sql: str) -> str:
     """Projection SQL uses ``?``; asyncpg wants ``$1, $2, ...``."""
-    if sql not in _cache:
-        counter = iter(range(1, sql.count("?") + 1))
-        _cache[sql] = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-    return _cache[sql]
+    counter = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
 # The head and each stream's version in one round trip. One index probe per
@@ -92,16 +89,15 @@ def _row(record: asyncpg.Record) -> Row:
     return Row(**dict(record.items()))
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitStore):
     """The ``EventStore`` on a Postgres database."""
 
     backend = "postgres"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        super().__init__()
         self.dsn = dsn
         self._pool = pool
-        self._watch = HeadWatch()
-        self._committer = GroupCommitter(self._write_batch)
         self._listener: asyncio.Task[None] | None = None
         # The group committer's own connection, kept between batches: batches
         # run one at a time, and skipping the pool's acquire/reset saves a
@@ -153,13 +149,6 @@ class PostgresStore:
         return applied
 
     # --- appending ------------------------------------------------------------
-
-    async def append(
-        self, stream: str, expected_version: int | None, events: Sequence[Event], meta: Meta
-    ) -> list[RecordedEvent]:
-        if not events:
-            return []
-        return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
         if self._writer is None:
@@ -223,17 +212,11 @@ class PostgresStore:
         )
         return [_row(r) for r in rows]
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return [decode_row(row) for row in await self.read_rows(after, limit)]
-
     async def read_stream(self, stream: str) -> list[RecordedEvent]:
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM events WHERE stream = $1 ORDER BY version", stream
         )
         return [decode_row(_row(r)) for r in rows]
-
-    def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
-        return follow(self.read_all, self._watch, after)
 
     async def head(self) -> int:
         rows = await self._fetch("SELECT COALESCE(MAX(position), 0) AS head FROM events")

@@ -14,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
-from loopgate.events import Event, Meta
 from loopgate.projections import PROJECTIONS, grouped, statements_for
 from loopgate.store.base import (
     BatchPlan,
-    GroupCommitter,
-    HeadWatch,
+    GroupCommitStore,
     PendingAppend,
-    follow,
     plan_batch,
     recorded,
 )
@@ -61,12 +58,13 @@ def _row(values: sqlite3.Row | tuple[Any, ...]) -> Row:
     )
 
 
-class SqliteStore:
+class SqliteStore(GroupCommitStore):
     """The ``EventStore`` on a SQLite file (or ``:memory:``)."""
 
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -76,8 +74,6 @@ class SqliteStore:
         # One transaction at a time on the writer: a rebuild and a group commit
         # must not interleave their statements on the one connection.
         self._write_lock = self._shared_lock or asyncio.Lock()
-        self._watch = HeadWatch()
-        self._committer = GroupCommitter(self._write_batch)
         self._external_check: asyncio.Task[None] | None = None
 
     @classmethod
@@ -142,13 +138,6 @@ class SqliteStore:
         return applied
 
     # --- appending ------------------------------------------------------------
-
-    async def append(
-        self, stream: str, expected_version: int | None, events: Sequence[Event], meta: Meta
-    ) -> list[RecordedEvent]:
-        if not events:
-            return []
-        return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
         writer = self._conn(self._writer)
@@ -233,17 +222,11 @@ class SqliteStore:
         )
         return [_row(r) for r in rows]
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return [decode_row(row) for row in await self.read_rows(after, limit)]
-
     async def read_stream(self, stream: str) -> list[RecordedEvent]:
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,)
         )
         return [decode_row(_row(r)) for r in rows]
-
-    def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
-        return follow(self.read_all, self._watch, after)
 
     async def head(self) -> int:
         rows = await self._fetch("SELECT COALESCE(MAX(position), 0) FROM events")
