@@ -14,7 +14,8 @@ One middleware (``loopgate.web.errors``) renders any of them as
     │   └── ConcurrencyError (409 concurrency_conflict)   stale expected version
     ├── PayloadTooLarge (413 payload_too_large)
     ├── DomainError (422 domain_rule)                    a decider refused a command
-    │   ├── AlreadyDecided (409 already_decided)
+    │   ├── StateConflict (409 state_conflict)           the aggregate's state forbids it
+    │   │   └── AlreadyDecided (409 already_decided)
     │   └── RequestClosed (410 request_closed)
     ├── StoreUnavailable (503 store_unavailable)
     └── CorruptEvent (500 corrupt_event)                 an undecodable stored event
@@ -89,8 +90,14 @@ class DomainError(LoopgateError):
     status, code = 422, "domain_rule"
 
 
-class AlreadyDecided(DomainError):
-    status, code = 409, "already_decided"
+class StateConflict(DomainError):
+    """The command is fine, but the aggregate is in a state that forbids it."""
+
+    status, code = 409, "state_conflict"
+
+
+class AlreadyDecided(StateConflict):
+    code = "already_decided"
 
 
 class RequestClosed(DomainError):

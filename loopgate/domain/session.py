@@ -9,12 +9,12 @@ Rules:
 * Registering a new session emits :class:`SessionRegistered`.
 * Re-registering an active session with the same ``client_id`` and
   ``telegram_id`` is a no-op, because reference agents register on every start.
-* Re-registering with a different ``client_id`` or ``telegram_id`` emits
-  :class:`SessionRegistered` again; the latest registration replaces the
-  binding as a whole, so a missing ``telegram_id`` unbinds the operator.
-* Registering a deactivated session reactivates it.
+* Re-registering an active session with a different ``client_id`` or
+  ``telegram_id`` is a :class:`StateConflict` (``session_exists``, 409): one
+  agent must not silently take over another's session and its operator.
+* Registering a deactivated session reactivates it, with the new binding.
 * Deactivating an unknown session is :class:`NotFound`, an inactive one a
-  :class:`DomainError` (``session_inactive``).
+  :class:`StateConflict` (``session_inactive``, 409).
 
 A session is never terminal: a deactivated one can always be registered again.
 """
@@ -28,7 +28,7 @@ from typing import TypeAlias, assert_never
 
 import msgspec
 
-from loopgate.errors import DomainError, NotFound
+from loopgate.errors import NotFound, StateConflict
 from loopgate.events import Event, SessionDeactivated, SessionRegistered
 
 # --- state ------------------------------------------------------------------
@@ -97,6 +97,12 @@ def _register(command: RegisterSession, state: State) -> list[Event]:
             command.telegram_id,
         ):
             return []
+        case Session(active=True):
+            raise StateConflict(
+                f"session {command.session_id!r} is registered to client {state.client_id!r}"
+                f" with another operator; deactivate it first or use another session id",
+                code="session_exists",
+            )
         case NotRegistered() | Session():
             return [
                 SessionRegistered(
@@ -115,7 +121,7 @@ def _deactivate(command: DeactivateSession, state: State) -> list[Event]:
         case NotRegistered():
             raise NotFound(f"session {command.session_id!r} not found", code="session_not_found")
         case Session(active=False):
-            raise DomainError(
+            raise StateConflict(
                 f"session {command.session_id!r} is already inactive", code="session_inactive"
             )
         case Session():
@@ -163,7 +169,7 @@ def ensure_active(state: State, session_id: str) -> Session:
         case NotRegistered():
             raise NotFound(f"session {session_id!r} not found", code="session_not_found")
         case Session(active=False):
-            raise DomainError(f"session {session_id!r} is inactive", code="session_inactive")
+            raise StateConflict(f"session {session_id!r} is inactive", code="session_inactive")
         case Session():
             return state
         case _:

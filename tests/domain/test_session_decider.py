@@ -20,7 +20,7 @@ from loopgate.domain.session import (
     initial,
     is_terminal,
 )
-from loopgate.errors import DomainError, LoopgateError, NotFound
+from loopgate.errors import LoopgateError, NotFound, StateConflict
 from loopgate.events import (
     AnyEvent,
     ApiKeyCreated,
@@ -101,11 +101,11 @@ MATRIX: list[tuple[str, str, Emits | Refuses | None]] = [
     ("unknown", "register_other", Emits(SessionRegistered, active=True)),
     ("unknown", "deactivate", Refuses(NotFound, "session_not_found")),
     ("active", "register_same", NOTHING),
-    ("active", "register_other", Emits(SessionRegistered, active=True)),
+    ("active", "register_other", Refuses(StateConflict, "session_exists")),
     ("active", "deactivate", Emits(SessionDeactivated, active=False)),
     ("inactive", "register_same", Emits(SessionRegistered, active=True)),
     ("inactive", "register_other", Emits(SessionRegistered, active=True)),
-    ("inactive", "deactivate", Refuses(DomainError, "session_inactive")),
+    ("inactive", "deactivate", Refuses(StateConflict, "session_inactive")),
 ]
 
 
@@ -157,11 +157,25 @@ def test_re_registering_an_active_session_unchanged_is_a_no_op() -> None:
     [("agent", 7), ("agent", None), ("other-agent", 42)],
     ids=["new operator", "operator dropped", "new client"],
 )
-def test_re_registering_with_another_binding_replaces_it(
+def test_refuses_to_re_register_an_active_session_with_another_binding(
     client_id: str, telegram_id: int | None
 ) -> None:
-    events = decide(register(client_id, telegram_id), given(registered()))
-    state = given(registered(), *events)
+    with pytest.raises(StateConflict) as raised:
+        decide(register(client_id, telegram_id), given(registered()))
+    assert (raised.value.code, raised.value.status) == ("session_exists", 409)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "telegram_id"),
+    [("agent", 7), ("agent", None), ("other-agent", 42)],
+    ids=["new operator", "operator dropped", "new client"],
+)
+def test_reactivating_with_another_binding_replaces_it(
+    client_id: str, telegram_id: int | None
+) -> None:
+    history = [registered(), deactivated()]
+    events = decide(register(client_id, telegram_id), given(*history))
+    state = given(*history, *events)
     assert isinstance(state, Session)
     assert (state.client_id, state.telegram_id, state.registered_at) == (client_id, telegram_id, T2)
 
@@ -195,10 +209,10 @@ def test_refuses_to_deactivate_an_unknown_session() -> None:
 
 
 def test_refuses_to_deactivate_a_session_twice() -> None:
-    with pytest.raises(DomainError) as raised:
+    with pytest.raises(StateConflict) as raised:
         decide(deactivate(), given(registered(), deactivated()))
     assert raised.value.code == "session_inactive"
-    assert raised.value.status == 422
+    assert raised.value.status == 409
 
 
 # --- ensure_active (used when creating a request) -----------------------------
@@ -216,7 +230,7 @@ def test_an_unknown_session_accepts_no_requests() -> None:
 
 
 def test_a_deactivated_session_accepts_no_requests() -> None:
-    with pytest.raises(DomainError) as raised:
+    with pytest.raises(StateConflict) as raised:
         ensure_active(given(registered(), deactivated()), "s1")
     assert raised.value.code == "session_inactive"
 

@@ -104,7 +104,8 @@ async def realistic_day(a: Store, b: Store) -> None:
     await handle(a, register("s1", "agent", 42))
     await handle(b, register("s1", "agent", 42, at(1)))  # agents re-register on start: a no-op
     await handle(b, register("s2", "bot"), BOB)
-    await handle(a, register("s2", "bot", 7, at(2)), BOB)
+    await handle(b, deactivate("s2", at(1)), BOB)
+    await handle(a, register("s2", "bot", 7, at(2)), BOB)  # rebinding needs a deactivation
     await handle(a, deactivate("s2", at(3)), BOB)
     await handle(b, register("s3", "cron", now=at(4)))
     await handle(a, deactivate("s3", at(5)))
@@ -169,7 +170,7 @@ async def test_keeps_the_sessions_table_in_step_with_the_log(open_test_store: Fa
     columns = "session_id client_id telegram_id tenant active registered_at deactivated_at version"
     assert [values(row, columns) for row in rows] == [
         ("s1", "agent", 42, "alice", True, T0, None, 1),
-        ("s2", "bot", 7, "bob", False, at(2), at(3), 3),
+        ("s2", "bot", 7, "bob", False, at(2), at(3), 4),
         ("s3", "cron", None, "alice", True, at(6), None, 3),
     ]
 
