@@ -66,6 +66,7 @@ class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RequestsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_timeout_seconds: int = 300
     max_body_bytes: int = 1048576
+    max_wait_seconds: int = 60
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -156,6 +157,12 @@ SETTINGS: tuple[Setting, ...] = (
         "requests.max_body_bytes",
         "Largest accepted HTTP request body in bytes; larger bodies are refused with 413.",
         minimum=1024,
+    ),
+    _setting(
+        "requests.max_wait_seconds",
+        "Longest long-poll a client may ask for with wait=N; larger values are capped.",
+        minimum=0,
+        maximum=3600,
     ),
 )
 

@@ -387,7 +387,9 @@ def _refuse_final(state: Final) -> NoReturn:
         case Answered():
             raise AlreadyDecided(f"request {request_id!r} was already answered")
         case Cancelled():
-            raise RequestClosed(f"request {request_id!r} was cancelled", code="request_cancelled")
+            # Cancelling is a decision (the agent's): later answers lose to it
+            # exactly as they would to a human's answer.
+            raise AlreadyDecided(f"request {request_id!r} was cancelled")
         case Expired():
             raise RequestClosed(f"request {request_id!r} has expired", code="request_expired")
         case _:

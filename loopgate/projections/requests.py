@@ -88,9 +88,9 @@ def apply(record: RecordedEvent) -> list[Statement]:
         case RequestCancelled(request_id=rid, cancelled_at=at):
             return [
                 (
-                    "UPDATE requests SET status = 'cancelled', decided_at = ?, version = ?"
-                    f" WHERE request_id = ? AND {_OPEN}",
-                    (at, version, rid),
+                    "UPDATE requests SET status = 'cancelled', responder = ?, decided_at = ?,"
+                    f" version = ? WHERE request_id = ? AND {_OPEN}",
+                    (record.meta.actor, at, version, rid),
                 )
             ]
         case RequestExpired(request_id=rid, approved=approved, expired_at=at):

@@ -19,11 +19,14 @@ from aiohttp.typedefs import Handler
 
 from loopgate.config import Config
 from loopgate.errors import PayloadTooLarge
+from loopgate.hub import Hub
+from loopgate.reactors.expirer import Expirer
+from loopgate.service import Service
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import health
+from loopgate.web import api, health, hitl
 from loopgate.web.errors import error_middleware
-from loopgate.web.keys import CONFIG, REQUEST_ID, STORE
+from loopgate.web.keys import CONFIG, EXPIRER, HUB, REQUEST_ID, SERVICE, STORE
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +78,10 @@ def create_app(config: Config, *, store: EventStore | None = None) -> web.Applic
         app[STORE] = store
     else:
         app.cleanup_ctx.append(_store_context)
+    app.cleanup_ctx.append(_runtime_context)
     app.add_routes(health.routes)
+    app.add_routes(hitl.routes)
+    app.add_routes(api.routes)
     return app
 
 
@@ -84,3 +90,17 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = await open_store(config.database.url, migrate=config.database.migrate_on_start)
     yield
     await app[STORE].close()
+
+
+async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
+    """The hub, the command handlers and the expirer, over the app's store."""
+    config, store = app[CONFIG], app[STORE]
+    hub = Hub(store)
+    await hub.start()
+    service = Service(store, hub, default_timeout_seconds=config.requests.default_timeout_seconds)
+    expirer = Expirer(service, hub)
+    await expirer.start()
+    app[HUB], app[SERVICE], app[EXPIRER] = hub, service, expirer
+    yield
+    await expirer.stop()
+    await hub.stop()

@@ -183,7 +183,7 @@ NOTHING = None
 MISSING = Refuses(NotFound, "request_not_found")
 EXISTS = Refuses(Conflict, "request_exists")
 DECIDED = Refuses(AlreadyDecided, "already_decided")
-WAS_CANCELLED = Refuses(RequestClosed, "request_cancelled")
+WAS_CANCELLED = Refuses(AlreadyDecided, "already_decided")
 WAS_EXPIRED = Refuses(RequestClosed, "request_expired")
 
 MATRIX: list[tuple[str, str, Emits | Refuses | None]] = [

@@ -184,7 +184,7 @@ async def test_keeps_the_requests_table_in_step_with_the_log(open_test_store: Fa
     columns = "request_id status approved response_option response_text responder channel"
     assert [values(row, columns + " decided_at version") for row in rows] == [
         ("r-answered", "answered", True, "Approve", None, "telegram:42", "telegram", at(61), 5),
-        ("r-cancelled", "cancelled", None, None, None, None, None, at(20), 2),
+        ("r-cancelled", "cancelled", None, None, None, "user-alice", None, at(20), 2),
         ("r-expired", "expired", True, None, None, None, "telegram", at(61), 3),
         ("r-pending", "delivered", None, None, None, None, "console", None, 2),
         ("r-text", "answered", True, None, "ship it", "user-bob", "console", at(10), 2),

@@ -1,0 +1,399 @@
+"""The command handlers: what every surface (HTTP, MCP, Telegram, console) calls.
+
+Each command reads its stream, folds it, asks the pure decider for events and
+appends them with the version it read. A stale version means someone else
+appended in between; the handler re-reads and decides again, and the decider
+then says what the second writer gets (a no-op, or ``AlreadyDecided``). That
+is how "first answer wins" holds across processes.
+
+Reads come from the projections, which the append updated in its own
+transaction, so a read right after a command sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from loopgate.domain import request as request_domain
+from loopgate.domain import session as session_domain
+from loopgate.errors import ConcurrencyError, Conflict, NotFound
+from loopgate.events import Channel, Event, Meta, OnTimeout, Option, RequestType
+from loopgate.hub import Hub
+from loopgate.store.base import EventStore
+from loopgate.store.codec import RecordedEvent
+
+APPEND_ATTEMPTS = 5
+FINAL_STATUSES = ("answered", "cancelled", "expired")
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is acting, for whom, under which HTTP request."""
+
+    id: str = "anonymous"
+    tenant: str = "local"
+    correlation_id: str | None = None
+
+    def meta(self) -> Meta:
+        return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)
+
+
+SYSTEM = Actor(id="system")
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    client_id: str
+    telegram_id: int | None
+    tenant: str
+    active: bool
+    registered_at: datetime
+    deactivated_at: datetime | None
+    version: int
+
+
+class RequestView(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the ``requests`` projection has it."""
+
+    request_id: str
+    session_id: str
+    client_id: str
+    tenant: str
+    message: str
+    request_type: RequestType
+    options: tuple[Option, ...]
+    allow_text: bool
+    metadata: dict[str, Any]
+    timeout_seconds: int
+    on_timeout: OnTimeout
+    callback_url: str | None
+    idempotency_key: str | None
+    status: Literal["pending", "delivered", "answered", "cancelled", "expired"]
+    approved: bool | None
+    response_option: str | None
+    response_text: str | None
+    responder: str | None
+    channel: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    delivered_at: datetime | None
+    decided_at: datetime | None
+    version: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def response(self) -> str | None:
+        """The human's answer: the chosen option's label, else the free text."""
+        return self.response_option if self.response_option is not None else self.response_text
+
+
+def _request_view(row: dict[str, Any]) -> RequestView:
+    row = dict(row)
+    row["options"] = msgspec.json.decode(row["options"], type=tuple[Option, ...])
+    row["metadata"] = msgspec.json.decode(row["metadata"])
+    return msgspec.convert(row, RequestView, strict=False)
+
+
+class Service:
+    """Loopgate's use cases, over one store and one hub."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        hub: Hub,
+        *,
+        default_timeout_seconds: int = 300,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.default_timeout_seconds = default_timeout_seconds
+        self.clock = clock
+        self.ids = ids
+
+    async def _execute(
+        self,
+        stream: str,
+        fold: Callable[[Iterable[Event]], S],
+        decide: Callable[[C, S], list[Event]],
+        command: C,
+        actor: Actor,
+    ) -> list[RecordedEvent]:
+        """Decide on the stream's current state and append; retry on a stale version."""
+        for attempt in range(APPEND_ATTEMPTS):
+            history = await self.store.read_stream(stream)
+            _check_tenant(history, actor, stream)
+            events = decide(command, fold(r.event for r in history))
+            if not events:
+                return []
+            try:
+                return await self.store.append(
+                    stream, history[-1].version if history else 0, events, actor.meta()
+                )
+            except ConcurrencyError:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- sessions -------------------------------------------------------------
+
+    async def register_session(
+        self, session_id: str, client_id: str, telegram_id: int | None, actor: Actor
+    ) -> tuple[SessionView, bool]:
+        """Register (or idempotently re-register) a session; True if anything changed."""
+        command = session_domain.RegisterSession(
+            session_id=session_id, client_id=client_id, telegram_id=telegram_id, now=self.clock()
+        )
+        appended = await self._execute(
+            f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
+        )
+        return await self.get_session(session_id, actor), bool(appended)
+
+    async def deactivate_session(self, session_id: str, actor: Actor) -> SessionView:
+        command = session_domain.DeactivateSession(session_id=session_id, now=self.clock())
+        await self._execute(
+            f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
+        )
+        return await self.get_session(session_id, actor)
+
+    async def get_session(self, session_id: str, actor: Actor) -> SessionView:
+        rows = await self.store.fetch(
+            "SELECT * FROM sessions WHERE session_id = ? AND tenant = ?",
+            (session_id, actor.tenant),
+        )
+        if not rows:
+            raise NotFound(f"session {session_id!r} not found", code="session_not_found")
+        return msgspec.convert(rows[0], SessionView, strict=False)
+
+    # --- requests -------------------------------------------------------------
+
+    async def create_request(
+        self,
+        *,
+        session_id: str,
+        client_id: str,
+        message: str,
+        request_type: RequestType,
+        options: Sequence[Option] = (),
+        allow_text: bool = False,
+        metadata: dict[str, Any] | None = None,
+        timeout_seconds: int | None = None,
+        on_timeout: OnTimeout = "reject",
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        actor: Actor,
+    ) -> tuple[RequestView, bool]:
+        """Create a request; with an idempotency key, a repeat returns the first one.
+
+        Returns the request and whether it was created now (False for a repeat).
+        The same key with a different body is a ``Conflict`` (409).
+        """
+        command = request_domain.CreateRequest(
+            request_id=self.ids(),
+            session_id=session_id,
+            client_id=client_id,
+            message=message,
+            request_type=request_type,
+            options=tuple(options),
+            allow_text=allow_text,
+            metadata=metadata or {},
+            timeout_seconds=(
+                self.default_timeout_seconds if timeout_seconds is None else timeout_seconds
+            ),
+            on_timeout=on_timeout,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            now=self.clock(),
+        )
+        if idempotency_key is not None:
+            earlier = await self._idempotent_repeat(command, actor)
+            if earlier is not None:
+                return earlier, False
+        session_history = await self.store.read_stream(f"session-{session_id}")
+        _check_tenant(session_history, actor, f"session-{session_id}")
+        session_domain.ensure_active(
+            session_domain.fold(r.event for r in session_history), session_id
+        )
+        try:
+            await self._execute(
+                f"request-{command.request_id}",
+                request_domain.fold,
+                request_domain.decide,
+                command,
+                actor,
+            )
+        except ConcurrencyError:
+            # The one way a new stream conflicts: the same idempotency key won a race.
+            earlier = await self._idempotent_repeat(command, actor)
+            if earlier is None:
+                raise
+            return earlier, False
+        return await self.get_request(command.request_id, actor), True
+
+    async def _idempotent_repeat(
+        self, command: request_domain.CreateRequest, actor: Actor
+    ) -> RequestView | None:
+        rows = await self.store.fetch(
+            "SELECT request_id FROM requests WHERE tenant = ? AND idempotency_key = ?",
+            (actor.tenant, command.idempotency_key),
+        )
+        if not rows:
+            return None
+        earlier_id = rows[0]["request_id"]
+        state = request_domain.fold(
+            r.event for r in await self.store.read_stream(f"request-{earlier_id}")
+        )
+        assert not isinstance(state, request_domain.NotCreated)
+        earlier = state.request
+        # Compare what the decider would record now with what it recorded then,
+        # ignoring only what is new each time (id and times).
+        (now,) = request_domain.decide(command, request_domain.initial)
+        same_body = msgspec.structs.replace(
+            now,
+            request_id=earlier.request_id,
+            created_at=earlier.created_at,
+            expires_at=earlier.expires_at,
+        )
+        if same_body != earlier:
+            raise Conflict(
+                f"idempotency key {command.idempotency_key!r} was used for a different request",
+                code="idempotency_conflict",
+            )
+        return await self.get_request(earlier_id, actor)
+
+    async def get_request(self, request_id: str, actor: Actor) -> RequestView:
+        rows = await self.store.fetch(
+            "SELECT * FROM requests WHERE request_id = ? AND tenant = ?",
+            (request_id, actor.tenant),
+        )
+        if not rows:
+            raise NotFound(f"request {request_id!r} not found", code="request_not_found")
+        return _request_view(rows[0])
+
+    async def list_requests(
+        self,
+        actor: Actor,
+        *,
+        statuses: Sequence[str] = (),
+        session_id: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[RequestView]:
+        """The tenant's requests, newest first; ``after`` is the last (created_at, id) seen."""
+        where: list[str] = ["tenant = ?"]
+        params: list[Any] = [actor.tenant]
+        if statuses:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND request_id < ?))")
+            params.extend([after[0], after[0], after[1]])
+        rows = await self.store.fetch(
+            f"SELECT * FROM requests WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, request_id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_request_view(row) for row in rows]
+
+    async def answer(
+        self,
+        request_id: str,
+        *,
+        option: str | None = None,
+        text: str | None = None,
+        channel: Channel,
+        actor: Actor,
+    ) -> RequestView:
+        """Record a human's answer; the first one wins, a different later one is a 409."""
+        command = request_domain.AnswerRequest(
+            request_id=request_id,
+            responder=actor.id,
+            option=option,
+            text=text,
+            channel=channel,
+            now=self.clock(),
+        )
+        await self._execute(
+            f"request-{request_id}", request_domain.fold, request_domain.decide, command, actor
+        )
+        return await self.get_request(request_id, actor)
+
+    async def cancel(self, request_id: str, reason: str | None, actor: Actor) -> RequestView:
+        command = request_domain.CancelRequest(
+            request_id=request_id, reason=reason, now=self.clock()
+        )
+        await self._execute(
+            f"request-{request_id}", request_domain.fold, request_domain.decide, command, actor
+        )
+        return await self.get_request(request_id, actor)
+
+    async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
+        """Expire a due request (the expirer's command); [] if a human got there first."""
+        command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
+        return await self._execute(
+            f"request-{request_id}",
+            request_domain.fold,
+            request_domain.decide,
+            command,
+            Actor(id="system", tenant=tenant),
+        )
+
+    async def wait_for_decision(
+        self,
+        request_id: str,
+        actor: Actor,
+        wait_seconds: float,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> RequestView:
+        """The request once it is final, or as it is after ``wait_seconds``.
+
+        Sleeps on the hub, never polls the database; ``gone`` is checked every
+        second so a waiter whose client hung up is released.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        # Watch before reading: an answer committed between the read and the
+        # wait still sets ``changed``.
+        with self.hub.watch(f"request-{request_id}") as changed:
+            view = await self.get_request(request_id, actor)
+            while not view.final and not gone():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), min(remaining, 1.0))
+                except TimeoutError:
+                    continue
+                changed.clear()
+                view = await self.get_request(request_id, actor)
+        return view
+
+
+def _check_tenant(history: list[RecordedEvent], actor: Actor, stream: str) -> None:
+    # Another tenant's stream looks exactly like a missing one.
+    if history and history[0].meta.tenant != actor.tenant:
+        kind = stream.split("-", 1)[0]
+        raise NotFound(f"{kind} {stream.split('-', 1)[1]!r} not found", code=f"{kind}_not_found")

@@ -1,0 +1,1 @@
+"""The HTTP surfaces of the one aiohttp application, one module per surface."""
