@@ -12,13 +12,17 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 
+from loopgate.config import Config, RequestsConfig
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
+from loopgate.web.app import create_app
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -109,3 +113,19 @@ async def open_test_store(store_url: str) -> AsyncIterator[StoreFactory]:
 @pytest.fixture
 async def store(open_test_store: StoreFactory) -> EventStore:
     return await open_test_store()
+
+
+@pytest.fixture
+def config() -> Config:
+    """The app's configuration in tests: defaults, with a short long-poll cap."""
+    return Config(requests=RequestsConfig(max_wait_seconds=10))
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    store: EventStore,
+    config: Config,
+) -> TestClient[Any, Any]:
+    """An HTTP client for the whole app (hub, expirer and all) on each backend's store."""
+    return await aiohttp_client(create_app(config, store=store))
