@@ -20,6 +20,7 @@ from loopgate.service import RequestView, SessionView
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, wait_seconds
+from loopgate.web.responses import json_response
 from loopgate.web.wire import (
     AnswerBody,
     Body,
@@ -113,7 +114,7 @@ async def create_session(request: web.Request) -> web.Response:
     session, changed = await request.app[SERVICE].register_session(
         body.session_id, body.client_id, body.telegram_id, actor_of(request)
     )
-    return web.json_response(session_json(session), status=201 if changed else 200)
+    return json_response(session_json(session), status=201 if changed else 200)
 
 
 @routes.get("/v1/sessions/{session_id}")
@@ -121,7 +122,7 @@ async def get_session(request: web.Request) -> web.Response:
     session = await request.app[SERVICE].get_session(
         request.match_info["session_id"], actor_of(request)
     )
-    return web.json_response(session_json(session))
+    return json_response(session_json(session))
 
 
 @routes.post("/v1/requests")
@@ -141,7 +142,7 @@ async def create_request(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key") or body.idempotency_key,
         actor=actor_of(request),
     )
-    return web.json_response(request_json(view), status=201 if created else 200)
+    return json_response(request_json(view), status=201 if created else 200)
 
 
 @routes.get("/v1/requests/{request_id}")
@@ -152,7 +153,7 @@ async def get_request(request: web.Request) -> web.Response:
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return web.json_response(request_json(view))
+    return json_response(request_json(view))
 
 
 @routes.get("/v1/requests")
@@ -176,9 +177,7 @@ async def list_requests(request: web.Request) -> web.Response:
         limit=limit,
     )
     next_cursor = _encode_cursor(views[-1]) if len(views) == limit else None
-    return web.json_response(
-        {"requests": [request_json(v) for v in views], "next_cursor": next_cursor}
-    )
+    return json_response({"requests": [request_json(v) for v in views], "next_cursor": next_cursor})
 
 
 def _encode_cursor(view: RequestView) -> str:
@@ -202,7 +201,7 @@ async def cancel_request(request: web.Request) -> web.Response:
     view = await request.app[SERVICE].cancel(
         request.match_info["request_id"], reason, actor_of(request)
     )
-    return web.json_response(request_json(view))
+    return json_response(request_json(view))
 
 
 @routes.post("/v1/requests/{request_id}/response")
@@ -215,4 +214,4 @@ async def answer_request(request: web.Request) -> web.Response:
         channel="api",
         actor=actor_of(request),
     )
-    return web.json_response(request_json(view))
+    return json_response(request_json(view))

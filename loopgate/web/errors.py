@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.errors import LoopgateError
+from loopgate.web.responses import json_response
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +32,7 @@ _CODES = {
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:

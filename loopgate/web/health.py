@@ -7,6 +7,7 @@ from aiohttp import web
 from loopgate import __version__
 from loopgate.errors import StoreUnavailable
 from loopgate.web.keys import STORE
+from loopgate.web.responses import json_response
 
 routes = web.RouteTableDef()
 
@@ -14,13 +15,13 @@ routes = web.RouteTableDef()
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     """The Go reference's health check, field for field."""
-    return web.json_response({"status": "healthy", "service": "loopgate", "version": __version__})
+    return json_response({"status": "healthy", "service": "loopgate", "version": __version__})
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves HTTP. Never touches the database."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
@@ -33,4 +34,4 @@ async def readyz(request: web.Request) -> web.Response:
         raise
     except Exception as exc:
         raise StoreUnavailable(f"the event store does not answer: {exc}") from exc
-    return web.json_response({"status": "ready", "store": store.backend})
+    return json_response({"status": "ready", "store": store.backend})

@@ -18,6 +18,7 @@ from loopgate.service import RequestView
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, required, wait_seconds
+from loopgate.web.responses import json_response
 from loopgate.web.wire import (
     CreateRequestBody,
     RegisterSessionBody,
@@ -58,7 +59,7 @@ async def register(request: web.Request) -> web.Response:
     session, changed = await request.app[SERVICE].register_session(
         body.session_id, body.client_id, body.telegram_id, actor_of(request)
     )
-    return web.json_response(
+    return json_response(
         {
             "success": True,
             "session_id": session.session_id,
@@ -90,7 +91,7 @@ async def create_request(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key") or body.idempotency_key,
         actor=actor_of(request),
     )
-    return web.json_response(
+    return json_response(
         {
             "success": True,
             "request_id": view.request_id,
@@ -109,7 +110,7 @@ async def poll(request: web.Request) -> web.Response:
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return web.json_response(poll_shape(view))
+    return json_response(poll_shape(view))
 
 
 @routes.get("/hitl/status")
@@ -119,7 +120,7 @@ async def session_status(request: web.Request) -> web.Response:
     pending = await service.list_requests(
         actor, statuses=("pending", "delivered"), session_id=session.session_id, limit=1000
     )
-    return web.json_response(
+    return json_response(
         {
             "success": True,
             "session_id": session.session_id,
@@ -136,7 +137,7 @@ async def session_status(request: web.Request) -> web.Response:
 async def deactivate(request: web.Request) -> web.Response:
     body = await read_body(request, SessionRef)
     session = await request.app[SERVICE].deactivate_session(body.session_id, actor_of(request))
-    return web.json_response(
+    return json_response(
         {"success": True, "session_id": session.session_id, "message": "Session deactivated"}
     )
 
@@ -146,7 +147,7 @@ async def pending(request: web.Request) -> web.Response:
     views = await request.app[SERVICE].list_requests(
         actor_of(request), statuses=("pending", "delivered"), limit=1000
     )
-    return web.json_response(
+    return json_response(
         {"success": True, "count": len(views), "requests": [poll_shape(v) for v in views]}
     )
 
@@ -155,6 +156,6 @@ async def pending(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     body = await read_body(request, RequestRef)
     view = await request.app[SERVICE].cancel(body.request_id, body.reason, actor_of(request))
-    return web.json_response(
+    return json_response(
         {"success": True, "request_id": view.request_id, "status": REFERENCE_STATUS[view.status]}
     )
