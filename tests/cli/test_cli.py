@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from cli_server import TIMEOUT, clean_env, free_port, get, running_server
 
 from loopgate import __version__
-
-TIMEOUT = 30
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
@@ -27,61 +21,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
-        env={**_clean_env(), **(env or {})},
+        env={**clean_env(), **(env or {})},
         cwd=cwd,
     )
-
-
-def _clean_env() -> dict[str, str]:
-    # The reference's variable names would leak into the child's configuration.
-    ignored = ("LOOPGATE_", "SERVER_PORT", "DB_", "STORAGE_", "POSTGRES_DSN", "SQLITE_DSN", "LOG_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(ignored)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, msgspec.json.decode(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, msgspec.json.decode(error.read())
-
-
-@contextmanager
-def running_server(*args: str, cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loopgate", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**_clean_env(), "LOOPGATE_LOG__FORMAT": "json"},
-        cwd=cwd,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                get(f"{base}/healthz")
-                break
-            except OSError as exc:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.communicate()[0]
-                    raise AssertionError(f"server did not start:\n{output}") from exc
-                time.sleep(0.1)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_version_prints_the_package_version() -> None:

@@ -1,0 +1,99 @@
+"""Helpers to run ``loopgate`` as a real process, shared by the CLI tests.
+
+Imported as ``from cli_server import ...``: ``tests/`` has no ``__init__.py``,
+so pytest puts this directory on ``sys.path`` for the modules collected here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+TIMEOUT = 30
+
+
+def clean_env() -> dict[str, str]:
+    # The reference's variable names would leak into the child's configuration.
+    ignored = ("LOOPGATE_", "SERVER_PORT", "DB_", "STORAGE_", "POSTGRES_DSN", "SQLITE_DSN", "LOG_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(ignored)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, msgspec.json.decode(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, msgspec.json.decode(error.read())
+
+
+def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=msgspec.json.encode(body),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, msgspec.json.decode(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, msgspec.json.decode(error.read())
+
+
+@contextmanager
+def running_server(*args: str, cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``loopgate serve`` on a free port, yielded once it answers; killed on exit if still up."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loopgate", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json"},
+        cwd=cwd,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                get(f"{base}/healthz")
+                break
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.communicate()[0]
+                    raise AssertionError(f"server did not start:\n{output}") from exc
+                time.sleep(0.05)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, wait for a clean exit, and return everything the server printed."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    return output
