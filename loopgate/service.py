@@ -234,14 +234,10 @@ class Service:
         session_domain.ensure_active(
             session_domain.fold(r.event for r in session_history), session_id
         )
+        # A fresh id is a new stream: no read, and version 0 is the one to expect.
+        events = request_domain.decide(command, request_domain.initial)
         try:
-            await self._execute(
-                f"request-{command.request_id}",
-                request_domain.fold,
-                request_domain.decide,
-                command,
-                actor,
-            )
+            await self.store.append(f"request-{command.request_id}", 0, events, actor.meta())
         except ConcurrencyError:
             # The one way a new stream conflicts: the same idempotency key won a race.
             earlier = await self._idempotent_repeat(command, actor)
