@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import append
+from bench import append, hitl
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     append.add_subcommand(subcommands)
+    hitl.add_subcommand(subcommands)
     return parser
 
 

@@ -414,7 +414,7 @@ def format_report(report: Report) -> str:
         f"baseline: {report.baseline_description}",
         describe("serial baseline (1 connection, 1 writer)", report.serial),
         "",
-        *_table(header, rows),
+        *table_lines(header, rows),
         "",
         "ratio = loopgate / baseline at the same concurrency;"
         " vs serial = loopgate / serial baseline",
@@ -422,7 +422,8 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A plain-text table: right-aligned cells under a header and a rule."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     rule = "-+-".join("-" * w for w in widths)
 
