@@ -23,7 +23,15 @@ import msgspec
 from loopgate.domain import request as request_domain
 from loopgate.domain import session as session_domain
 from loopgate.errors import ConcurrencyError, Conflict, NotFound
-from loopgate.events import Channel, Event, Meta, OnTimeout, Option, RequestType
+from loopgate.events import (
+    Channel,
+    Event,
+    Meta,
+    OnTimeout,
+    Option,
+    RequestCreated,
+    RequestType,
+)
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 from loopgate.store.codec import RecordedEvent
@@ -113,6 +121,25 @@ def _request_view(row: dict[str, Any]) -> RequestView:
     return msgspec.convert(row, RequestView, strict=False)
 
 
+def _new_request_view(record: RecordedEvent) -> RequestView:
+    """The view of a request just created, from its event: no read-back needed."""
+    created = record.event
+    assert isinstance(created, RequestCreated)
+    return RequestView(
+        **msgspec.structs.asdict(created),
+        tenant=record.meta.tenant,
+        status="pending",
+        approved=None,
+        response_option=None,
+        response_text=None,
+        responder=None,
+        channel=None,
+        delivered_at=None,
+        decided_at=None,
+        version=record.version,
+    )
+
+
 class Service:
     """Loopgate's use cases, over one store and one hub."""
 
@@ -177,11 +204,10 @@ class Service:
         return await self.get_session(session_id, actor)
 
     async def get_session(self, session_id: str, actor: Actor) -> SessionView:
-        rows = await self.store.fetch(
-            "SELECT * FROM sessions WHERE session_id = ? AND tenant = ?",
-            (session_id, actor.tenant),
-        )
-        if not rows:
+        # By primary key alone: "AND tenant = ?" lets Postgres pick a generic
+        # plan on the tenant index that scans a tenant's every row.
+        rows = await self.store.fetch("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
+        if not rows or rows[0]["tenant"] != actor.tenant:
             raise NotFound(f"session {session_id!r} not found", code="session_not_found")
         return msgspec.convert(rows[0], SessionView, strict=False)
 
@@ -237,14 +263,16 @@ class Service:
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
         events = request_domain.decide(command, request_domain.initial)
         try:
-            await self.store.append(f"request-{command.request_id}", 0, events, actor.meta())
+            (created,) = await self.store.append(
+                f"request-{command.request_id}", 0, events, actor.meta()
+            )
         except ConcurrencyError:
             # The one way a new stream conflicts: the same idempotency key won a race.
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is None:
                 raise
             return earlier, False
-        return await self.get_request(command.request_id, actor), True
+        return _new_request_view(created), True
 
     async def _idempotent_repeat(
         self, command: request_domain.CreateRequest, actor: Actor
@@ -278,11 +306,8 @@ class Service:
         return await self.get_request(earlier_id, actor)
 
     async def get_request(self, request_id: str, actor: Actor) -> RequestView:
-        rows = await self.store.fetch(
-            "SELECT * FROM requests WHERE request_id = ? AND tenant = ?",
-            (request_id, actor.tenant),
-        )
-        if not rows:
+        rows = await self.store.fetch("SELECT * FROM requests WHERE request_id = ?", (request_id,))
+        if not rows or rows[0]["tenant"] != actor.tenant:  # see get_session
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
         return _request_view(rows[0])
 

@@ -331,3 +331,15 @@ async def test_the_default_timeout_comes_from_the_service(store: EventStore) -> 
     assert view.expires_at == clock.now + timedelta(seconds=90)
     never = await open_request(service, timeout_seconds=0)
     assert (await service.get_request(never, ALICE)).expires_at is None
+
+
+async def test_reads_right_after_concurrent_writes_see_them(service: Service) -> None:
+    # Under load, a read sharing the SQLite reader connection with other reads
+    # once kept an old snapshot open and missed the commit it followed.
+    request_ids = await asyncio.gather(*(open_request(service) for _ in range(64)))
+    views = await asyncio.gather(*(service.get_request(rid, ALICE) for rid in request_ids))
+    assert [v.request_id for v in views] == request_ids
+    answered = await asyncio.gather(
+        *(service.answer(rid, option="Approve", channel="api", actor=ALICE) for rid in request_ids)
+    )
+    assert {v.status for v in answered} == {"answered"}

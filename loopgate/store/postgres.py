@@ -85,6 +85,18 @@ def _columns_of(rows: list[Row]) -> list[list[Any]]:
     return [[getattr(row, name) for row in rows] for name in Row.__struct_fields__]
 
 
+async def _reset_released(conn: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: nothing, usually.
+
+    The default reset (unlock all, close cursors, unlisten, reset settings)
+    costs a round trip on every release. Pooled connections here keep no
+    session state: LISTEN has its own connection and the migration lock is
+    released explicitly. Only a transaction left open must be undone.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def _row(record: asyncpg.Record) -> Row:
     return Row(**dict(record.items()))
 
@@ -109,7 +121,9 @@ class PostgresStore(GroupCommitStore):
         cls, dsn: str, *, migrate: bool = True, min_size: int = 2, max_size: int = 10
     ) -> PostgresStore:
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, reset=_reset_released
+            )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot connect to Postgres: {exc}") from exc
         store = cls(dsn, pool)

@@ -96,6 +96,7 @@ class SqliteStore(GroupCommitStore):
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
             else:
                 self._reader = self._writer
+            self._reader.row_factory = sqlite3.Row
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
 
@@ -205,12 +206,15 @@ class SqliteStore(GroupCommitStore):
 
     # --- reading --------------------------------------------------------------
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         reader = self._conn(self._reader)
         try:
             async with self._shared_lock or contextlib.nullcontext():
-                cursor = await reader.execute(sql, params)
-                return list(await cursor.fetchall())
+                # One trip to aiosqlite's thread. An execute and a fetch apart let
+                # other reads run in between on this connection, which keeps the
+                # first statement's snapshot open: a read right after a commit
+                # could then miss it.
+                return list(await reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
@@ -234,11 +238,7 @@ class SqliteStore(GroupCommitStore):
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
-        reader = self._conn(self._reader)
-        async with self._shared_lock or contextlib.nullcontext():
-            cursor = await reader.execute(sql, tuple(_adapt(p) for p in params))
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return [dict(row) for row in await self._fetch(sql, tuple(_adapt(p) for p in params))]
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
