@@ -50,6 +50,11 @@ class Hub:
         """Call ``listener`` (synchronously, keep it quick) for every committed event."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; a no-op if it is not registered."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     @contextlib.contextmanager
     def watch(self, stream: str) -> Iterator[asyncio.Event]:
         """An event set when something is appended to ``stream``; unregistered on exit.

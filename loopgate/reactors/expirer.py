@@ -16,7 +16,7 @@ from datetime import datetime
 
 import structlog
 
-from loopgate.errors import DomainError
+from loopgate.errors import DomainError, NotFound
 from loopgate.events import RequestCancelled, RequestCreated, RequestExpired, ResponseReceived
 from loopgate.hub import Hub
 from loopgate.service import Service
@@ -49,6 +49,7 @@ class Expirer:
         log.info("expirer armed", open_requests=len(rows))
 
     async def stop(self) -> None:
+        self._hub.remove_listener(self._on_event)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -99,6 +100,8 @@ class Expirer:
                 self.arm(request_id, tenant, expires_at)
                 return
             log.error("expiry refused", request_id=request_id, code=exc.code, error=exc.message)
+        except NotFound:
+            log.error("expiry of a request that does not exist", request_id=request_id)
         except Exception as exc:
             log.error("expiry failed, retrying", request_id=request_id, error=str(exc))
             await asyncio.sleep(RETRY_SECONDS)
