@@ -17,6 +17,7 @@ One middleware (``loopgate.web.errors``) renders any of them as
     │   ├── StateConflict (409 state_conflict)           the aggregate's state forbids it
     │   │   └── AlreadyDecided (409 already_decided)
     │   └── RequestClosed (410 request_closed)
+    ├── TooManyRequests (429 too_many_requests)         carries ``retry_after`` seconds
     ├── StoreUnavailable (503 store_unavailable)
     └── CorruptEvent (500 corrupt_event)                 an undecodable stored event
 
@@ -104,6 +105,19 @@ class RequestClosed(DomainError):
     """The request was cancelled or expired: answering it is no longer possible."""
 
     status, code = 410, "request_closed"
+
+
+class TooManyRequests(LoopgateError):
+    """Over a limit (e.g. failed logins); ``retry_after`` is the wait in whole seconds.
+
+    The web layer sends it as the ``Retry-After`` header.
+    """
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(LoopgateError):

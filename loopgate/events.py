@@ -11,7 +11,7 @@ under which HTTP request) and lives in one stream:
 * ``session-<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
 * ``request-<id>`` — :class:`RequestCreated` … :class:`RequestExpired`,
   :class:`WebhookDelivered`, :class:`WebhookFailed`
-* ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`
+* ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`, :class:`LoginFailed`
 * ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
 
 Changing an event's fields is a schema change of the log: add optional fields
@@ -190,6 +190,21 @@ class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
     rehashed_password: str | None = None
 
 
+class LoginFailed(Event, frozen=True, kw_only=True, tag="user.login_failed"):
+    """A login named this user but failed; ``reason`` is ``"invalid_password"``.
+
+    Five of these within fifteen minutes (and since the last successful login)
+    lock the account's logins out until the oldest leaves the window. Attempts
+    refused by that lock-out are not recorded, so an attacker cannot keep the
+    owner locked out for ever. Logins naming an unknown username record nothing:
+    there is no stream to attach them to.
+    """
+
+    user_id: str
+    reason: str
+    failed_at: datetime
+
+
 class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
     """An API key was issued; only its SHA-256 is kept, the key is shown once."""
 
@@ -222,6 +237,7 @@ AnyEvent = (
     | WebhookFailed
     | UserRegistered
     | UserLoggedIn
+    | LoginFailed
     | ApiKeyCreated
     | ApiKeyRevoked
 )

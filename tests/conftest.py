@@ -26,7 +26,7 @@ from loopgate.web.app import create_app
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PROJECTION_TABLES = ("sessions", "requests")
+PROJECTION_TABLES = ("sessions", "requests", "users", "login_failures", "api_keys")
 
 
 def _with_database(url: str, name: str) -> str:

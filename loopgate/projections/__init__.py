@@ -28,9 +28,9 @@ class Projection(Protocol):
 
 
 def _all() -> Sequence[Projection]:
-    from loopgate.projections import requests, sessions
+    from loopgate.projections import api_keys, login_failures, requests, sessions, users
 
-    return (sessions, requests)
+    return (sessions, requests, users, login_failures, api_keys)
 
 
 PROJECTIONS: Sequence[Projection] = _all()

@@ -89,6 +89,15 @@ class EventStore(Protocol):
         """Query the projection tables (``?`` placeholders); rows as dicts."""
         ...
 
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Write to a query table in place (``?`` placeholders), outside any append.
+
+        Only for derived, non-audited columns such as ``api_keys.last_used_at``,
+        which record use rather than an action. What it writes is not in the
+        log, so ``rebuild_projections`` loses it; every other change is an event.
+        """
+        ...
+
     async def head(self) -> int:
         """The last committed position (0 for an empty log)."""
         ...

@@ -240,6 +240,15 @@ class PostgresStore(GroupCommitStore):
         """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
         return [dict(r.items()) for r in await self._fetch(numbered(sql), *params)]
 
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Touch a derived, non-audited column in place (see ``EventStore.execute``)."""
+        # No append lock: this writes no event and takes no position.
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(numbered(sql), *params)
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres write failed: {exc}") from exc
+
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
 

@@ -37,9 +37,10 @@ _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash,
 
 
 def _adapt(value: Any) -> Any:
-    # Timestamps are stored as ISO-8601 UTC text, which sorts chronologically.
+    # Timestamps are stored as fixed-width ISO-8601 UTC text (always with
+    # microseconds), so comparing and sorting the text is chronological.
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return value
 
 
@@ -239,6 +240,17 @@ class SqliteStore(GroupCommitStore):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
         return [dict(row) for row in await self._fetch(sql, tuple(_adapt(p) for p in params))]
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Touch a derived, non-audited column in place (see ``EventStore.execute``)."""
+        writer = self._conn(self._writer)
+        try:
+            # On the writer, between group commits: the one connection runs
+            # one transaction at a time, and this statement commits on its own.
+            async with self._write_lock:
+                await writer.execute(sql, tuple(_adapt(p) for p in params))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")

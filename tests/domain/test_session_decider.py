@@ -26,6 +26,7 @@ from loopgate.events import (
     ApiKeyCreated,
     ApiKeyRevoked,
     Event,
+    LoginFailed,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
@@ -258,6 +259,7 @@ FOREIGN_EVENTS: list[Event] = [
     WebhookFailed(request_id="r1", url="u", error="e", attempt=1, failed_at=T0),
     UserRegistered(user_id="u", username="u", password_hash="h", registered_at=T0),
     UserLoggedIn(user_id="u", logged_in_at=T0),
+    LoginFailed(user_id="u", reason="invalid_password", failed_at=T0),
     ApiKeyCreated(key_id="k", user_id="u", label="l", key_hash="h", prefix="p", created_at=T0),
     ApiKeyRevoked(key_id="k", revoked_at=T0),
 ]
