@@ -1,4 +1,4 @@
-"""The ``loopgate`` command: serve, migrate, projections rebuild.
+"""The ``loopgate`` command: serve, migrate, projections rebuild, user create.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,8 +21,16 @@ import structlog
 from aiohttp import web
 
 from loopgate import __version__
-from loopgate.config import Config, ConfigError, database_kind, load_config, sqlite_path
-from loopgate.errors import LoopgateError
+from loopgate.config import (
+    Config,
+    ConfigError,
+    api_keys_required,
+    database_kind,
+    is_loopback,
+    load_config,
+    sqlite_path,
+)
+from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
 
 log = structlog.get_logger("loopgate")
@@ -90,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "them, in one transaction: readers see the old tables until it commits.",
     )
     _config_options(rebuild)
+
+    user = commands.add_parser("user", help="manage user accounts")
+    user_commands = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = user_commands.add_parser(
+        "create",
+        help="add a user (works when registration is closed)",
+        description="Add a user account and print its id. The password is asked for on a "
+        "terminal, or read from the first line of standard input otherwise "
+        '(e.g. echo "$PASSWORD" | loopgate user create alice).',
+    )
+    create.add_argument("username")
+    _config_options(create)
     return parser
 
 
@@ -124,12 +146,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(migrate(config))
             case "projections":
                 asyncio.run(rebuild_projections(config))
+            case "user":
+                password = read_password()
+                print(asyncio.run(create_user(config, args.username, password)))
+    except ConfigError as exc:  # a setting that is fine alone but not with the others
+        print(f"loopgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"loopgate: {exc}", file=sys.stderr)
+        return 2
+    except BadRequest as exc:
+        print(f"loopgate: {exc.message}", file=sys.stderr)
+        return 2
     except (LoopgateError, OSError) as exc:
         log.error("failed", command=args.command, error=str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+class UsageError(Exception):
+    """The command line or its input is unusable; exit code 2."""
+
+
+def read_password() -> str:
+    """Ask twice on a terminal; otherwise read the first line of standard input."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise UsageError("the passwords do not match")
+        return password
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError("no password: give it on standard input (one line)")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+async def create_user(config: Config, username: str, password: str) -> str:
+    """Register a user directly, whatever ``auth.registration`` says; its id."""
+    from loopgate.accounts import AccountService
+    from loopgate.store import open_store
+
+    store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
+    try:
+        # No token is signed here, so any secret will do when none is configured.
+        secret = config.auth.jwt_secret or secrets.token_urlsafe(32)
+        accounts = AccountService(store, jwt_secret=secret)
+        user = await accounts.register_user(username, password)
+    finally:
+        await store.close()
+    log.info("user created", user_id=user.user_id, username=user.username)
+    return user.user_id
 
 
 async def migrate(config: Config) -> None:
@@ -168,9 +236,10 @@ def _where(url: str) -> str:
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
     from loopgate.web.app import create_app
+    from loopgate.web.auth import auth_mode
 
     runner = web.AppRunner(
-        create_app(config),
+        create_app(config),  # refuses a missing auth.jwt_secret before opening anything
         access_log=None,
         shutdown_timeout=config.server.shutdown_timeout_seconds,
         handle_signals=False,
@@ -189,7 +258,15 @@ async def serve(config: Config) -> None:
             url=f"http://{config.server.host}:{config.server.port}",
             store=database_kind(config.database.url),
             database=_where(config.database.url),
+            auth=auth_mode(config),
+            registration=config.auth.registration,
         )
+        if not api_keys_required(config) and not is_loopback(config.server.host):
+            log.warning(
+                "the HITL routes are open to anyone who can reach this address",
+                host=config.server.host,
+                setting="auth.require_api_key = false",
+            )
         await stop.wait()
         log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)
     finally:

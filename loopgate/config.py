@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -69,11 +70,20 @@ class RequestsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_wait_seconds: int = 60
 
 
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    registration: Literal["open", "closed"] = "open"
+    jwt_secret: str = ""  # empty: generated per start on loopback, refused elsewhere
+    # TOML has no null, so "unset" is spelled "auto": required unless bound to loopback.
+    require_api_key: Literal["auto", "true", "false"] = "auto"
+    token_ttl_seconds: int = 86400
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     requests: RequestsConfig = msgspec.field(default_factory=RequestsConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,30 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
         maximum=3600,
     ),
+    _setting(
+        "auth.registration",
+        "open: anyone may sign up with POST /api/auth/register. closed: that route answers 403 "
+        "and only `loopgate user create` adds users.",
+    ),
+    _setting(
+        "auth.jwt_secret",
+        "Secret that signs login tokens (HS256), at least 32 characters; generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`. Empty: on a loopback "
+        "address a new one is made at each start (tokens then die with the process); on any "
+        "other address the server refuses to start. Placeholders starting with change-me are "
+        "always refused.",
+    ),
+    _setting(
+        "auth.require_api_key",
+        "true: the /hitl, /sessions/register and /v1 routes answer 401 without an API key "
+        "(or login token). false: anonymous callers share the open local tenant. auto: true "
+        "unless server.host is a loopback address (127.0.0.1, ::1, localhost).",
+    ),
+    _setting(
+        "auth.token_ttl_seconds",
+        "Lifetime of the login tokens (JWT) that /api/auth/login hands out, in seconds.",
+        minimum=60,
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -180,6 +214,8 @@ _DATABASE_SCHEMES: dict[str, Literal["sqlite", "postgres"]] = {
 _ADAPTERS: dict[str, str] = {**_DATABASE_SCHEMES, "memory": "memory"}  # DB_ADAPTER words
 _URL_HINT = "use sqlite:///path/to/file.db or postgresql://user@host/db"
 _INVALID = object()
+SAMPLE_JWT_SECRET_PREFIX = "change-me"
+MIN_JWT_SECRET_CHARS = 32
 _COMMAND_LINE = "the command line"
 
 
@@ -240,6 +276,28 @@ def sqlite_path(url: str) -> str:
             "sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"
         )
     return url[len(prefix) :]
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and localhost."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_keys_required(config: Config) -> bool:
+    """Resolve ``auth.require_api_key``: ``auto`` means required unless bound to loopback."""
+    match config.auth.require_api_key:
+        case "true":
+            return True
+        case "false":
+            return False
+        case "auto":
+            return not is_loopback(config.server.host)
 
 
 def settings_markdown_table() -> str:
@@ -417,9 +475,14 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
     text = raw.strip() if isinstance(raw, str) else None
     value: Any = _INVALID
     if get_origin(tp) is Literal:
+        choices = get_args(tp)
+        if isinstance(raw, bool):  # require_api_key = true, written as a TOML boolean
+            text = "true" if raw else "false"
         if text is not None:
             word = _LITERAL_ALIASES.get(text.lower(), text.lower())
-            value = word if word in get_args(tp) else _INVALID
+            if word not in choices and word in _BOOL_WORDS and "true" in choices:
+                word = "true" if _BOOL_WORDS[word] else "false"
+            value = word if word in choices else _INVALID
     elif tp is bool:
         if isinstance(raw, bool):
             value = raw
@@ -449,6 +512,18 @@ def _check(setting: Setting, value: Any, source: str) -> None:
     if (low is not None and value < low) or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{setting.name}: must be {bound}, got {value!r} (from {source})")
+    if setting.name == "auth.jwt_secret" and value:
+        if value.lower().startswith(SAMPLE_JWT_SECRET_PREFIX):
+            raise ConfigError(
+                f"auth.jwt_secret: the placeholder {value!r} is not a secret; generate one with "
+                f"python -c 'import secrets; print(secrets.token_urlsafe(32))' (from {source})"
+            )
+        if len(value) < MIN_JWT_SECRET_CHARS:
+            # HS256 wants a key at least as long as its 32-byte hash (RFC 7518 §3.2).
+            raise ConfigError(
+                f"auth.jwt_secret: must be at least {MIN_JWT_SECRET_CHARS} characters, "
+                f"got {len(value)} (from {source})"
+            )
     if setting.name == "database.url":
         try:
             if database_kind(value) == "sqlite":

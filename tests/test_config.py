@@ -11,7 +11,9 @@ from loopgate.config import (
     SETTINGS,
     Config,
     ConfigError,
+    api_keys_required,
     database_kind,
+    is_loopback,
     load_config,
     settings_markdown_table,
     sqlite_path,
@@ -447,3 +449,82 @@ def test_loopgate_database_url_wins_over_a_broken_reference_adapter() -> None:
 def test_database_errors_name_their_source() -> None:
     message = errors(env={"DB_ADAPTER": "postgres", "DB_URI": "mysql://h/d"})
     assert re.search(r"unsupported database 'mysql'.*\(from DB_URI\)$", message)
+
+
+# --- auth --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("", False),
+        ("example.com", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("setting", "host", "required"),
+    [
+        ("auto", "127.0.0.1", False),
+        ("auto", "0.0.0.0", True),
+        ("true", "127.0.0.1", True),
+        ("false", "0.0.0.0", False),
+    ],
+)
+def test_require_api_key_auto_means_required_off_loopback(
+    setting: str, host: str, required: bool
+) -> None:
+    config = load({"LOOPGATE_AUTH__REQUIRE_API_KEY": setting, "LOOPGATE_SERVER__HOST": host})
+    assert api_keys_required(config) is required
+
+
+@pytest.mark.parametrize(("word", "value"), [("true", "true"), ("YES", "true"), ("0", "false")])
+def test_require_api_key_takes_boolean_words_from_the_environment(word: str, value: str) -> None:
+    assert load({"LOOPGATE_AUTH__REQUIRE_API_KEY": word}).auth.require_api_key == value
+
+
+def test_require_api_key_takes_a_toml_boolean(tmp_path: Path) -> None:
+    path = write(tmp_path, "[auth]\nrequire_api_key = true\n")
+    assert load(path=path).auth.require_api_key == "true"
+    path = write(tmp_path, "[auth]\nrequire_api_key = false\n")
+    assert load(path=path).auth.require_api_key == "false"
+
+
+def test_require_api_key_refuses_other_words() -> None:
+    with pytest.raises(ConfigError, match=r"auth\.require_api_key: expected one of 'auto'"):
+        load({"LOOPGATE_AUTH__REQUIRE_API_KEY": "maybe"})
+
+
+def test_registration_is_open_or_closed() -> None:
+    assert load({"LOOPGATE_AUTH__REGISTRATION": "Closed"}).auth.registration == "closed"
+    with pytest.raises(ConfigError, match=r"auth\.registration"):
+        load({"LOOPGATE_AUTH__REGISTRATION": "invite-only"})
+
+
+def test_a_short_jwt_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match=r"auth\.jwt_secret: must be at least 32") as info:
+        load({"LOOPGATE_AUTH__JWT_SECRET": "hunter2"})
+    assert "hunter2" not in str(info.value)
+
+
+def test_the_placeholder_jwt_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"auth\.jwt_secret: the placeholder"):
+        load({"LOOPGATE_AUTH__JWT_SECRET": "change-me-to-a-long-random-string-0123456789"})
+
+
+def test_token_lifetime_has_a_floor() -> None:
+    assert load({"LOOPGATE_AUTH__TOKEN_TTL_SECONDS": "3600"}).auth.token_ttl_seconds == 3600
+    with pytest.raises(ConfigError, match=r"auth\.token_ttl_seconds: must be at least 60"):
+        load({"LOOPGATE_AUTH__TOKEN_TTL_SECONDS": "5"})

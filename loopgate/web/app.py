@@ -1,9 +1,10 @@
 """``create_app(config)``: the one aiohttp application, composed per surface.
 
 Middlewares, outermost first: request id and access log (every response
-carries ``X-Request-ID``, every log line the id), the error renderer, then the
-body-size limit, so even a 404 for an unknown route or a 413 comes out in the
-JSON error shape with the request id on it.
+carries ``X-Request-ID``, every log line the id), the error renderer, the
+body-size limit, then auth (who is calling; see ``web/auth.py``), so even a
+404 for an unknown route, a 413 or a 401 comes out in the JSON error shape
+with the request id on it.
 """
 
 from __future__ import annotations
@@ -11,22 +12,26 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from functools import partial
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from loopgate.config import Config
+from loopgate.accounts import AccountService
+from loopgate.config import Config, api_keys_required
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
-from loopgate.service import Service
+from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import api, health, hitl
+from loopgate.web import accounts, api, health, hitl
+from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
-from loopgate.web.keys import CONFIG, EXPIRER, HUB, REQUEST_ID, SERVICE, STORE
+from loopgate.web.keys import ACCOUNTS, CONFIG, EXPIRER, HUB, REQUEST_ID, SERVICE, STORE
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +72,26 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
-def create_app(config: Config, *, store: EventStore | None = None) -> web.Application:
-    """Build the application. Without ``store``, it opens one from ``config`` on start-up."""
+def create_app(
+    config: Config,
+    *,
+    store: EventStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> web.Application:
+    """Build the application. Without ``store``, it opens one from ``config`` on start-up.
+
+    ``clock`` replaces the wall clock of the account service (key expiry, rate
+    limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
+    missing where it must be set, before anything is opened.
+    """
+    jwt_secret = jwt_secret_for(config)
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, body_limit_middleware],
+        middlewares=[
+            request_id_middleware,
+            error_middleware,
+            body_limit_middleware,
+            auth_middleware(keys_required=api_keys_required(config)),
+        ],
         client_max_size=config.requests.max_body_bytes,
     )
     app[CONFIG] = config
@@ -78,10 +99,11 @@ def create_app(config: Config, *, store: EventStore | None = None) -> web.Applic
         app[STORE] = store
     else:
         app.cleanup_ctx.append(_store_context)
-    app.cleanup_ctx.append(_runtime_context)
+    app.cleanup_ctx.append(partial(_runtime_context, jwt_secret=jwt_secret, clock=clock))
     app.add_routes(health.routes)
     app.add_routes(hitl.routes)
     app.add_routes(api.routes)
+    app.add_routes(accounts.routes)
     return app
 
 
@@ -92,12 +114,20 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].close()
 
 
-async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
-    """The hub, the command handlers and the expirer, over the app's store."""
+async def _runtime_context(
+    app: web.Application, *, jwt_secret: str, clock: Callable[[], datetime] | None
+) -> AsyncIterator[None]:
+    """The hub, the command handlers, the accounts and the expirer, over the app's store."""
     config, store = app[CONFIG], app[STORE]
     hub = Hub(store)
     await hub.start()
     service = Service(store, hub, default_timeout_seconds=config.requests.default_timeout_seconds)
+    app[ACCOUNTS] = AccountService(
+        store,
+        jwt_secret=jwt_secret,
+        token_ttl_seconds=config.auth.token_ttl_seconds,
+        clock=clock or utcnow,
+    )
     expirer = Expirer(service, hub)
     await expirer.start()
     app[HUB], app[SERVICE], app[EXPIRER] = hub, service, expirer

@@ -1,17 +1,173 @@
-"""Who is calling. For now every caller acts in the open ``local`` tenant.
+"""Who is calling: one middleware resolves the caller once per request.
 
-This is the reference server's behaviour on loopback and the quick start's
-mode; API keys, JWT and tenants (DESIGN §8) plug in here, so handlers only
-ever ask ``actor_of(request)``.
+Credentials, tried in this order:
+
+- ``X-API-Key: lk_pub_…`` or ``Authorization: Bearer lk_pub_…``: an API key,
+  acting for the user who made it (its requests go to that user's tenant);
+- ``Authorization: Bearer <jwt>``: a user logged in with ``/api/auth/login``.
+
+Each authenticator returns ``None`` for "not mine" (no such header, another
+scheme) and raises ``Unauthorized`` for "mine but invalid" (an unknown, revoked
+or expired key, a token with a bad signature or past its expiry). A broken
+credential is refused at once, even where anonymous callers are welcome:
+silently treating it as anonymous would put the caller's requests in the wrong
+tenant.
+
+What each route asks for (anything not listed is an agent route, so a new
+surface is protected until it says otherwise):
+
+- public (``/health``, ``/healthz``, ``/readyz``, ``/api/auth/*``):
+  credentials are not even read, so a stale token never blocks logging in;
+- ``/api/user/*`` (the API-key routes): a login token;
+- every other route (``/hitl/*``, ``/sessions/register``, ``/v1/*``): an API
+  key or a login token when ``auth.require_api_key`` is on; otherwise an
+  anonymous caller acts as ``Actor(id="anonymous", tenant="local")``.
+
+Handlers only ever ask :func:`actor_of`.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import secrets
+from collections.abc import Awaitable, Callable
+from enum import Enum
 
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from loopgate.config import Config, ConfigError, api_keys_required, is_loopback
+from loopgate.errors import Unauthorized
 from loopgate.service import Actor
-from loopgate.web.keys import REQUEST_ID
+from loopgate.web.keys import ACCOUNTS, ACTOR, CREDENTIAL, REQUEST_ID
+
+log = structlog.get_logger(__name__)
+
+API_KEY_PREFIX = "lk_pub_"
+ANONYMOUS_TENANT = "local"
+
+_PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz"})
+_PUBLIC_PREFIXES = ("/api/auth/",)
+_USER_PREFIXES = ("/api/user/",)
+
+
+class Policy(Enum):
+    PUBLIC = "public"  # no credentials read
+    USER = "user"  # a login token (JWT) required
+    AGENT = "agent"  # an API key or a token; anonymous allowed unless keys are required
+
+
+def policy_for(path: str) -> Policy:
+    if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
+        return Policy.PUBLIC
+    if path.startswith(_USER_PREFIXES):
+        return Policy.USER
+    return Policy.AGENT
 
 
 def actor_of(request: web.Request) -> Actor:
-    return Actor(id="anonymous", tenant="local", correlation_id=request.get(REQUEST_ID))
+    """The caller the auth middleware resolved for this request."""
+    # No fallback to anonymous: a route reached without the middleware must fail, not open up.
+    return request[ACTOR]
+
+
+def anonymous(request: web.Request) -> Actor:
+    return Actor(id="anonymous", tenant=ANONYMOUS_TENANT, correlation_id=request.get(REQUEST_ID))
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+async def api_key_authenticator(request: web.Request) -> Actor | None:
+    """An API key from ``X-API-Key`` or ``Authorization: Bearer lk_pub_…``."""
+    raw = request.headers.get("X-API-Key", "").strip()
+    if not raw:  # an empty header is what `curl -H "X-API-Key: $UNSET"` sends
+        token = _bearer(request)
+        if token is None or not token.startswith(API_KEY_PREFIX):
+            return None
+        raw = token
+    return await request.app[ACCOUNTS].authenticate_api_key(raw, request.get(REQUEST_ID))
+
+
+async def token_authenticator(request: web.Request) -> Actor | None:
+    """A login token (JWT) in ``Authorization: Bearer``."""
+    token = _bearer(request)
+    if token is None or token.startswith(API_KEY_PREFIX):
+        return None
+    return request.app[ACCOUNTS].actor_for_token(token, request.get(REQUEST_ID))
+
+
+Authenticator = Callable[[web.Request], Awaitable[Actor | None]]
+AUTHENTICATORS: tuple[tuple[str, Authenticator], ...] = (
+    ("api_key", api_key_authenticator),
+    ("token", token_authenticator),
+)
+
+
+async def authenticate(request: web.Request) -> tuple[Actor, str] | None:
+    """The first authenticator that recognises the request: (actor, credential kind)."""
+    for kind, authenticator in AUTHENTICATORS:
+        actor = await authenticator(request)
+        if actor is not None:
+            return actor, kind
+    return None
+
+
+def auth_middleware(*, keys_required: bool) -> Middleware:
+    """Resolve the caller into ``request[ACTOR]``, refusing what the route's policy forbids."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        policy = policy_for(request.path)
+        found = None if policy is Policy.PUBLIC else await authenticate(request)
+        if policy is Policy.USER and (found is None or found[1] != "token"):
+            raise Unauthorized(
+                "this route needs a login token: send Authorization: Bearer <token> "
+                "with the token from POST /api/auth/login"
+            )
+        if found is None and policy is Policy.AGENT and keys_required:
+            raise Unauthorized(
+                "this route needs an API key: send X-API-Key: lk_pub_… "
+                "or Authorization: Bearer lk_pub_…"
+            )
+        actor, kind = found or (anonymous(request), "anonymous")
+        request[ACTOR], request[CREDENTIAL] = actor, kind
+        return await handler(request)
+
+    return middleware
+
+
+def jwt_secret_for(config: Config) -> str:
+    """``auth.jwt_secret``, or a fresh one per start when it is empty on loopback.
+
+    Raises ``ConfigError`` when it is empty on any other address: tokens signed
+    with a secret nobody chose would be lost on every restart, and behind a
+    load balancer each process would refuse the others' tokens.
+    """
+    if config.auth.jwt_secret:
+        return config.auth.jwt_secret
+    if not is_loopback(config.server.host):
+        raise ConfigError(
+            f"auth.jwt_secret: must be set when listening on {config.server.host!r} "
+            "(only a loopback address may run without one); generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))' and set it in "
+            "the config file or LOOPGATE_AUTH__JWT_SECRET"
+        )
+    log.warning(
+        "auth.jwt_secret is not set: using a random one for this run; "
+        "tokens will not survive a restart"
+    )
+    return secrets.token_urlsafe(32)
+
+
+def auth_mode(config: Config) -> str:
+    """How the agent routes are protected, in words for the start-up log."""
+    if api_keys_required(config):
+        return "api keys required"
+    if is_loopback(config.server.host):
+        return "open (loopback)"
+    return "open (auth.require_api_key = false)"

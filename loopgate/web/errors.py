@@ -3,6 +3,10 @@
 ``error_middleware`` renders Loopgate's own errors (which carry their status
 and code), aiohttp's HTTP exceptions (unknown routes, wrong methods, bodies
 over the limit) and anything unexpected (a 500 that never leaks internals).
+
+A 401 says how to authenticate (``WWW-Authenticate: Bearer``, as RFC 9110
+requires of every 401); a 429 says when to come back (``Retry-After``, from
+``TooManyRequests.retry_after``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from loopgate.errors import LoopgateError
+from loopgate.errors import LoopgateError, TooManyRequests
 from loopgate.web.responses import json_response
 
 log = structlog.get_logger(__name__)
+
+WWW_AUTHENTICATE = 'Bearer realm="loopgate"'
 
 _CODES = {
     400: "bad_request",
@@ -66,7 +72,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except LoopgateError as exc:
         if exc.status >= 500:
             log.error("request failed", code=exc.code, error=exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from loopgate.accounts import AccountService
 from loopgate.config import Config
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
-from loopgate.service import Service
+from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 
 CONFIG = web.AppKey("config", Config)
@@ -16,3 +17,8 @@ REQUEST_ID = web.RequestKey("request_id", str)
 HUB = web.AppKey("hub", Hub)
 SERVICE = web.AppKey("service", Service)
 EXPIRER = web.AppKey("expirer", Expirer)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+# Who is calling, resolved once per request by the auth middleware (web/auth.py).
+ACTOR = web.RequestKey("actor", Actor)
+# How the caller proved it: "api_key", "token" (a login JWT) or "anonymous".
+CREDENTIAL = web.RequestKey("credential", str)

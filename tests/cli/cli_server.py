@@ -59,15 +59,20 @@ def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
 
 
 @contextmanager
-def running_server(*args: str, cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``loopgate serve`` on a free port, yielded once it answers; killed on exit if still up."""
+def running_server(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``loopgate serve`` on a free port, yielded once it answers; killed on exit if still up.
+
+    ``env`` adds variables (``LOOPGATE_AUTH__REQUIRE_API_KEY``, ...) to a clean environment.
+    """
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "loopgate", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json"},
+        env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json", **(env or {})},
         cwd=cwd,
     )
     base = f"http://127.0.0.1:{port}"

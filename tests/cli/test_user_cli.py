@@ -1,0 +1,139 @@
+"""``loopgate user create`` and the auth policy at ``serve`` start, run as real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import msgspec
+from cli_server import TIMEOUT, clean_env, free_port, get, post, running_server, stop
+
+SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
+PASSWORD = "correct horse battery staple"
+
+
+def loopgate(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loopgate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json", **(env or {})},
+        cwd=cwd,
+    )
+
+
+def log_lines(output: str) -> list[dict[str, object]]:
+    return [msgspec.json.decode(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_user_commands_have_help(tmp_path: Path) -> None:
+    for command in (["user"], ["user", "create"]):
+        result = loopgate(*command, "--help", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "usage: loopgate user" in result.stdout
+
+
+def test_serving_beyond_loopback_without_a_jwt_secret_exits_2(tmp_path: Path) -> None:
+    result = loopgate("serve", "--host", "0.0.0.0", "--port", str(free_port()), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "auth.jwt_secret" in result.stderr
+    assert not (tmp_path / "loopgate.db").exists()  # refused before opening anything
+
+
+def test_the_placeholder_secret_is_refused_even_on_loopback(tmp_path: Path) -> None:
+    env = {"LOOPGATE_AUTH__JWT_SECRET": "change-me-to-a-long-random-string-please"}
+    result = loopgate("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "auth.jwt_secret" in result.stderr
+    assert "placeholder" in result.stderr
+
+
+def test_loopback_without_a_secret_starts_open_and_says_so(tmp_path: Path) -> None:
+    with running_server(cwd=tmp_path) as (base, process):
+        status, _ = get(f"{base}/hitl/pending")
+        assert status == 200
+        output = stop(process)
+    lines = log_lines(output)
+    assert any("tokens will not survive a restart" in str(line["event"]) for line in lines)
+    (listening,) = [line for line in lines if line["event"] == "loopgate listening"]
+    assert listening["auth"] == "open (loopback)"
+
+
+def test_any_address_with_a_secret_requires_keys_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "loopgate.toml").write_text(f'[auth]\njwt_secret = "{SECRET}"\n')
+    with running_server("--host", "0.0.0.0", cwd=tmp_path) as (base, process):
+        assert get(f"{base}/health")[0] == 200
+        status, body = get(f"{base}/hitl/pending")
+        assert (status, body["error"]["code"]) == (401, "unauthorized")
+        output = stop(process)
+    (listening,) = [line for line in log_lines(output) if line["event"] == "loopgate listening"]
+    assert listening["auth"] == "api keys required"
+
+
+def test_the_environment_variable_requires_keys_on_loopback(tmp_path: Path) -> None:
+    env = {"LOOPGATE_AUTH__REQUIRE_API_KEY": "true"}
+    with running_server(cwd=tmp_path, env=env) as (base, process):
+        status, body = get(f"{base}/hitl/pending")
+        assert (status, body["error"]["code"]) == (401, "unauthorized")
+        status, body = post(f"{base}/hitl/register", {"session_id": "s", "client_id": "c"})
+        assert status == 401
+        assert get(f"{base}/healthz")[0] == 200
+        output = stop(process)
+    (listening,) = [line for line in log_lines(output) if line["event"] == "loopgate listening"]
+    assert listening["auth"] == "api keys required"
+
+
+def test_user_create_then_login_with_registration_closed(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    db = ("--db", fresh_database_url)
+    created = loopgate("user", "create", "alice", *db, stdin=PASSWORD + "\n", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    user_id = created.stdout.strip()
+    assert user_id and "\n" not in user_id
+
+    (tmp_path / "loopgate.toml").write_text(
+        f'[auth]\nregistration = "closed"\njwt_secret = "{SECRET}"\nrequire_api_key = "true"\n'
+    )
+    with running_server(*db, cwd=tmp_path) as (base, _):
+        status, body = post(
+            f"{base}/api/auth/register", {"username": "mallory", "password": "x" * 12}
+        )
+        assert (status, body["error"]["code"]) == (403, "registration_closed")
+        status, body = post(f"{base}/api/auth/login", {"username": "alice", "password": PASSWORD})
+        assert status == 200, body
+        assert (body["user_id"], body["username"]) == (user_id, "alice")
+        # The token opens the key routes; the key opens the HITL routes.
+        token = body["token"]
+        request = urllib.request.Request(
+            f"{base}/api/user/apikeys",
+            data=b'{"label": "cli"}',
+            headers={"Authorization": f"Bearer {token}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 201
+            raw_key = msgspec.json.decode(response.read())["raw_key"]
+        pending = urllib.request.Request(f"{base}/hitl/pending", headers={"X-API-Key": raw_key})
+        with urllib.request.urlopen(pending, timeout=5) as response:
+            assert response.status == 200
+
+
+def test_user_create_refuses_a_taken_name_and_a_short_password(tmp_path: Path) -> None:
+    first = loopgate("user", "create", "bob", stdin=PASSWORD + "\n", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = loopgate("user", "create", "bob", stdin=PASSWORD + "\n", cwd=tmp_path)
+    assert again.returncode == 1
+    assert "taken" in again.stderr
+    short = loopgate("user", "create", "carol", stdin="abcde\n", cwd=tmp_path)
+    assert short.returncode == 2
+    assert "password" in short.stderr
+    empty = loopgate("user", "create", "dave", stdin="", cwd=tmp_path)
+    assert empty.returncode == 2
+    assert "password" in empty.stderr
