@@ -18,13 +18,13 @@ from aiohttp import web
 from loopgate.errors import ValidationFailed
 from loopgate.service import RequestView, SessionView
 from loopgate.web.auth import actor_of
+from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.web.wire import (
     AnswerBody,
     Body,
-    CreateRequestBody,
     CreateSessionBody,
     decode_body,
     read_body,
@@ -127,21 +127,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 @routes.post("/v1/requests")
 async def create_request(request: web.Request) -> web.Response:
-    body = await read_body(request, CreateRequestBody)
-    view, created = await request.app[SERVICE].create_request(
-        session_id=body.session_id,
-        client_id=body.client_id,
-        message=body.message,
-        request_type=body.resolved_request_type(),
-        options=body.option_list(),
-        allow_text=bool(body.allow_text),
-        metadata=body.metadata,
-        timeout_seconds=body.timeout_seconds,
-        on_timeout=body.on_timeout,
-        callback_url=body.callback_url,
-        idempotency_key=request.headers.get("Idempotency-Key") or body.idempotency_key,
-        actor=actor_of(request),
-    )
+    view, created = await create_from_body(request)
     return json_response(request_json(view), status=201 if created else 200)
 
 

@@ -74,10 +74,10 @@ routes.post("/hitl/register")(register)
 routes.post("/sessions/register")(register)  # the name the reference's README uses
 
 
-@routes.post("/hitl/request")
-async def create_request(request: web.Request) -> web.Response:
+async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
+    """Create a request from the body of ``/hitl/request`` or ``/v1/requests``."""
     body = await read_body(request, CreateRequestBody)
-    view, _ = await request.app[SERVICE].create_request(
+    return await request.app[SERVICE].create_request(
         session_id=body.session_id,
         client_id=body.client_id,
         message=body.message,
@@ -91,6 +91,11 @@ async def create_request(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key") or body.idempotency_key,
         actor=actor_of(request),
     )
+
+
+@routes.post("/hitl/request")
+async def create_request(request: web.Request) -> web.Response:
+    view, _ = await create_from_body(request)
     return json_response(
         {
             "success": True,
