@@ -78,12 +78,17 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token_ttl_seconds: int = 86400
 
 
+class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    heartbeat_seconds: int = 15
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     requests: RequestsConfig = msgspec.field(default_factory=RequestsConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,12 @@ SETTINGS: tuple[Setting, ...] = (
         "auth.token_ttl_seconds",
         "Lifetime of the login tokens (JWT) that /api/auth/login hands out, in seconds.",
         minimum=60,
+    ),
+    _setting(
+        "stream.heartbeat_seconds",
+        "Seconds between heartbeat comments on the SSE event streams; a client that went "
+        "away is noticed and released within one heartbeat.",
+        minimum=1,
     ),
 )
 

@@ -3,7 +3,9 @@
 Long-polls, SSE streams and blocking MCP calls do not query the database in a
 loop; they register interest in a stream (``request-<id>``) and sleep until
 the hub sees a committed event for it. Reactors (the expirer, later the
-Telegram sender) register listeners that see every committed event.
+Telegram sender) register listeners that see every committed event. SSE
+streams take a :class:`Subscription`: every committed event, in order, through
+a bounded queue.
 
 The hub follows ``store.subscribe``, so it is woken by this process's own
 appends and, on Postgres, by every other process's through NOTIFY.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import structlog
 
@@ -24,6 +26,103 @@ log = structlog.get_logger(__name__)
 
 Listener = Callable[[RecordedEvent], None]
 RETRY_SECONDS = 1.0
+SUBSCRIPTION_QUEUE_SIZE = 1000
+"""Events a subscription holds for a slow consumer before it falls back to reading the log."""
+CATCH_UP_PAGE = 500
+
+
+class Subscription:
+    """Every committed event after ``position``, in order, each exactly once.
+
+    The hub pushes events into a bounded queue. A consumer too slow to keep
+    up does not make it grow: on overflow the queue is emptied and the
+    subscription reads the log itself (``store.read_all``) from the last
+    event it delivered until it reaches the hub, then rejoins the live feed.
+    Nothing is lost and memory stays bounded.
+    """
+
+    def __init__(self, hub: Hub, maxsize: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[RecordedEvent | None] = asyncio.Queue(maxsize)
+        self._catching_up = False
+        self._backlog: list[RecordedEvent] = []
+        self._closed = False
+        self.position = hub.position
+        """The last position delivered (at first, where the hub was on subscribing)."""
+
+    @property
+    def catching_up(self) -> bool:
+        """True while the subscription reads the log instead of its queue."""
+        return self._catching_up
+
+    def _push(self, record: RecordedEvent) -> None:
+        if self._catching_up or self._closed:
+            return
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._fall_behind()
+
+    def _fall_behind(self) -> None:
+        self._catching_up = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def close(self) -> None:
+        """End the subscription: ``next`` raises ``StopAsyncIteration`` from now on."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fall_behind()
+        self._catching_up = False
+        self._queue.put_nowait(None)  # wakes a consumer waiting on the queue
+
+    async def next(self, wait_seconds: float | None = None) -> RecordedEvent | None:
+        """The next event; ``None`` if none came within ``wait_seconds``.
+
+        Raises ``StopAsyncIteration`` once the subscription is closed.
+        """
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._catching_up:
+                record = await self._catch_up()
+                if record is None:
+                    continue  # caught up: back to the queue
+            else:
+                try:
+                    async with asyncio.timeout(wait_seconds):
+                        record = await self._queue.get()
+                except TimeoutError:
+                    return None
+                if record is None:
+                    continue  # closed, or emptied while catching up
+                if record.position <= self.position:
+                    continue  # already delivered from the log
+            self.position = record.position
+            return record
+
+    async def _catch_up(self) -> RecordedEvent | None:
+        if not self._backlog:
+            if self.position >= self._hub.position:
+                # Everything after the hub's position will be pushed to the
+                # queue from here on; no await separates the check and the switch.
+                self._catching_up = False
+                return None
+            self._backlog = await self._hub.store.read_all(self.position, CATCH_UP_PAGE)
+            self._backlog.reverse()
+            if not self._backlog:
+                self._catching_up = False
+                return None
+        return self._backlog.pop()
+
+    def __aiter__(self) -> AsyncIterator[RecordedEvent]:
+        return self
+
+    async def __anext__(self) -> RecordedEvent:
+        record = await self.next()
+        assert record is not None  # no timeout: next() waits
+        return record
 
 
 class Hub:
@@ -31,6 +130,8 @@ class Hub:
         self._store = store
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listeners: list[Listener] = []
+        self._subscriptions: set[Subscription] = set()
+        self._routes: dict[tuple[str, str], set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
         self.position = 0
         """The last position dispatched."""
@@ -40,7 +141,12 @@ class Hub:
         self.position = await self._store.head()
         self._task = asyncio.create_task(self._run(), name="loopgate-hub")
 
+    @property
+    def store(self) -> EventStore:
+        return self._store
+
     async def stop(self) -> None:
+        self.close_subscriptions()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -73,6 +179,47 @@ class Hub:
                 if not waiters:
                     del self._waiters[stream]
 
+    @contextlib.contextmanager
+    def subscribe(
+        self,
+        maxsize: int | None = None,
+        *,
+        stream: str | None = None,
+        tenant: str | None = None,
+    ) -> Iterator[Subscription]:
+        """Every event committed after the hub's current position; released on exit.
+
+        ``stream`` or ``tenant`` narrows what is pushed live, so a thousand
+        streams of single requests are not all woken by every answer. (Catch-up
+        reads from the log are not narrowed: consumers filter what they show.)
+        ``maxsize`` bounds the queue (default ``SUBSCRIPTION_QUEUE_SIZE``).
+        ``subscription.position`` says where it starts, so a consumer that
+        replays history from the log first can hand over without a gap.
+        """
+        subscription = Subscription(self, maxsize or SUBSCRIPTION_QUEUE_SIZE)
+        route = ("stream", stream) if stream else ("tenant", tenant) if tenant else ("all", "")
+        routed = self._routes.setdefault(route, set())
+        self._subscriptions.add(subscription)
+        routed.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+            routed.discard(subscription)
+            if not routed:
+                self._routes.pop(route, None)
+            subscription.close()
+
+    def close_subscriptions(self) -> None:
+        """End every subscription (on shutdown, so open streams finish at once)."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open (for tests and metrics)."""
+        return len(self._subscriptions)
+
     @property
     def waiting(self) -> int:
         """How many waiters are registered (for tests and metrics)."""
@@ -95,6 +242,9 @@ class Hub:
         self.position = record.position
         for event in self._waiters.get(record.stream, ()):
             event.set()
+        for route in (("all", ""), ("stream", record.stream), ("tenant", record.meta.tenant)):
+            for subscription in self._routes.get(route, ()):
+                subscription._push(record)
         for listener in self._listeners:
             try:
                 listener(record)

@@ -25,10 +25,11 @@ from loopgate.config import Config, api_keys_required
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
+from loopgate.reactors.lease import lease_for
 from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, health, hitl
+from loopgate.web import accounts, api, health, hitl, stream
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.keys import ACCOUNTS, CONFIG, EXPIRER, HUB, REQUEST_ID, SERVICE, STORE
@@ -104,7 +105,15 @@ def create_app(
     app.add_routes(hitl.routes)
     app.add_routes(api.routes)
     app.add_routes(accounts.routes)
+    app.add_routes(stream.routes)
+    app.on_shutdown.append(_end_streams)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Open SSE streams would otherwise hold the shutdown until their clients hang up.
+    if HUB in app:
+        app[HUB].close_subscriptions()
 
 
 async def _store_context(app: web.Application) -> AsyncIterator[None]:
@@ -128,7 +137,7 @@ async def _runtime_context(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         clock=clock or utcnow,
     )
-    expirer = Expirer(service, hub)
+    expirer = Expirer(service, hub, lease_for(store))
     await expirer.start()
     app[HUB], app[SERVICE], app[EXPIRER] = hub, service, expirer
     yield

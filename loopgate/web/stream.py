@@ -1,0 +1,220 @@
+"""Server-sent event streams of the log: one request, one session, or a whole tenant.
+
+``GET /v1/requests/{id}/events``, ``GET /v1/sessions/{id}/events`` and
+``GET /v1/events`` (``?types=request.created,...``). Each message has ``id:``
+the event's global position, ``event:`` its type and ``data:`` a JSON object
+``{position, type, stream, recorded_at, data, actor}``. Only ``session.*`` and
+``request.*`` events of the caller's tenant are sent: account events carry
+password and key hashes and never appear here.
+
+Resuming: ``Last-Event-ID`` (or ``?after=N``) replays from the log everything
+after that position, then the stream goes live. The hub subscription is taken
+*before* the replay and the replay reads up to the log's head at that moment,
+so the live part starts exactly where the replay ends: no gap, no duplicate.
+Without a position, a request or session stream starts with its whole history
+and ``/v1/events`` with what is committed from now on.
+
+A heartbeat comment (``: ping``) goes out every ``stream.heartbeat_seconds``.
+aiohttp does not cancel a handler when its client hangs up, so the handler
+checks the connection whenever it has been idle for a heartbeat and stops
+when a write fails: the subscription is released within one heartbeat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from loopgate.errors import ValidationFailed
+from loopgate.events import EVENT_TYPES, RequestCreated
+from loopgate.service import Actor
+from loopgate.store.base import EventStore
+from loopgate.store.codec import RecordedEvent
+from loopgate.web.auth import actor_of
+from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, SERVICE, STORE
+from loopgate.web.params import client_gone
+
+routes = web.RouteTableDef()
+
+STREAMED_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(("session.", "request.")))
+"""What the streams may show; account events (hashes, login failures) never."""
+REPLAY_PAGE = 500
+
+_encoder = msgspec.json.Encoder()
+Match = Callable[[RecordedEvent], bool]
+
+
+def message_data(record: RecordedEvent) -> str:
+    """The ``data:`` line of an event's SSE message."""
+    fields = msgspec.to_builtins(record.event)
+    fields.pop("type", None)
+    return _encoder.encode(
+        {
+            "position": record.position,
+            "type": record.type,
+            "stream": record.stream,
+            "recorded_at": record.recorded_at.isoformat(),
+            "data": fields,
+            "actor": record.meta.actor,
+        }
+    ).decode()
+
+
+def resume_position(request: web.Request) -> int | None:
+    """``Last-Event-ID``, else ``?after=``: the last position the client has; None if neither."""
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    name = "Last-Event-ID"
+    if not raw:
+        raw, name = request.query.get("after", "").strip(), "after"
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValidationFailed(f"{name}: expected an event position (an integer >= 0), got {raw!r}")
+    return int(raw)
+
+
+def _visible(actor: Actor) -> Match:
+    return lambda r: r.type in STREAMED_TYPES and r.meta.tenant == actor.tenant
+
+
+async def _log_between(store: EventStore, after: int, upto: int) -> AsyncIterator[RecordedEvent]:
+    while after < upto:
+        records = await store.read_all(after, REPLAY_PAGE)
+        if not records:
+            return
+        for record in records:
+            if record.position > upto:
+                return
+            yield record
+        after = records[-1].position
+
+
+async def _streams_between(
+    store: EventStore, streams: list[str], after: int, upto: int
+) -> AsyncIterator[RecordedEvent]:
+    records = [r for stream in streams for r in await store.read_stream(stream)]
+    for record in sorted(records, key=lambda r: r.position):
+        if after < record.position <= upto:
+            yield record
+
+
+@routes.get("/v1/requests/{request_id}/events")
+async def request_events(request: web.Request) -> web.StreamResponse:
+    actor, request_id = actor_of(request), request.match_info["request_id"]
+    await request.app[SERVICE].get_request(request_id, actor)  # 404 before the stream starts
+    stream = f"request-{request_id}"
+    visible = _visible(actor)
+    after = resume_position(request) or 0
+
+    def replay(store: EventStore, since: int, upto: int) -> AsyncIterator[RecordedEvent]:
+        return _streams_between(store, [stream], after, upto)
+
+    return await _serve(request, replay, lambda r: r.stream == stream and visible(r), stream=stream)
+
+
+@routes.get("/v1/sessions/{session_id}/events")
+async def session_events(request: web.Request) -> web.StreamResponse:
+    actor, session_id = actor_of(request), request.match_info["session_id"]
+    service = request.app[SERVICE]
+    await service.get_session(session_id, actor)  # 404 before the stream starts
+    visible = _visible(actor)
+    after = resume_position(request) or 0
+    requests: set[str] = set()  # the session's requests, joined by those created live
+
+    async def replay(store: EventStore, since: int, upto: int) -> AsyncIterator[RecordedEvent]:
+        rows = await store.fetch(
+            "SELECT request_id FROM requests WHERE session_id = ? AND tenant = ?",
+            (session_id, actor.tenant),
+        )
+        requests.update(row["request_id"] for row in rows)
+        streams = [f"session-{session_id}", *(f"request-{r}" for r in sorted(requests))]
+        async for record in _streams_between(store, streams, after, upto):
+            yield record
+
+    def match(record: RecordedEvent) -> bool:
+        if not visible(record):
+            return False
+        event = record.event
+        if isinstance(event, RequestCreated) and event.session_id == session_id:
+            requests.add(event.request_id)
+        if record.stream == f"session-{session_id}":
+            return True
+        return record.stream.startswith("request-") and record.stream[8:] in requests
+
+    return await _serve(request, replay, match, tenant=actor.tenant)
+
+
+@routes.get("/v1/events")
+async def tenant_events(request: web.Request) -> web.StreamResponse:
+    actor = actor_of(request)
+    types = {t for t in request.query.get("types", "").split(",") if t.strip()}
+    unknown = sorted(types - STREAMED_TYPES)
+    if unknown:
+        raise ValidationFailed(f"types: unknown {unknown}; use any of {sorted(STREAMED_TYPES)}")
+    visible = _visible(actor)
+    after = resume_position(request)
+
+    def match(record: RecordedEvent) -> bool:
+        return visible(record) and (not types or record.type in types)
+
+    def replay(store: EventStore, since: int, upto: int) -> AsyncIterator[RecordedEvent]:
+        # Without a position the stream is live only: the replay just bridges
+        # the moment between subscribing (``since``) and reading the head.
+        return _log_between(store, after if after is not None else since, upto)
+
+    return await _serve(request, replay, match, tenant=actor.tenant)
+
+
+Replay = Callable[[EventStore, int, int], AsyncIterator[RecordedEvent]]
+"""``replay(store, since, upto)``: the stream's history up to ``upto``; ``since`` is where
+the hub subscription starts."""
+
+
+async def _serve(
+    request: web.Request,
+    replay: Replay,
+    match: Match,
+    *,
+    stream: str | None = None,
+    tenant: str | None = None,
+) -> web.StreamResponse:
+    """Subscribe, replay the log up to its head, then stream live events until the client goes.
+
+    ``stream``/``tenant`` narrow what the hub pushes to this subscription.
+    """
+    hub, store = request.app[HUB], request.app[STORE]
+    heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
+    response = EventSourceResponse(
+        headers={"X-Request-ID": request.get(REQUEST_ID, "")}, ping_interval=heartbeat
+    )
+    with hub.subscribe(stream=stream, tenant=tenant) as subscription:
+        since = subscription.position
+        # Subscribed first: every event after ``subscription.position`` reaches the
+        # queue. The replay covers the log up to ``upto`` >= that position, so live
+        # events at or below ``upto`` were either replayed or not ours.
+        upto = max(await store.head(), subscription.position)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError, RuntimeError, TimeoutError):
+            async for record in replay(store, since, upto):
+                if match(record):
+                    await _send(response, record)
+            last = max(upto, resume_position(request) or 0)
+            while not client_gone(request) and response.is_connected():
+                try:
+                    live = await subscription.next(wait_seconds=heartbeat)
+                except StopAsyncIteration:
+                    break  # the server is shutting down
+                if live is not None and live.position > last and match(live):
+                    await _send(response, live)
+        response.stop_streaming()
+        with contextlib.suppress(Exception):
+            await response.wait()
+    return response
+
+
+async def _send(response: EventSourceResponse, record: RecordedEvent) -> None:
+    await response.send(message_data(record), id=str(record.position), event=record.type)
