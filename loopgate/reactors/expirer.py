@@ -6,6 +6,10 @@ tells it about new requests and about requests that were decided. A timer
 runs the ``expire`` command with the version it read, so a human answer that
 commits a millisecond earlier wins and the expiry becomes a no-op, never a
 second decision.
+
+With several server processes only one expirer may run: it arms and fires
+timers only while it holds its lease (``reactors/lease.py``). On acquiring it
+re-arms from the projection, as at a start; on losing it, it disarms them all.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import structlog
 from loopgate.errors import DomainError, NotFound
 from loopgate.events import RequestCancelled, RequestCreated, RequestExpired, ResponseReceived
 from loopgate.hub import Hub
+from loopgate.reactors.lease import AlwaysHeld, Lease
 from loopgate.service import Service
 from loopgate.store.codec import RecordedEvent
 
@@ -28,15 +33,23 @@ RETRY_SECONDS = 1.0
 
 
 class Expirer:
-    def __init__(self, service: Service, hub: Hub) -> None:
+    def __init__(self, service: Service, hub: Hub, lease: Lease | None = None) -> None:
         self._service = service
         self._hub = hub
+        self._lease: Lease = lease if lease is not None else AlwaysHeld()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Arm every open request; call after the hub started, so nothing falls between."""
+        """Follow the hub and take part in the lease; call after the hub started.
+
+        Returns once the lease was tried: an uncontested expirer is armed by then.
+        """
         self._hub.add_listener(self._on_event)
+        await self._lease.start(self._rearm, self._disarm_all)
+
+    async def _rearm(self) -> None:
+        """Arm every open request (the lease was just acquired); hub events are already armed."""
         rows = await self._service.store.fetch(
             "SELECT request_id, tenant, expires_at FROM requests"
             " WHERE status IN ('pending', 'delivered') AND expires_at IS NOT NULL",
@@ -50,19 +63,31 @@ class Expirer:
 
     async def stop(self) -> None:
         self._hub.remove_listener(self._on_event)
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        await self._lease.stop()
+        self._disarm_all()
         for task in list(self._running):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _disarm_all(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the expirer lease (and so runs the timers)."""
+        return self._lease.held
 
     @property
     def armed(self) -> int:
         return len(self._timers)
 
     def arm(self, request_id: str, tenant: str, expires_at: datetime) -> None:
+        """Set a timer for ``request_id``; a no-op unless this process holds the lease."""
+        if not self._lease.held:
+            return
         delay = max(0.0, (expires_at - self._service.clock()).total_seconds())
         self.disarm(request_id)
         loop = asyncio.get_running_loop()

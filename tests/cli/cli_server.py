@@ -58,6 +58,48 @@ def post(url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
         return error.code, msgspec.json.decode(error.read())
 
 
+def spawn_server(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, output: Path | None = None
+) -> tuple[str, subprocess.Popen[str]]:
+    """Start ``loopgate serve`` on a free port; its output is piped, or written to ``output``."""
+    port = free_port()
+    sink: Any = subprocess.PIPE if output is None else output.open("w")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "loopgate", "serve", "--port", str(port), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json", **(env or {})},
+            cwd=cwd,
+        )
+    finally:
+        if output is not None:
+            sink.close()  # the child has its own copy
+    return f"http://127.0.0.1:{port}", process
+
+
+def wait_until_up(base: str, process: subprocess.Popen[str], log: Path | None = None) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            get(f"{base}/healthz")
+            return
+        except OSError as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.communicate()[0] if log is None else log.read_text()
+                raise AssertionError(f"server did not start:\n{output}") from exc
+            time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 @contextmanager
 def running_server(
     *args: str, cwd: Path, env: dict[str, str] | None = None
@@ -66,34 +108,30 @@ def running_server(
 
     ``env`` adds variables (``LOOPGATE_AUTH__REQUIRE_API_KEY``, ...) to a clean environment.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loopgate", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**clean_env(), "LOOPGATE_LOG__FORMAT": "json", **(env or {})},
-        cwd=cwd,
-    )
-    base = f"http://127.0.0.1:{port}"
+    base, process = spawn_server(*args, cwd=cwd, env=env)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                get(f"{base}/healthz")
-                break
-            except OSError as exc:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.communicate()[0]
-                    raise AssertionError(f"server did not start:\n{output}") from exc
-                time.sleep(0.05)
+        wait_until_up(base, process)
         yield base, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        kill(process)
+
+
+@contextmanager
+def running_servers(
+    count: int, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[list[tuple[str, subprocess.Popen[str], Path]]]:
+    """``count`` servers started at once, each logging to its own file: (base, process, log)."""
+    servers = []
+    try:
+        for index in range(count):
+            log = cwd / f"server-{index}.log"
+            servers.append((*spawn_server(*args, cwd=cwd, env=env, output=log), log))
+        for base, process, log in servers:
+            wait_until_up(base, process, log)
+        yield servers
+    finally:
+        for _, process, _ in servers:
+            kill(process)
 
 
 def stop(process: subprocess.Popen[str]) -> str:
