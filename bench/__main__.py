@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import append, hitl
+from bench import append, hitl, push
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     append.add_subcommand(subcommands)
     hitl.add_subcommand(subcommands)
+    push.add_subcommand(subcommands)
     return parser
 
 
