@@ -28,7 +28,6 @@ import asyncio
 import hashlib
 import secrets
 import signal
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -43,13 +42,22 @@ from urllib.parse import urlsplit, urlunsplit
 import aiosqlite
 import asyncpg
 
+from bench.cli import (
+    INTERRUPTED,
+    add_database_url,
+    add_store_options,
+    admin_url,
+    check_store_options,
+    finish,
+    progress,
+    run_benchmark,
+)
 from bench.measure import Op, Sample, Timing, run_closed_loop
 from loopgate.events import Meta, Option, RequestCreated
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.store.codec import encode_event, encode_meta
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_LEVELS = (1, 16, 64)
 MAX_CONCURRENCY = 1000
 SPARE_CONNECTIONS = 16
@@ -88,11 +96,6 @@ CREATE TABLE {BASELINE_TABLE} (
 )""",
     f"CREATE INDEX {BASELINE_TABLE}_type_position ON {BASELINE_TABLE} (type, position)",
 )
-
-
-def progress(message: str) -> None:
-    """A progress line on stderr (stdout is kept for the results)."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- the workload ------------------------------------------------------------
@@ -455,14 +458,6 @@ def concurrency_levels(text: str) -> tuple[int, ...]:
     return levels
 
 
-def positive_seconds(text: str) -> float:
-    """A duration in seconds, > 0 and at most an hour."""
-    value = float(text)
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("expected a duration in seconds, 0 < S <= 3600")
-    return value
-
-
 def add_subcommand(subcommands: Any) -> None:
     """Register ``append`` on the ``python -m bench`` parser."""
     parser = subcommands.add_parser(
@@ -477,54 +472,36 @@ def add_subcommand(subcommands: Any) -> None:
             " baseline, then Loopgate and the baseline at each level (about 30 s by default)."
         ),
     )
-    parser.add_argument(
-        "--store", required=True, choices=("sqlite", "postgres"), help="the backend to measure"
+    add_store_options(
+        parser,
+        seconds=3.0,
+        seconds_help="measuring time per level and side",
+        warmup_help="warm-up before each measurement, not counted",
     )
-    parser.add_argument(
-        "--seconds", type=positive_seconds, default=3.0,
-        help="measuring time per level and side (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--warmup", type=positive_seconds, default=1.0,
-        help="warm-up before each measurement, not counted (default: %(default)s)",
-    )  # fmt: skip
     parser.add_argument(
         "--concurrency", type=concurrency_levels, default=DEFAULT_LEVELS, metavar="N[,N...]",
         help="concurrent workers per level (default: 1,16,64)",
     )  # fmt: skip
-    parser.add_argument(
-        "--database-url", default=None, metavar="URL",
-        help=(
-            "postgres only: admin URL used to create and drop the scratch database"
-            f" loopgate_bench_<random> (default: {DEFAULT_ADMIN_URL}); sqlite always"
-            " uses a file in a temporary directory"
-        ),
-    )  # fmt: skip
+    add_database_url(
+        parser, postgres_only=True, note="; sqlite always uses a file in a temporary directory"
+    )
     parser.set_defaults(run=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark; the table goes to stdout. Exit status 1 if any append failed."""
-    if args.store == "sqlite" and args.database_url:
-        raise SystemExit("--database-url applies to --store postgres only")
+    check_store_options(args)
     settings = Settings(
         store=args.store,
         levels=args.concurrency,
         timing=Timing(warmup=args.warmup, seconds=args.seconds),
-        admin_url=args.database_url or DEFAULT_ADMIN_URL,
+        admin_url=admin_url(args),
     )
-    try:
-        report = asyncio.run(run(settings))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise SystemExit(f"bench append: database error: {exc}") from exc
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        progress("interrupted")
-        return 130
+    report = run_benchmark("append", run(settings), database_error="database error: ")
+    if report is None:
+        return INTERRUPTED
     progress(f"log head {report.log_head}, appends acknowledged {report.acknowledged}")
-    print(format_report(report))
-    errors = errors_of(report)
-    for exc in errors[:5]:
-        progress(f"error: {exc!r}")
+    status = finish(format_report(report), [repr(exc) for exc in errors_of(report)])
     if report.log_head != report.acknowledged:
         progress("warning: the log head does not match the acknowledged appends")
-    return 1 if errors else 0
+    return status

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,19 +51,27 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-import asyncpg
 import msgspec
 from aiohttp import web
 
 from bench.append import (
-    DEFAULT_ADMIN_URL,
     cancel_on_sigterm,
     make_baseline,
-    positive_seconds,
     postgres_scratch,
-    progress,
     sqlite_scratch,
     table_lines,
+)
+from bench.cli import (
+    INTERRUPTED,
+    BenchError,
+    add_database_url,
+    add_store_options,
+    admin_url,
+    bounded_int,
+    check_store_options,
+    finish,
+    progress,
+    run_benchmark,
 )
 from bench.measure import Sample, Timing, run_closed_loop
 
@@ -105,17 +113,13 @@ FD_HEADROOM = 256
 """File descriptors beyond one per connection: database, logs, the interpreter."""
 
 
-class BenchError(Exception):
-    """The benchmark cannot go on (a server failed to start, a bad response, ...)."""
-
-
 # --- processes, ports and limits -------------------------------------------------------
 
 
-def raise_fd_limit(needed: int) -> tuple[int, int]:
+def raise_fd_limit(needed: int) -> int:
     """Raise this process's soft RLIMIT_NOFILE to ``needed`` (servers started later inherit it).
 
-    Returns the soft limit before and after; fails if the hard limit is too low.
+    Returns the soft limit after, saying so if it changed; fails if the hard limit is too low.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -125,7 +129,10 @@ def raise_fd_limit(needed: int) -> tuple[int, int]:
                 f"{hard}; lower --waiters or raise the limit"
             )
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != soft:
+        progress(f"raised the open-file limit from {soft} to {limit}")
+    return limit
 
 
 def free_port() -> int:
@@ -502,14 +509,52 @@ async def open_polls(
             await asyncio.sleep(0.01)
 
 
-async def measure_wake(server: Server, waiters: int, concurrency: int) -> Wake:
-    """Create ``waiters`` requests, long-poll them all, answer them one at a time."""
-    wake = Wake(waiters)
-    started = time.perf_counter()
-    ids = await create_requests(server.base_url, waiters, concurrency, wake.errors)
-    wake.created_rate = len(ids) / (time.perf_counter() - started)
-    progress(f"created {len(ids)} requests to wait on ({wake.created_rate:,.0f}/s)")
+Waiters = dict[str, asyncio.Task[PollResult]]
+"""One waiting task per request id, each returning what its waiter received."""
+OpenWaiters = Callable[[aiohttp.ClientSession, list[int], Waiters], Awaitable[None]]
+"""Start the waiters into the dict, on the session; the list counts requests sent."""
+Check = Callable[[PollResult], str | None]
+"""Why a waiter's result is not the answer, or None if it is."""
 
+
+async def create_for_wake(base_url: str, count: int, concurrency: int) -> tuple[Wake, list[str]]:
+    """A new :class:`Wake` for ``count`` waiters, and the requests they wait on."""
+    wake = Wake(count)
+    started = time.perf_counter()
+    ids = await create_requests(base_url, count, concurrency, wake.errors)
+    wake.created_rate = len(ids) / (time.perf_counter() - started)
+    return wake, ids
+
+
+async def cancel_all(tasks: Waiters) -> None:
+    for task in tasks.values():
+        task.cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class WaitKind:
+    """How waiters wait (long-poll, SSE, ...), and how they are named in messages."""
+
+    open: OpenWaiters
+    check: Check
+    label: str
+    """One waiter in an error message: ``{label} {request_id}: ...``."""
+    plural: str
+    """Waiters that returned early: ``{n} {plural} returned before any answer``."""
+
+
+async def wait_and_answer(
+    ids: Sequence[str],
+    kind: WaitKind,
+    answer_url: str,
+    wake: Wake,
+    announce: Callable[[int], str],
+) -> None:
+    """One waiter per id, then answer them one at a time on ``answer_url``, into ``wake``.
+
+    ``announce(n)`` is the progress line once ``n`` waiters are waiting.
+    """
     sent = [0]
     trace = aiohttp.TraceConfig()
 
@@ -517,47 +562,39 @@ async def measure_wake(server: Server, waiters: int, concurrency: int) -> Wake:
         sent[0] += 1
 
     trace.on_request_headers_sent.append(on_headers_sent)
-    polls_http = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=waiters, limit_per_host=0),
+    waiters_http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=wake.waiters, limit_per_host=0),
         timeout=aiohttp.ClientTimeout(total=POLL_WAIT_SECONDS + HTTP_TIMEOUT_SECONDS),
         trace_configs=[trace],
     )
-    polls: dict[str, asyncio.Task[PollResult]] = {}
-    async with polls_http, client_session(1) as answers_http:
+    waiters: Waiters = {}
+    async with waiters_http, client_session(1) as answers_http:
         try:
-            first_poll_at = asyncio.get_running_loop().time()
-            await open_polls(server.base_url, ids, polls_http, sent, polls)
+            first_at = asyncio.get_running_loop().time()
+            await kind.open(waiters_http, sent, waiters)
             await asyncio.sleep(SETTLE_SECONDS)
-            early = {rid for rid, task in polls.items() if task.done()}
+            early = {rid for rid, task in waiters.items() if task.done()}
             if early:
-                wake.errors.append(f"{len(early)} long-poll(s) returned before any answer")
-            progress(f"{len(polls) - len(early)} long-polls waiting; answering one at a time")
+                wake.errors.append(f"{len(early)} {kind.plural} returned before any answer")
+            progress(announce(len(waiters) - len(early)))
             # Stop well before the first long-polls' own wait=60 runs out.
-            deadline = first_poll_at + POLL_WAIT_SECONDS - 2 * WAKE_TIMEOUT_SECONDS
+            deadline = first_at + POLL_WAIT_SECONDS - 2 * WAKE_TIMEOUT_SECONDS
             waiting = [i for i in ids if i not in early]
-            await answer_all(server.base_url, waiting, polls, answers_http, wake, deadline)
+            await answer_each(answer_url, waiting, waiters, answers_http, wake, kind, deadline)
         finally:
-            for task in polls.values():
-                task.cancel()
-            await asyncio.gather(*polls.values(), return_exceptions=True)
-    progress(
-        f"woke {wake.woken} of {waiters}: p50 {_ms(wake.percentile(0.5))} ms,"
-        f" p99 {_ms(wake.percentile(0.99))} ms, max {_ms(wake.percentile(1.0))} ms,"
-        f" {wake.poll_first} long-poll(s) returned before their answer's response"
-        + (f", {len(wake.errors)} error(s)" if wake.errors else "")
-    )
-    return wake
+            await cancel_all(waiters)
 
 
-async def answer_all(
-    base_url: str,
+async def answer_each(
+    answer_url: str,
     ids: Sequence[str],
-    polls: dict[str, asyncio.Task[PollResult]],
+    waiters: Waiters,
     http: aiohttp.ClientSession,
     wake: Wake,
+    kind: WaitKind,
     deadline: float,
 ) -> None:
-    """Answer each request, then wait for its long-poll before answering the next."""
+    """Answer each request, then wait for its waiter before answering the next."""
     loop = asyncio.get_running_loop()
     for request_id in ids:
         if len(wake.errors) >= MAX_WAKE_ERRORS or loop.time() > deadline:
@@ -565,7 +602,7 @@ async def answer_all(
             return
         sent_at = time.perf_counter()
         try:
-            raw = await post(http, f"{base_url}/v1/requests/{request_id}/response", ANSWER_BODY)
+            raw = await post(http, f"{answer_url}/v1/requests/{request_id}/response", ANSWER_BODY)
         except (HttpError, aiohttp.ClientError, TimeoutError) as exc:
             wake.errors.append(f"answer {request_id}: {exc!r}")
             continue
@@ -573,19 +610,23 @@ async def answer_all(
         if msgspec.json.decode(raw).get("status") != "answered":
             wake.errors.append(f"answer {request_id}: responded {raw[:300]!r}")
         try:
-            result = await asyncio.wait_for(asyncio.shield(polls[request_id]), WAKE_TIMEOUT_SECONDS)
+            result = await asyncio.wait_for(
+                asyncio.shield(waiters[request_id]), WAKE_TIMEOUT_SECONDS
+            )
         except TimeoutError:
-            wake.errors.append(f"long-poll {request_id}: not woken within {WAKE_TIMEOUT_SECONDS} s")
+            wake.errors.append(
+                f"{kind.label} {request_id}: not woken within {WAKE_TIMEOUT_SECONDS} s"
+            )
             continue
-        problem = _poll_problem(result)
+        problem = kind.check(result)
         if problem is not None:
-            wake.errors.append(f"long-poll {request_id}: {problem}")
+            wake.errors.append(f"{kind.label} {request_id}: {problem}")
             continue
         wake.latencies.append(result.at - answered_at)
         wake.answer_latencies.append(answered_at - sent_at)
 
 
-def _poll_problem(result: PollResult) -> str | None:
+def poll_problem(result: PollResult) -> str | None:
     """Why a long-poll's response is not the decided request, or None if it is."""
     if result.error is not None:
         return result.error
@@ -595,6 +636,43 @@ def _poll_problem(result: PollResult) -> str | None:
     if body.get("completed") is not True or body.get("response") != ANSWER_OPTION:
         return f"returned undecided: {result.body[:300]!r}"
     return None
+
+
+def long_poll(base_url: str, ids: Sequence[str], label: str, plural: str) -> WaitKind:
+    """Waiters that long-poll ``GET /hitl/poll`` on ``base_url``."""
+
+    async def start(http: aiohttp.ClientSession, sent: list[int], waiters: Waiters) -> None:
+        await open_polls(base_url, ids, http, sent, waiters)
+
+    return WaitKind(start, poll_problem, label, plural)
+
+
+def wake_summary(wake: Wake) -> str:
+    """``woken N of W: p50 .. ms, p99 .. ms, max .. ms`` for the progress lines."""
+    return (
+        f"woke {wake.woken} of {wake.waiters}: p50 {_ms(wake.percentile(0.5))} ms,"
+        f" p99 {_ms(wake.percentile(0.99))} ms, max {_ms(wake.percentile(1.0))} ms"
+    )
+
+
+async def measure_wake(server: Server, waiters: int, concurrency: int) -> Wake:
+    """Create ``waiters`` requests, long-poll them all, answer them one at a time."""
+    wake, ids = await create_for_wake(server.base_url, waiters, concurrency)
+    progress(f"created {len(ids)} requests to wait on ({wake.created_rate:,.0f}/s)")
+    kind = long_poll(server.base_url, ids, "long-poll", "long-poll(s)")
+    await wait_and_answer(
+        ids,
+        kind,
+        server.base_url,
+        wake,
+        lambda n: f"{n} long-polls waiting; answering one at a time",
+    )
+    progress(
+        f"{wake_summary(wake)},"
+        f" {wake.poll_first} long-poll(s) returned before their answer's response"
+        + (f", {len(wake.errors)} error(s)" if wake.errors else "")
+    )
+    return wake
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -753,19 +831,6 @@ def errors_of(report: Report) -> list[str]:
 # --- command line ----------------------------------------------------------------------------
 
 
-def bounded_int(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {low} <= N <= {high}, got {value}")
-        return value
-
-    return parse
-
-
 def add_subcommand(subcommands: Any) -> None:
     """Register ``hitl`` on the ``python -m bench`` parser."""
     parser = subcommands.add_parser(
@@ -782,17 +847,12 @@ def add_subcommand(subcommands: Any) -> None:
             " answer's response to the long-poll's. About 30 s with the defaults."
         ),
     )
-    parser.add_argument(
-        "--store", required=True, choices=("sqlite", "postgres"), help="the backend to measure"
+    add_store_options(
+        parser,
+        seconds=5.0,
+        seconds_help="measuring time of each creation run",
+        warmup_help="warm-up before each creation run, not counted",
     )
-    parser.add_argument(
-        "--seconds", type=positive_seconds, default=5.0,
-        help="measuring time of each creation run (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--warmup", type=positive_seconds, default=1.0,
-        help="warm-up before each creation run, not counted (default: %(default)s)",
-    )  # fmt: skip
     parser.add_argument(
         "--concurrency", type=bounded_int(1, MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY,
         metavar="N", help="concurrent client workers creating requests (default: %(default)s)",
@@ -801,44 +861,25 @@ def add_subcommand(subcommands: Any) -> None:
         "--waiters", type=bounded_int(1, MAX_WAITERS), default=DEFAULT_WAITERS, metavar="W",
         help="concurrent long-polls in the wake-latency run (default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument(
-        "--database-url", default=None, metavar="URL",
-        help=(
-            "postgres only: admin URL used to create and drop the scratch database"
-            f" loopgate_bench_<random> (default: {DEFAULT_ADMIN_URL})"
-        ),
-    )  # fmt: skip
+    add_database_url(parser, postgres_only=True)
     parser.set_defaults(run=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark; the tables go to stdout. Exit status 1 if anything failed."""
-    if args.store == "sqlite" and args.database_url:
-        raise SystemExit("--database-url applies to --store postgres only")
+    check_store_options(args)
     settings = Settings(
         store=args.store,
         concurrency=args.concurrency,
         waiters=args.waiters,
         timing=Timing(warmup=args.warmup, seconds=args.seconds),
-        admin_url=args.database_url or DEFAULT_ADMIN_URL,
+        admin_url=admin_url(args),
     )
-    before, fd_limit = raise_fd_limit(args.waiters + args.concurrency + FD_HEADROOM)
-    if fd_limit != before:
-        progress(f"raised the open-file limit from {before} to {fd_limit}")
-    try:
-        report = asyncio.run(run(settings, fd_limit))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise SystemExit(f"bench hitl: {exc}") from exc
-    except BenchError as exc:
-        raise SystemExit(f"bench hitl: {exc}") from exc
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        progress("interrupted")
-        return 130
-    print(format_report(report))
-    errors = errors_of(report)
-    for message in errors[:5]:
-        progress(f"error: {message}")
-    return 1 if errors else 0
+    fd_limit = raise_fd_limit(args.waiters + args.concurrency + FD_HEADROOM)
+    report = run_benchmark("hitl", run(settings, fd_limit))
+    if report is None:
+        return INTERRUPTED
+    return finish(format_report(report), errors_of(report))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,37 +43,46 @@ import asyncpg
 import msgspec
 
 from bench.append import (
-    DEFAULT_ADMIN_URL,
     cancel_on_sigterm,
     postgres_scratch,
-    progress,
     table_lines,
 )
+from bench.cli import (
+    INTERRUPTED,
+    BenchError,
+    add_database_url,
+    admin_url,
+    bounded_int,
+    finish,
+    progress,
+    run_benchmark,
+)
 from bench.hitl import (
-    ANSWER_BODY,
-    ANSWER_OPTION,
     FD_HEADROOM,
     HTTP_TIMEOUT_SECONDS,
     MAX_WAKE_ERRORS,
-    POLL_WAIT_SECONDS,
     SESSION,
     SETTLE_SECONDS,
     WAKE_TIMEOUT_SECONDS,
-    BenchError,
-    HttpError,
     PollResult,
     Server,
+    Waiters,
+    WaitKind,
     Wake,
-    bounded_int,
+    _ms,
+    _verdict,
+    cancel_all,
     child_env,
     client_session,
-    create_requests,
+    create_for_wake,
+    long_poll,
     loopgate_argv,
-    open_polls,
     post,
     quantile,
     raise_fd_limit,
     server_process,
+    wait_and_answer,
+    wake_summary,
 )
 
 DEFAULT_WAITERS = 1000
@@ -182,12 +191,6 @@ async def open_streams(
     return tasks, opened
 
 
-async def cancel_all(tasks: dict[str, asyncio.Task[PollResult]]) -> None:
-    for task in tasks.values():
-        task.cancel()
-    await asyncio.gather(*tasks.values(), return_exceptions=True)
-
-
 async def sse_available(base_url: str) -> str | None:
     """None if ``GET /v1/events`` answers as an SSE stream, else why not."""
     async with client_session(1, total_timeout=5) as http:
@@ -214,21 +217,6 @@ class Push:
     skipped: str | None = None
 
 
-Check = Callable[[PollResult], str | None]
-
-
-def poll_problem(result: PollResult) -> str | None:
-    """Why a long-poll's response is not the decided request, or None if it is."""
-    if result.error is not None:
-        return result.error
-    if result.status != 200:
-        return f"HTTP {result.status}: {result.body[:300]!r}"
-    body = msgspec.json.decode(result.body)
-    if body.get("completed") is not True or body.get("response") != ANSWER_OPTION:
-        return f"returned undecided: {result.body[:300]!r}"
-    return None
-
-
 def sse_problem(result: PollResult) -> str | None:
     """Why an SSE waiter did not get a well-formed answer message, or None."""
     if result.error is not None:
@@ -242,43 +230,15 @@ def sse_problem(result: PollResult) -> str | None:
     return None
 
 
-async def answer_each(
-    answer_url: str,
-    ids: Sequence[str],
-    waiters: dict[str, asyncio.Task[PollResult]],
-    http: aiohttp.ClientSession,
-    wake: Wake,
-    check: Check,
-    deadline: float,
-) -> None:
-    """Answer each request, then wait for its waiter before answering the next."""
-    loop = asyncio.get_running_loop()
-    for request_id in ids:
-        if len(wake.errors) >= MAX_WAKE_ERRORS or loop.time() > deadline:
-            wake.errors.append(f"stopped after {wake.woken} wake-ups")
-            return
-        sent_at = time.perf_counter()
-        try:
-            raw = await post(http, f"{answer_url}/v1/requests/{request_id}/response", ANSWER_BODY)
-        except (HttpError, aiohttp.ClientError, TimeoutError) as exc:
-            wake.errors.append(f"answer {request_id}: {exc!r}")
-            continue
-        answered_at = time.perf_counter()
-        if msgspec.json.decode(raw).get("status") != "answered":
-            wake.errors.append(f"answer {request_id}: responded {raw[:300]!r}")
-        try:
-            result = await asyncio.wait_for(
-                asyncio.shield(waiters[request_id]), WAKE_TIMEOUT_SECONDS
-            )
-        except TimeoutError:
-            wake.errors.append(f"waiter {request_id}: not woken within {WAKE_TIMEOUT_SECONDS} s")
-            continue
-        problem = check(result)
-        if problem is not None:
-            wake.errors.append(f"waiter {request_id}: {problem}")
-            continue
-        wake.latencies.append(result.at - answered_at)
-        wake.answer_latencies.append(answered_at - sent_at)
+def sse(base_url: str, ids: Sequence[str]) -> WaitKind:
+    """Waiters that read ``GET /v1/requests/{id}/events`` on ``base_url`` until the answer."""
+
+    async def start(http: aiohttp.ClientSession, _sent: list[int], waiters: Waiters) -> None:
+        urls = [(i, f"{base_url}/v1/requests/{i}/events") for i in ids]
+        opened_tasks, _ = await open_streams(urls, http, RESPONSE_EVENT, 100)
+        waiters.update(opened_tasks)
+
+    return WaitKind(start, sse_problem, "waiter", "waiter(s)")
 
 
 async def measure_push(
@@ -288,56 +248,25 @@ async def measure_push(
 
     The next answer is sent only once the previous waiter received its answer.
     """
-    wake = Wake(count)
-    started = time.perf_counter()
-    ids = await create_requests(wait_on.base_url, count, CREATE_CONCURRENCY, wake.errors)
-    wake.created_rate = len(ids) / (time.perf_counter() - started)
+    wake, ids = await create_for_wake(wait_on.base_url, count, CREATE_CONCURRENCY)
     progress(f"{mode}, {transport}: created {len(ids)} requests ({wake.created_rate:,.0f}/s)")
-
-    sent = [0]
-    trace = aiohttp.TraceConfig()
-
-    async def on_headers_sent(*_: Any) -> None:
-        sent[0] += 1
-
-    trace.on_request_headers_sent.append(on_headers_sent)
-    waiters_http = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=count, limit_per_host=0),
-        timeout=aiohttp.ClientTimeout(total=POLL_WAIT_SECONDS + HTTP_TIMEOUT_SECONDS),
-        trace_configs=[trace],
+    kind = (
+        long_poll(wait_on.base_url, ids, "waiter", "waiter(s)")
+        if transport == "long-poll"
+        else sse(wait_on.base_url, ids)
     )
-    waiters: dict[str, asyncio.Task[PollResult]] = {}
-    loop = asyncio.get_running_loop()
-    async with waiters_http, client_session(1) as answers_http:
-        try:
-            first_at = loop.time()
-            if transport == "long-poll":
-                check = poll_problem
-                await open_polls(wait_on.base_url, ids, waiters_http, sent, waiters)
-            else:
-                check = sse_problem
-                urls = [(i, f"{wait_on.base_url}/v1/requests/{i}/events") for i in ids]
-                opened_tasks, _ = await open_streams(urls, waiters_http, RESPONSE_EVENT, 100)
-                waiters.update(opened_tasks)
-            await asyncio.sleep(SETTLE_SECONDS)
-            early = {rid for rid, task in waiters.items() if task.done()}
-            if early:
-                wake.errors.append(f"{len(early)} waiter(s) returned before any answer")
-            progress(
-                f"{mode}, {transport}: {len(waiters) - len(early)} waiters on {wait_on.name};"
-                f" answering one at a time on {answer_on.name}"
-            )
-            # Stop well before the first long-polls' own wait=60 runs out.
-            deadline = first_at + POLL_WAIT_SECONDS - 2 * WAKE_TIMEOUT_SECONDS
-            waiting = [i for i in ids if i not in early]
-            await answer_each(
-                answer_on.base_url, waiting, waiters, answers_http, wake, check, deadline
-            )
-        finally:
-            await cancel_all(waiters)
+    await wait_and_answer(
+        ids,
+        kind,
+        answer_on.base_url,
+        wake,
+        lambda n: (
+            f"{mode}, {transport}: {n} waiters on {wait_on.name};"
+            f" answering one at a time on {answer_on.name}"
+        ),
+    )
     progress(
-        f"{mode}, {transport}: woke {wake.woken} of {count}: p50 {_ms(wake.percentile(0.5))} ms,"
-        f" p99 {_ms(wake.percentile(0.99))} ms, max {_ms(wake.percentile(1.0))} ms"
+        f"{mode}, {transport}: {wake_summary(wake)}"
         + (f", {len(wake.errors)} error(s)" if wake.errors else "")
     )
     return Push(mode, transport, wake)
@@ -559,16 +488,8 @@ async def run(settings: Settings, fd_limit: int) -> Report:
 # --- output -------------------------------------------------------------------------------
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f}"
-
-
 def _mb(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:.1f}"
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 def format_report(report: Report) -> str:
@@ -722,13 +643,7 @@ def add_subcommand(subcommands: Any) -> None:
         "--round-trips", type=bounded_int(1, 100_000), default=DEFAULT_ROUND_TRIPS,
         metavar="N", help="NOTIFY -> LISTEN round trips for the floor (default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument(
-        "--database-url", default=None, metavar="URL",
-        help=(
-            "admin URL used to create and drop the scratch database loopgate_bench_<random>"
-            f" (default: {DEFAULT_ADMIN_URL})"
-        ),
-    )  # fmt: skip
+    add_database_url(parser, postgres_only=False)
     parser.set_defaults(run=main)
 
 
@@ -738,25 +653,13 @@ def main(args: argparse.Namespace) -> int:
         waiters=args.waiters,
         streams=args.streams,
         round_trips=args.round_trips,
-        admin_url=args.database_url or DEFAULT_ADMIN_URL,
+        admin_url=admin_url(args),
     )
     # The client holds every stream (or waiter plus creation connections) at once, and the
     # servers inherit the limit, each holding the other end.
     needed = max(args.streams, args.waiters + CREATE_CONCURRENCY) + FD_HEADROOM
-    before, fd_limit = raise_fd_limit(needed)
-    if fd_limit != before:
-        progress(f"raised the open-file limit from {before} to {fd_limit}")
-    try:
-        report = asyncio.run(run(settings, fd_limit))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise SystemExit(f"bench push: {exc}") from exc
-    except BenchError as exc:
-        raise SystemExit(f"bench push: {exc}") from exc
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        progress("interrupted")
-        return 130
-    print(format_report(report))
-    errors = errors_of(report)
-    for message in errors[:5]:
-        progress(f"error: {message}")
-    return 1 if errors else 0
+    fd_limit = raise_fd_limit(needed)
+    report = run_benchmark("push", run(settings, fd_limit))
+    if report is None:
+        return INTERRUPTED
+    return finish(format_report(report), errors_of(report))
