@@ -140,3 +140,24 @@ def stop(process: subprocess.Popen[str]) -> str:
     output, _ = process.communicate(timeout=15)
     assert process.returncode == 0, output
     return output
+
+
+def create_request(base: str, timeout_seconds: int = 60) -> dict[str, Any]:
+    """Register session ``s1`` and open a confirmation request on it over HTTP."""
+    status, body = post(
+        f"{base}/hitl/register", {"session_id": "s1", "client_id": "agent", "telegram_id": 1}
+    )
+    assert status == 200, body
+    status, body = post(
+        f"{base}/v1/requests",
+        {
+            "session_id": "s1",
+            "client_id": "agent",
+            "message": "Deploy?",
+            "request_type": "confirmation",
+            "timeout_seconds": timeout_seconds,
+        },
+    )
+    assert status == 201, body
+    assert body["status"] == "pending"
+    return dict(body)

@@ -14,29 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from cli_server import get, post, running_server, stop
+from cli_server import create_request, get, running_server, stop
 
 SLACK = timedelta(seconds=2)  # how late an expiry may be on a loaded machine
-
-
-def create_request(base: str, timeout_seconds: int) -> dict[str, Any]:
-    status, body = post(
-        f"{base}/hitl/register", {"session_id": "s1", "client_id": "agent", "telegram_id": 1}
-    )
-    assert status == 200, body
-    status, body = post(
-        f"{base}/v1/requests",
-        {
-            "session_id": "s1",
-            "client_id": "agent",
-            "message": "Deploy?",
-            "request_type": "confirmation",
-            "timeout_seconds": timeout_seconds,
-        },
-    )
-    assert status == 201, body
-    assert body["status"] == "pending"
-    return dict(body)
 
 
 def poll_until_final(base: str, request_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import aiohttp
 import asyncpg
 import msgspec
 import pytest
-from cli_server import get, post, running_servers
+from cli_server import create_request, get, post, running_servers
 
 from loopgate.reactors.lease import EXPIRER_LEASE, lease_name
 from loopgate.store.postgres import LISTENER_NAME
@@ -79,25 +79,6 @@ def query(url: str, sql: str) -> list[dict[str, Any]]:
 def logged(log: Path, event: str) -> list[dict[str, Any]]:
     lines = [msgspec.json.decode(line) for line in log.read_text().splitlines()]
     return [line for line in lines if isinstance(line, dict) and line.get("event") == event]
-
-
-def create_request(base: str, timeout_seconds: int = 60) -> dict[str, Any]:
-    status, body = post(
-        f"{base}/hitl/register", {"session_id": "s1", "client_id": "agent", "telegram_id": 1}
-    )
-    assert status == 200, body
-    status, body = post(
-        f"{base}/v1/requests",
-        {
-            "session_id": "s1",
-            "client_id": "agent",
-            "message": "Deploy?",
-            "request_type": "confirmation",
-            "timeout_seconds": timeout_seconds,
-        },
-    )
-    assert status == 201, body
-    return dict(body)
 
 
 class LongPoll:
