@@ -12,7 +12,7 @@ Sources, lowest precedence first:
 2. the TOML file (``./loopgate.toml`` when it exists, or an explicit path);
 3. the reference server's variables: ``SERVER_PORT``, ``LOG_LEVEL``,
    ``REQUEST_TIMEOUT``, ``DB_ADAPTER`` + ``DB_URI``, ``STORAGE_ADAPTER`` +
-   ``POSTGRES_DSN`` / ``SQLITE_DSN``;
+   ``POSTGRES_DSN`` / ``SQLITE_DSN``, ``TELEGRAM_BOT_TOKEN``;
 4. ``LOOPGATE_<SECTION>__<KEY>`` variables, e.g. ``LOOPGATE_SERVER__PORT``;
 5. explicit overrides from the command line.
 
@@ -82,6 +82,17 @@ class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_seconds: int = 15
 
 
+class TelegramConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    bot_token: str = ""
+    api_base: str = "https://api.telegram.org"
+    # TOML has no null, so "unset" is spelled "auto": see telegram_mode().
+    mode: Literal["auto", "webhook", "polling", "off"] = "auto"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    delivery_attempts: int = 5
+    retry_seconds: float = 2.0
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -89,6 +100,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requests: RequestsConfig = msgspec.field(default_factory=RequestsConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
+    telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,44 @@ SETTINGS: tuple[Setting, ...] = (
         "away is noticed and released within one heartbeat.",
         minimum=1,
     ),
+    _setting(
+        "telegram.bot_token",
+        "The bot's token from @BotFather. Empty: no Telegram; requests are answered through "
+        "the API or the console.",
+        "TELEGRAM_BOT_TOKEN",
+    ),
+    _setting(
+        "telegram.api_base",
+        "Bot API server URL; change it for a local Bot API server (or a test fake).",
+    ),
+    _setting(
+        "telegram.mode",
+        "How updates arrive. webhook: Telegram POSTs them to /telegram/webhook. polling: the "
+        "server asks Telegram for them (no public URL needed). off: no Telegram. auto: off "
+        "without a bot token, webhook when telegram.webhook_url is set, polling otherwise.",
+    ),
+    _setting(
+        "telegram.webhook_url",
+        "Public HTTPS URL of this server's /telegram/webhook, registered with setWebhook at "
+        "start. Empty in webhook mode: register it yourself.",
+    ),
+    _setting(
+        "telegram.webhook_secret",
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook call "
+        "(1-256 of A-Z, a-z, 0-9, _ and -); required in webhook mode.",
+    ),
+    _setting(
+        "telegram.delivery_attempts",
+        "Tries to send a request's message before giving up and recording DeliveryFailed "
+        "(the request stays open for other channels).",
+        minimum=1,
+        maximum=100,
+    ),
+    _setting(
+        "telegram.retry_seconds",
+        "Wait before the first retry of a failed send; it doubles with every further try. "
+        "Telegram's own retry_after wins when it asks for longer.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -309,6 +359,35 @@ def api_keys_required(config: Config) -> bool:
             return False
         case "auto":
             return not is_loopback(config.server.host)
+
+
+TelegramMode = Literal["webhook", "polling", "off"]
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def telegram_mode(config: Config) -> TelegramMode:
+    """Resolve ``telegram.mode`` and check what that mode needs; raises ``ConfigError``."""
+    telegram = config.telegram
+    mode: TelegramMode
+    if telegram.mode == "auto":
+        if not telegram.bot_token:
+            return "off"
+        mode = "webhook" if telegram.webhook_url else "polling"
+    else:
+        mode = telegram.mode
+    if mode == "off":
+        return mode
+    if not telegram.bot_token:
+        raise ConfigError(
+            f"telegram.bot_token: required in {mode} mode (or set TELEGRAM_BOT_TOKEN)"
+        )
+    if mode == "webhook" and not _WEBHOOK_SECRET.match(telegram.webhook_secret):
+        raise ConfigError(
+            "telegram.webhook_secret: required in webhook mode, 1-256 characters of "
+            "A-Z, a-z, 0-9, _ and - (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return mode
 
 
 def settings_markdown_table() -> str:

@@ -10,7 +10,8 @@ under which HTTP request) and lives in one stream:
 
 * ``session-<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
 * ``request-<id>`` — :class:`RequestCreated` … :class:`RequestExpired`,
-  :class:`WebhookDelivered`, :class:`WebhookFailed`
+  :class:`DeliveryFailed`, :class:`AnswerRefused`, :class:`WebhookDelivered`,
+  :class:`WebhookFailed`
 * ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`, :class:`LoginFailed`
 * ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
 
@@ -103,12 +104,40 @@ class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
 
 
 class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
-    """The question reached an operator channel (e.g. a Telegram message)."""
+    """The question reached an operator channel (e.g. a Telegram message).
+
+    On Telegram, ``chat_id`` and ``external_message_id`` (the message id) say
+    which message to edit later and which message a text reply answers.
+    """
 
     request_id: str
     channel: Channel
     external_message_id: str | None = None
+    chat_id: int | None = None
     delivered_at: datetime
+
+
+class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_failed"):
+    """A channel gave up showing the question to its operator after ``attempts`` tries.
+
+    The request stays pending: it can still be answered elsewhere, or expire.
+    """
+
+    request_id: str
+    channel: Channel
+    error: str
+    attempts: int
+    failed_at: datetime
+
+
+class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):
+    """Someone who is not the session's operator tried to answer; nothing was decided."""
+
+    request_id: str
+    responder: str
+    channel: Channel
+    reason: str
+    refused_at: datetime
 
 
 class ReminderSent(Event, frozen=True, kw_only=True, tag="request.reminder_sent"):
@@ -229,6 +258,8 @@ AnyEvent = (
     | SessionDeactivated
     | RequestCreated
     | RequestDelivered
+    | DeliveryFailed
+    | AnswerRefused
     | ReminderSent
     | ResponseReceived
     | RequestCancelled

@@ -22,7 +22,7 @@ import msgspec
 
 from loopgate.domain import request as request_domain
 from loopgate.domain import session as session_domain
-from loopgate.errors import ConcurrencyError, Conflict, NotFound
+from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import (
     Channel,
     Event,
@@ -181,6 +181,17 @@ class Service:
                 if attempt == APPEND_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def _on_request(
+        self, command: request_domain.Command, actor: Actor
+    ) -> list[RecordedEvent]:
+        return await self._execute(
+            f"request-{command.request_id}",
+            request_domain.fold,
+            request_domain.decide,
+            command,
+            actor,
+        )
 
     # --- sessions -------------------------------------------------------------
 
@@ -357,30 +368,120 @@ class Service:
             channel=channel,
             now=self.clock(),
         )
-        await self._execute(
-            f"request-{request_id}", request_domain.fold, request_domain.decide, command, actor
-        )
+        await self._on_request(command, actor)
         return await self.get_request(request_id, actor)
 
     async def cancel(self, request_id: str, reason: str | None, actor: Actor) -> RequestView:
         command = request_domain.CancelRequest(
             request_id=request_id, reason=reason, now=self.clock()
         )
-        await self._execute(
-            f"request-{request_id}", request_domain.fold, request_domain.decide, command, actor
-        )
+        await self._on_request(command, actor)
         return await self.get_request(request_id, actor)
 
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
         command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
-        return await self._execute(
-            f"request-{request_id}",
-            request_domain.fold,
-            request_domain.decide,
+        return await self._on_request(
             command,
             Actor(id="system", tenant=tenant),
         )
+
+    # --- operator channels --------------------------------------------------------
+
+    async def find_request(self, request_id: str) -> RequestView:
+        """A request by id alone, for operator channels that act in the request's tenant.
+
+        Only for callers that authorise by other means (the session's Telegram
+        operator); agent-facing surfaces use :meth:`get_request`.
+        """
+        rows = await self.store.fetch("SELECT * FROM requests WHERE request_id = ?", (request_id,))
+        if not rows:
+            raise NotFound(f"request {request_id!r} not found", code="request_not_found")
+        return _request_view(rows[0])
+
+    async def answer_as_telegram_user(
+        self,
+        request_id: str,
+        telegram_user_id: int,
+        *,
+        option: str | None = None,
+        text: str | None = None,
+    ) -> RequestView:
+        """Answer for a Telegram user, who must be the operator of the request's session.
+
+        Anyone else's attempt is recorded as ``AnswerRefused`` and raised as
+        ``Forbidden`` (``not_operator``); the request is left as it was.
+        """
+        view = await self.find_request(request_id)
+        actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
+        sessions = await self.store.fetch(
+            "SELECT telegram_id FROM sessions WHERE session_id = ?", (view.session_id,)
+        )
+        if not sessions or sessions[0]["telegram_id"] != telegram_user_id:
+            command = request_domain.RefuseAnswer(
+                request_id=request_id,
+                responder=actor.id,
+                channel="telegram",
+                reason="not the session's operator",
+                now=self.clock(),
+            )
+            await self._on_request(command, actor)
+            raise Forbidden(
+                "only the operator of this request's session may answer it", code="not_operator"
+            )
+        return await self.answer(
+            request_id, option=option, text=text, channel="telegram", actor=actor
+        )
+
+    async def mark_delivered(
+        self,
+        request_id: str,
+        tenant: str,
+        *,
+        channel: Channel,
+        external_message_id: str | None = None,
+        chat_id: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Record that ``channel`` showed the request; raises if it was decided meanwhile."""
+        command = request_domain.MarkDelivered(
+            request_id=request_id,
+            channel=channel,
+            external_message_id=external_message_id,
+            chat_id=chat_id,
+            now=self.clock(),
+        )
+        return await self._on_request(
+            command,
+            Actor(id="system", tenant=tenant),
+        )
+
+    async def record_delivery_failure(
+        self, request_id: str, tenant: str, *, channel: Channel, error: str, attempts: int
+    ) -> list[RecordedEvent]:
+        """Record that ``channel`` gave up delivering; ``[]`` if the request was decided."""
+        command = request_domain.RecordDeliveryFailure(
+            request_id=request_id,
+            channel=channel,
+            error=error,
+            attempts=attempts,
+            now=self.clock(),
+        )
+        return await self._on_request(
+            command,
+            Actor(id="system", tenant=tenant),
+        )
+
+    async def open_requests_for_telegram_user(
+        self, telegram_user_id: int, limit: int = 20
+    ) -> list[RequestView]:
+        """Open requests of every session this Telegram user operates, oldest first."""
+        rows = await self.store.fetch(
+            "SELECT r.* FROM requests r JOIN sessions s ON s.session_id = r.session_id"
+            " WHERE s.telegram_id = ? AND r.status IN ('pending', 'delivered')"
+            " ORDER BY r.created_at, r.request_id LIMIT ?",
+            (telegram_user_id, limit),
+        )
+        return [_request_view(row) for row in rows]
 
     async def wait_for_decision(
         self,

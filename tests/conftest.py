@@ -20,13 +20,20 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from loopgate.config import Config, RequestsConfig
+from loopgate.projections import PROJECTIONS
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PROJECTION_TABLES = ("sessions", "requests", "users", "login_failures", "api_keys")
+# Every table a test can write to: emptied between tests on the shared Postgres database.
+TABLES = (
+    "events",
+    *(projection.TABLE for projection in PROJECTIONS),
+    "reactor_checkpoints",
+    "telegram_updates",
+)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -97,7 +104,7 @@ StoreFactory = Callable[[], Awaitable[EventStore]]
 async def open_test_store(store_url: str) -> AsyncIterator[StoreFactory]:
     """Opens any number of stores on the same database; all are closed afterwards."""
     if not store_url.startswith("sqlite"):
-        await _admin(store_url, f"TRUNCATE {', '.join(('events', *PROJECTION_TABLES))}")
+        await _admin(store_url, f"TRUNCATE {', '.join(TABLES)}")
     opened: list[EventStore] = []
 
     async def factory() -> EventStore:

@@ -17,7 +17,9 @@ from loopgate.config import (
     load_config,
     settings_markdown_table,
     sqlite_path,
+    telegram_mode,
 )
+from loopgate.telegram.runtime import make_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -161,8 +163,8 @@ def test_reads_the_reference_server_port_and_timeout() -> None:
 
 
 def test_ignores_reference_settings_loopgate_does_not_have_yet() -> None:
-    env = {"MAX_CONCURRENT_REQUESTS": "100", "TELEGRAM_BOT_TOKEN": "123:abc"}
-    assert load(env) == Config()
+    # TELEGRAM_BOT_TOKEN used to be here; it is telegram.bot_token's alias now.
+    assert load({"MAX_CONCURRENT_REQUESTS": "100"}) == Config()
 
 
 def test_ignores_loopgate_variables_without_a_double_underscore() -> None:
@@ -528,3 +530,141 @@ def test_token_lifetime_has_a_floor() -> None:
     assert load({"LOOPGATE_AUTH__TOKEN_TTL_SECONDS": "3600"}).auth.token_ttl_seconds == 3600
     with pytest.raises(ConfigError, match=r"auth\.token_ttl_seconds: must be at least 60"):
         load({"LOOPGATE_AUTH__TOKEN_TTL_SECONDS": "5"})
+
+
+# --- telegram ------------------------------------------------------------------------------
+
+TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+SECRET = "s3cret_value-OK"
+
+
+def telegram(env: dict[str, str]) -> str:
+    return telegram_mode(load(env))
+
+
+def telegram_error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as info:
+        telegram_mode(load(env))
+    return str(info.value)
+
+
+def test_telegram_is_off_by_default() -> None:
+    assert load().telegram.mode == "auto"
+    assert telegram({}) == "off"
+
+
+def test_telegram_auto_without_a_token_is_off_even_with_a_webhook_url() -> None:
+    assert telegram({"LOOPGATE_TELEGRAM__WEBHOOK_URL": "https://x.example/telegram/webhook"}) == (
+        "off"
+    )
+
+
+def test_telegram_auto_with_a_token_and_a_webhook_url_is_webhook() -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "LOOPGATE_TELEGRAM__WEBHOOK_URL": "https://x.example/telegram/webhook",
+        "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": SECRET,
+    }
+    assert telegram(env) == "webhook"
+
+
+def test_telegram_auto_with_only_a_token_is_polling() -> None:
+    assert telegram({"TELEGRAM_BOT_TOKEN": TOKEN}) == "polling"
+
+
+def test_telegram_explicitly_off_stays_off_with_a_token() -> None:
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "LOOPGATE_TELEGRAM__MODE": "off"}
+    assert telegram(env) == "off"
+
+
+def test_telegram_mode_polling_from_the_environment() -> None:
+    env = {"LOOPGATE_TELEGRAM__BOT_TOKEN": TOKEN, "LOOPGATE_TELEGRAM__MODE": "POLLING"}
+    assert load(env).telegram.mode == "polling"
+    assert telegram(env) == "polling"
+
+
+def test_telegram_explicit_webhook_without_a_url_is_allowed() -> None:
+    # The webhook may have been registered some other way; the secret is still required.
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "LOOPGATE_TELEGRAM__MODE": "webhook",
+        "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": SECRET,
+    }
+    assert telegram(env) == "webhook"
+
+
+@pytest.mark.parametrize("mode", ["webhook", "polling"])
+def test_telegram_explicit_modes_need_a_token(mode: str) -> None:
+    message = telegram_error({"LOOPGATE_TELEGRAM__MODE": mode})
+    assert message.startswith("telegram.bot_token: required in " + mode)
+    assert "TELEGRAM_BOT_TOKEN" in message
+
+
+@pytest.mark.parametrize("secret", ["", "has space", "a" * 257, "dot.ted", "ünï"])
+def test_telegram_webhook_needs_a_valid_secret(secret: str) -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "LOOPGATE_TELEGRAM__WEBHOOK_URL": "https://x.example/telegram/webhook",
+    }
+    if secret:
+        env["LOOPGATE_TELEGRAM__WEBHOOK_SECRET"] = secret
+    message = telegram_error(env)
+    assert message.startswith("telegram.webhook_secret: required in webhook mode")
+    if secret:
+        assert secret not in message
+
+
+def test_telegram_webhook_secret_may_be_256_characters() -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "LOOPGATE_TELEGRAM__MODE": "webhook",
+        "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": "a" * 256,
+    }
+    assert telegram(env) == "webhook"
+
+
+def test_telegram_polling_does_not_need_a_webhook_secret() -> None:
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": "has space"}
+    assert telegram(env) == "polling"
+
+
+def test_telegram_bot_token_env_alias_sets_the_token() -> None:
+    assert load({"TELEGRAM_BOT_TOKEN": TOKEN}).telegram.bot_token == TOKEN
+
+
+def test_loopgate_telegram_token_wins_over_the_alias() -> None:
+    config = load({"TELEGRAM_BOT_TOKEN": "1:alias", "LOOPGATE_TELEGRAM__BOT_TOKEN": TOKEN})
+    assert config.telegram.bot_token == TOKEN
+
+
+def test_telegram_mode_refuses_other_words() -> None:
+    with pytest.raises(ConfigError, match=r"telegram\.mode: expected one of 'auto', 'webhook'"):
+        load({"LOOPGATE_TELEGRAM__MODE": "push"})
+
+
+def test_telegram_mode_does_not_take_boolean_words_for_off() -> None:
+    # "off" is a mode, not the boolean; "false" and "no" are not modes.
+    with pytest.raises(ConfigError, match=r"telegram\.mode"):
+        load({"LOOPGATE_TELEGRAM__MODE": "false"})
+
+
+def test_telegram_delivery_attempts_are_bounded() -> None:
+    assert load({"LOOPGATE_TELEGRAM__DELIVERY_ATTEMPTS": "3"}).telegram.delivery_attempts == 3
+    with pytest.raises(ConfigError, match=r"telegram\.delivery_attempts: must be between 1"):
+        load({"LOOPGATE_TELEGRAM__DELIVERY_ATTEMPTS": "0"})
+
+
+def test_make_bot_refuses_a_malformed_token() -> None:
+    config = load({"TELEGRAM_BOT_TOKEN": "not-a-token"})
+    with pytest.raises(ConfigError, match=r"^telegram\.bot_token: not a bot token") as info:
+        make_bot(config.telegram)
+    assert "not-a-token" not in str(info.value)
+
+
+async def test_make_bot_accepts_a_well_formed_token() -> None:
+    bot = make_bot(load({"TELEGRAM_BOT_TOKEN": TOKEN}).telegram)
+    try:
+        assert bot.token == TOKEN
+        assert bot.id == 123456
+    finally:
+        await bot.session.close()

@@ -16,8 +16,12 @@ Answered, Cancelled and Expired are final. The rules a caller may lean on:
   appended :class:`RequestExpired`, so the outcome depends on the clock, not on
   which writer was faster. Deliveries are still recorded: the message exists
   and has to be edited when the request expires.
-* **Reactors never fail on a race they lost.** Expiring a final request and
-  cancelling a cancelled one return ``[]``.
+* **Reactors never fail on a race they lost.** Expiring a final request,
+  cancelling a cancelled one and recording a failed delivery of a decided one
+  return ``[]``.
+* **Refusals are recorded, not decided.** :class:`RefuseAnswer` records an
+  :class:`AnswerRefused` in any state and changes nothing; whether the answerer
+  may answer is the command handler's call (it needs the session).
 * **The log is self-describing.** ``decide`` normalises the request before
   recording it: a ``confirmation`` without options gets
   :data:`DEFAULT_CONFIRMATION_OPTIONS`, an ``input`` always allows text. Readers
@@ -40,7 +44,9 @@ import msgspec
 from loopgate.domain.approval import approves, text_approves
 from loopgate.errors import AlreadyDecided, Conflict, DomainError, NotFound, RequestClosed
 from loopgate.events import (
+    AnswerRefused,
     Channel,
+    DeliveryFailed,
     Event,
     OnTimeout,
     Option,
@@ -141,6 +147,27 @@ class MarkDelivered(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     channel: Channel
     external_message_id: str | None = None
+    chat_id: int | None = None
+    now: datetime
+
+
+class RecordDeliveryFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel gave up delivering the request after ``attempts`` tries."""
+
+    request_id: str
+    channel: Channel
+    error: str
+    attempts: int
+    now: datetime
+
+
+class RefuseAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """Record an answer attempt by someone not allowed to answer (the handler decided that)."""
+
+    request_id: str
+    responder: str
+    channel: Channel
+    reason: str
     now: datetime
 
 
@@ -179,7 +206,14 @@ class ExpireRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Command: TypeAlias = (
-    CreateRequest | MarkDelivered | SendReminder | AnswerRequest | CancelRequest | ExpireRequest
+    CreateRequest
+    | MarkDelivered
+    | RecordDeliveryFailure
+    | SendReminder
+    | AnswerRequest
+    | RefuseAnswer
+    | CancelRequest
+    | ExpireRequest
 )
 
 
@@ -199,6 +233,18 @@ def decide(command: Command, state: State) -> list[Event]:
     match command:
         case MarkDelivered():
             return _deliver(command, state)
+        case RecordDeliveryFailure():
+            return _delivery_failed(command, state)
+        case RefuseAnswer():
+            return [
+                AnswerRefused(
+                    request_id=command.request_id,
+                    responder=command.responder,
+                    channel=command.channel,
+                    reason=command.reason,
+                    refused_at=command.now,
+                )
+            ]
         case SendReminder():
             return _remind(command, state)
         case AnswerRequest():
@@ -274,11 +320,30 @@ def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
                     request_id=command.request_id,
                     channel=command.channel,
                     external_message_id=command.external_message_id,
+                    chat_id=command.chat_id,
                     delivered_at=command.now,
                 )
             ]
         case Answered() | Cancelled() | Expired():
             _refuse_final(state)
+        case _:
+            assert_never(state)
+
+
+def _delivery_failed(command: RecordDeliveryFailure, state: Pending | Final) -> list[Event]:
+    match state:
+        case Pending():
+            return [
+                DeliveryFailed(
+                    request_id=command.request_id,
+                    channel=command.channel,
+                    error=command.error,
+                    attempts=command.attempts,
+                    failed_at=command.now,
+                )
+            ]
+        case Answered() | Cancelled() | Expired():
+            return []  # decided meanwhile: nobody needs the message any more
         case _:
             assert_never(state)
 
@@ -408,7 +473,8 @@ def evolve(state: State, event: Event) -> State:
     """The state after ``event``; events that do not apply leave it unchanged.
 
     Final states ignore everything, and so does every state for events of other
-    streams or of the webhook sender (which keeps its own bookkeeping).
+    streams and for bookkeeping (failed deliveries, refused answers, webhook
+    attempts), which the reactors read from the log themselves.
     """
     match state, event:
         case NotCreated(), RequestCreated() as created:

@@ -14,9 +14,10 @@ change without a data migration.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from loopgate.store.codec import RecordedEvent
+if TYPE_CHECKING:  # the stores import this package: a runtime import would be circular
+    from loopgate.store.codec import RecordedEvent
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -28,9 +29,16 @@ class Projection(Protocol):
 
 
 def _all() -> Sequence[Projection]:
-    from loopgate.projections import api_keys, login_failures, requests, sessions, users
+    from loopgate.projections import (
+        api_keys,
+        login_failures,
+        requests,
+        sessions,
+        telegram_messages,
+        users,
+    )
 
-    return (sessions, requests, users, login_failures, api_keys)
+    return (sessions, requests, telegram_messages, users, login_failures, api_keys)
 
 
 PROJECTIONS: Sequence[Projection] = _all()

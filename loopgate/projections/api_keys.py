@@ -9,9 +9,13 @@ empty until the key is used again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from loopgate.events import ApiKeyCreated, ApiKeyRevoked
 from loopgate.projections import Statement
-from loopgate.store.codec import RecordedEvent
+
+if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
+    from loopgate.store.codec import RecordedEvent
 
 TABLE = "api_keys"
 

@@ -7,9 +7,13 @@ not emit one, and the ``WHERE`` clauses make replays of odd logs harmless).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from loopgate.events import (
+    AnswerRefused,
+    DeliveryFailed,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
@@ -20,7 +24,9 @@ from loopgate.events import (
     WebhookFailed,
 )
 from loopgate.projections import Statement
-from loopgate.store.codec import RecordedEvent
+
+if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
+    from loopgate.store.codec import RecordedEvent
 
 TABLE = "requests"
 
@@ -103,6 +109,8 @@ def apply(record: RecordedEvent) -> list[Statement]:
             ]
         case (
             ReminderSent(request_id=rid)
+            | DeliveryFailed(request_id=rid)
+            | AnswerRefused(request_id=rid)
             | WebhookDelivered(request_id=rid)
             | WebhookFailed(request_id=rid)
         ):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from loopgate.events import SessionDeactivated, SessionRegistered
 from loopgate.projections import Statement
-from loopgate.store.codec import RecordedEvent
+
+if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
+    from loopgate.store.codec import RecordedEvent
 
 TABLE = "sessions"
 

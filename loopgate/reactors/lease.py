@@ -36,6 +36,7 @@ from loopgate.store.postgres import APPEND_LOCK, PostgresStore
 log = structlog.get_logger(__name__)
 
 EXPIRER_LEASE = APPEND_LOCK + 2  # after APPEND_LOCK and MIGRATE_LOCK
+TELEGRAM_LEASE = APPEND_LOCK + 3
 LEASE_RETRY_SECONDS = 1.0
 LEASE_CHECK_SECONDS = 2.0
 _CONNECT_TIMEOUT = 5.0

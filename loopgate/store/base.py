@@ -89,12 +89,13 @@ class EventStore(Protocol):
         """Query the projection tables (``?`` placeholders); rows as dicts."""
         ...
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Write to a query table in place (``?`` placeholders), outside any append.
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Write outside any append (``?`` placeholders); returns the rows affected.
 
-        Only for derived, non-audited columns such as ``api_keys.last_used_at``,
-        which record use rather than an action. What it writes is not in the
-        log, so ``rebuild_projections`` loses it; every other change is an event.
+        Only for what records use rather than an action: derived columns such
+        as ``api_keys.last_used_at`` (lost by ``rebuild_projections``) and a
+        reactor's own bookkeeping tables (checkpoints, the Telegram update
+        inbox), which are not projections. Every other change is an event.
         """
         ...
 

@@ -240,12 +240,14 @@ class PostgresStore(GroupCommitStore):
         """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
         return [dict(r.items()) for r in await self._fetch(numbered(sql), *params)]
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Touch a derived, non-audited column in place (see ``EventStore.execute``)."""
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Write outside any append (see ``EventStore.execute``); the rows affected."""
         # No append lock: this writes no event and takes no position.
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(numbered(sql), *params)
+                status = await conn.execute(numbered(sql), *params)
+                # The command tag ends with the row count: "INSERT 0 1", "UPDATE 3".
+                return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(f"Postgres write failed: {exc}") from exc
 

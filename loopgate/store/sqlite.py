@@ -241,14 +241,15 @@ class SqliteStore(GroupCommitStore):
         """Run a read query (``?`` placeholders) on the query tables; rows as dicts."""
         return [dict(row) for row in await self._fetch(sql, tuple(_adapt(p) for p in params))]
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Touch a derived, non-audited column in place (see ``EventStore.execute``)."""
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Write outside any append (see ``EventStore.execute``); the rows affected."""
         writer = self._conn(self._writer)
         try:
             # On the writer, between group commits: the one connection runs
             # one transaction at a time, and this statement commits on its own.
             async with self._write_lock:
-                await writer.execute(sql, tuple(_adapt(p) for p in params))
+                cursor = await writer.execute(sql, tuple(_adapt(p) for p in params))
+                return cursor.rowcount
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 

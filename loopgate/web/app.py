@@ -21,18 +21,27 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts import AccountService
-from loopgate.config import Config, api_keys_required
+from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.lease import lease_for
+from loopgate.reactors.lease import TELEGRAM_LEASE, lease_for
 from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.web import accounts, api, health, hitl, stream
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
-from loopgate.web.keys import ACCOUNTS, CONFIG, EXPIRER, HUB, REQUEST_ID, SERVICE, STORE
+from loopgate.web.keys import (
+    ACCOUNTS,
+    CONFIG,
+    EXPIRER,
+    HUB,
+    REQUEST_ID,
+    SERVICE,
+    STORE,
+    TELEGRAM,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +92,8 @@ def create_app(
 
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
-    missing where it must be set, before anything is opened.
+    missing where it must be set, or the Telegram settings cannot work, before
+    anything is opened.
     """
     jwt_secret = jwt_secret_for(config)
     app = web.Application(
@@ -106,6 +116,12 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(accounts.routes)
     app.add_routes(stream.routes)
+    if telegram_mode(config) != "off":
+        # Imported only now: aiogram takes seconds to import, which a server
+        # without Telegram (and every `loopgate` command) should not pay.
+        from loopgate.web import telegram
+
+        telegram.setup(app, config)
     app.on_shutdown.append(_end_streams)
     return app
 
@@ -140,6 +156,13 @@ async def _runtime_context(
     expirer = Expirer(service, hub, lease_for(store))
     await expirer.start()
     app[HUB], app[SERVICE], app[EXPIRER] = hub, service, expirer
+    bot = app.get(TELEGRAM)
+    if bot is not None:
+        await bot.start(service, lease_for(store, "telegram", TELEGRAM_LEASE))
+    else:
+        log.info("telegram off", reason="no telegram.bot_token or telegram.mode = off")
     yield
+    if bot is not None:
+        await bot.stop()
     await expirer.stop()
     await hub.stop()

@@ -16,7 +16,8 @@ tenant.
 What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
-- public (``/health``, ``/healthz``, ``/readyz``, ``/api/auth/*``):
+- public (``/health``, ``/healthz``, ``/readyz``, ``/api/auth/*``, and
+  ``/telegram/webhook``, which checks Telegram's secret header itself):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
 - every other route (``/hitl/*``, ``/sessions/register``, ``/v1/*``): an API
@@ -46,7 +47,8 @@ log = structlog.get_logger(__name__)
 API_KEY_PREFIX = "lk_pub_"
 ANONYMOUS_TENANT = "local"
 
-_PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz"})
+# The Telegram webhook proves itself with its own secret header (web/telegram.py).
+_PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/telegram/webhook"})
 _PUBLIC_PREFIXES = ("/api/auth/",)
 _USER_PREFIXES = ("/api/user/",)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from loopgate.accounts import AccountService
@@ -11,6 +13,9 @@ from loopgate.reactors.expirer import Expirer
 from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 
+if TYPE_CHECKING:  # aiogram takes seconds to import; only a server with Telegram on pays that
+    from loopgate.telegram.runtime import TelegramRuntime
+
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey[EventStore]("store")
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -18,6 +23,8 @@ HUB = web.AppKey("hub", Hub)
 SERVICE = web.AppKey("service", Service)
 EXPIRER = web.AppKey("expirer", Expirer)
 ACCOUNTS = web.AppKey("accounts", AccountService)
+# Present only when Telegram is on (telegram.mode resolves to webhook or polling).
+TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")
 # Who is calling, resolved once per request by the auth middleware (web/auth.py).
 ACTOR = web.RequestKey("actor", Actor)
 # How the caller proved it: "api_key", "token" (a login JWT) or "anonymous".

@@ -22,9 +22,11 @@ from loopgate.domain.session import (
 )
 from loopgate.errors import LoopgateError, NotFound, StateConflict
 from loopgate.events import (
+    AnswerRefused,
     AnyEvent,
     ApiKeyCreated,
     ApiKeyRevoked,
+    DeliveryFailed,
     Event,
     LoginFailed,
     ReminderSent,
@@ -250,6 +252,10 @@ FOREIGN_EVENTS: list[Event] = [
     ),
     RequestDelivered(request_id="r1", channel="telegram", delivered_at=T0),
     ReminderSent(request_id="r1", channel="telegram", sent_at=T0),
+    DeliveryFailed(request_id="r1", channel="telegram", error="e", attempts=5, failed_at=T0),
+    AnswerRefused(
+        request_id="r1", responder="telegram:9", channel="telegram", reason="r", refused_at=T0
+    ),
     ResponseReceived(
         request_id="r1", responder="u", text="x", approved=True, channel="api", responded_at=T0
     ),
