@@ -381,10 +381,7 @@ class Service:
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
         command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
-        return await self._on_request(
-            command,
-            Actor(id="system", tenant=tenant),
-        )
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     # --- operator channels --------------------------------------------------------
 
@@ -450,10 +447,7 @@ class Service:
             chat_id=chat_id,
             now=self.clock(),
         )
-        return await self._on_request(
-            command,
-            Actor(id="system", tenant=tenant),
-        )
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def record_delivery_failure(
         self, request_id: str, tenant: str, *, channel: Channel, error: str, attempts: int
@@ -466,10 +460,7 @@ class Service:
             attempts=attempts,
             now=self.clock(),
         )
-        return await self._on_request(
-            command,
-            Actor(id="system", tenant=tenant),
-        )
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def open_requests_for_telegram_user(
         self, telegram_user_id: int, limit: int = 20

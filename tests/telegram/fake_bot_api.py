@@ -15,7 +15,7 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -43,11 +43,15 @@ Params = dict[str, Any]
 
 @dataclass
 class Call:
-    """One request the fake answered; ``failed`` when the answer was an error."""
+    """One request the fake answered; ``failed`` when the answer was an error.
+
+    ``at`` is ``time.monotonic()`` when the call was answered (recorded just before the reply).
+    """
 
     method: str
     params: Params
     failed: bool = False
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
