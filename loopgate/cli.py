@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import secrets
 import signal
 import sys
@@ -112,11 +113,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("username")
     _config_options(create)
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="run an MCP server on stdio that forwards to a running Loopgate",
+        description="Serve Loopgate's MCP tools (request_human_input, check_request_status, "
+        "cancel_request, list_pending_requests, register_session) on standard input and "
+        "output, for MCP clients that start a command (Claude Desktop, Claude Code, ...). "
+        "Every call is forwarded to a Loopgate server over HTTP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mcp.add_argument(
+        "--server",
+        metavar="URL",
+        default=os.environ.get("LOOPGATE_URL") or None,
+        help="the Loopgate server, e.g. http://127.0.0.1:8080 (default: $LOOPGATE_URL)",
+    )
+    mcp.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get("LOOPGATE_API_KEY") or None,
+        help="an API key (lk_pub_...) for servers that require one (default: $LOOPGATE_API_KEY)",
+    )
+    mcp.add_argument("--config", type=Path, metavar="PATH", help="TOML config file (mcp.*)")
     return parser
 
 
 def _load(args: argparse.Namespace, **extra: Any) -> Config:
-    overrides = {"database.url": args.db, **extra}
+    overrides = {"database.url": getattr(args, "db", None), **extra}
     return load_config(args.config, overrides=overrides)
 
 
@@ -149,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "user":
                 password = read_password()
                 print(asyncio.run(create_user(config, args.username, password)))
+            case "mcp":
+                if not args.server:
+                    raise UsageError("mcp: give the server with --server URL or LOOPGATE_URL")
+                asyncio.run(serve_mcp_stdio(config, args.server, args.api_key))
     except ConfigError as exc:  # a setting that is fine alone but not with the others
         print(f"loopgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -223,6 +252,23 @@ async def rebuild_projections(config: Config) -> None:
     finally:
         await store.close()
     log.info("projections rebuilt", events_replayed=replayed)
+
+
+async def serve_mcp_stdio(config: Config, server_url: str, api_key: str | None) -> None:
+    """The MCP tools on stdio, each call forwarded to ``server_url`` (logs go to stderr)."""
+    from loopgate.client import LoopgateClient  # the MCP SDK is only loaded for this command
+    from loopgate.mcp.gate import RemoteGate, default_session_for
+    from loopgate.mcp.tools import build_server
+
+    async with LoopgateClient(server_url, api_key) as client:
+        gate = RemoteGate(client, default_session_for(api_key, config.mcp.default_session))
+        server = build_server(
+            lambda _ctx: gate,
+            max_wait_seconds=config.mcp.max_wait_seconds,
+            progress_seconds=config.mcp.progress_seconds,
+        )
+        log.info("mcp on stdio", server=server_url, api_key="set" if api_key else "none")
+        await server.run_stdio_async()
 
 
 def _where(url: str) -> str:

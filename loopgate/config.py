@@ -93,6 +93,15 @@ class TelegramConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_seconds: float = 2.0
 
 
+class McpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_wait_seconds: int = 50
+    progress_seconds: float = 10.0
+    default_session: str = "mcp"
+    # Comma-separated; empty: the loopback names and server.host, on any port.
+    allowed_hosts: str = ""
+    allowed_origins: str = ""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -101,6 +110,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
+    mcp: McpConfig = msgspec.field(default_factory=McpConfig)
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,8 @@ class Setting:
     default: Any
     help: str
     env_aliases: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def env_var(self) -> str:
@@ -131,8 +141,8 @@ def _setting(
     name: str,
     help: str,
     *env_aliases: str,
-    minimum: int | None = None,
-    maximum: int | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> Setting:
     # Type and default are read from the struct field, so they are declared once.
     section, key = name.split(".")
@@ -258,6 +268,41 @@ SETTINGS: tuple[Setting, ...] = (
         "telegram.retry_seconds",
         "Wait before the first retry of a failed send; it doubles with every further try. "
         "Telegram's own retry_after wins when it asks for longer.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.max_wait_seconds",
+        "Longest an MCP tool call waits for a human's answer (request_human_input, "
+        "check_request_status) before it returns the request as pending, to be checked again.",
+        minimum=0,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.progress_seconds",
+        "Seconds between progress notifications while an MCP tool call waits, so clients with "
+        "idle timeouts keep the call open.",
+        minimum=0.1,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.default_session",
+        "Session of MCP requests that name none; callers with an API key or token get their "
+        "own (this name plus a short hash of the credential).",
+    ),
+    _setting(
+        "mcp.allowed_hosts",
+        "Host headers /mcp accepts, comma-separated, host or host:port (host:* for any port). "
+        "Empty: 127.0.0.1, localhost, [::1] and server.host, on any port. * turns the Host "
+        "and Origin checks off. Guards against DNS rebinding; list your public name when "
+        "behind a proxy.",
+    ),
+    _setting(
+        "mcp.allowed_origins",
+        "Origin headers /mcp accepts from browsers, comma-separated (e.g. "
+        "https://app.example.com, or https://app.example.com:* for any port). Requests "
+        "without an Origin (not from a browser) are always accepted. Empty: the allowed "
+        "hosts over http and https.",
     ),
 )
 

@@ -84,6 +84,11 @@ def _bearer(request: web.Request) -> str | None:
     return credentials.strip() or None
 
 
+def credential_of(request: web.Request) -> str | None:
+    """The API key or token the caller sent, if any (not checked here)."""
+    return request.headers.get("X-API-Key", "").strip() or _bearer(request)
+
+
 async def api_key_authenticator(request: web.Request) -> Actor | None:
     """An API key from ``X-API-Key`` or ``Authorization: Bearer lk_pub_…``."""
     raw = request.headers.get("X-API-Key", "").strip()

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopgate.service import RequestView
+from loopgate.service import Actor, RequestView, Service
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, required, wait_seconds
@@ -77,7 +77,19 @@ routes.post("/sessions/register")(register)  # the name the reference's README u
 async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
     """Create a request from the body of ``/hitl/request`` or ``/v1/requests``."""
     body = await read_body(request, CreateRequestBody)
-    return await request.app[SERVICE].create_request(
+    return await create_request_from(
+        request.app[SERVICE],
+        body,
+        actor_of(request),
+        request.headers.get("Idempotency-Key") or body.idempotency_key,
+    )
+
+
+async def create_request_from(
+    service: Service, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
+) -> tuple[RequestView, bool]:
+    """Create a request from a decoded body (REST or MCP); True if it is new."""
+    return await service.create_request(
         session_id=body.session_id,
         client_id=body.client_id,
         message=body.message,
@@ -88,8 +100,8 @@ async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
         timeout_seconds=body.timeout_seconds,
         on_timeout=body.on_timeout,
         callback_url=body.callback_url,
-        idempotency_key=request.headers.get("Idempotency-Key") or body.idempotency_key,
-        actor=actor_of(request),
+        idempotency_key=idempotency_key,
+        actor=actor,
     )
 
 
