@@ -13,6 +13,7 @@ change without a data migration.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,3 +59,28 @@ def grouped(statements: list[Statement]) -> list[tuple[str, list[tuple[Any, ...]
 def statements_for(record: RecordedEvent) -> list[Statement]:
     """Every projection's SQL for one event, in projection order."""
     return [stmt for projection in PROJECTIONS for stmt in projection.apply(record)]
+
+
+def batch_statements(records: Sequence[RecordedEvent]) -> list[Statement]:
+    """The SQL for a batch of events, ordered so that the same statements come together.
+
+    Taken event by event, a batch alternates (insert a request, mark one
+    delivered, insert the next...) and every statement is a round trip. But
+    each row of a query table belongs to one stream, so only the order within
+    a stream matters: the events go in waves (the first event of every stream
+    in the batch, then the second...), and within a wave the events of one
+    type give their first statements, then their second ones, and so on. Each
+    event's own statements keep their order.
+    """
+    waves: dict[int, dict[str, list[list[Statement]]]] = defaultdict(dict)
+    seen: Counter[str] = Counter()
+    for record in records:
+        wave = seen[record.stream]
+        seen[record.stream] += 1
+        waves[wave].setdefault(record.type, []).append(statements_for(record))
+    ordered: list[Statement] = []
+    for wave in sorted(waves):
+        for per_event in waves[wave].values():
+            for step in range(max(map(len, per_event))):
+                ordered.extend(stmts[step] for stmts in per_event if step < len(stmts))
+    return ordered

@@ -30,6 +30,7 @@ import msgspec
 
 from loopgate.errors import ConcurrencyError, LoopgateError
 from loopgate.events import Event, Meta, event_type
+from loopgate.projections import Statement, batch_statements
 from loopgate.store.codec import (
     GENESIS_HASH,
     RecordedEvent,
@@ -107,8 +108,12 @@ class EventStore(Protocol):
         """Raise ``StoreUnavailable`` unless the database answers."""
         ...
 
-    async def rebuild_projections(self) -> int:
-        """Empty the query tables and replay the whole log into them; returns events replayed."""
+    async def rebuild_projections(self, progress: Callable[[int], None] | None = None) -> int:
+        """Empty the query tables and replay the whole log into them; returns events replayed.
+
+        ``progress``, if given, is called after each batch with the number of
+        events replayed so far (inside the transaction: it must not block).
+        """
         ...
 
     async def close(self) -> None: ...
@@ -337,3 +342,29 @@ class GroupCommitStore:
 
     def subscribe(self, after: int = 0) -> AsyncIterator[RecordedEvent]:
         return follow(self.read_all, self._watch, after)
+
+
+async def replay(
+    read_rows: Callable[[int, int], Awaitable[list[Row]]], batch: int
+) -> AsyncIterator[tuple[list[Statement], int]]:
+    """The log's projection SQL a batch at a time, with how many events each batch holds.
+
+    The next batch is read, decoded and turned into SQL while the caller
+    executes this one, so the database's work and ours overlap.
+    """
+
+    async def prepare(after: int) -> tuple[list[Statement], int, int]:
+        rows = await read_rows(after, batch)
+        records = [decode_row(row) for row in rows]
+        return batch_statements(records), len(records), rows[-1].position if rows else after
+
+    pending = asyncio.create_task(prepare(0))
+    try:
+        while True:
+            statements, count, last = await pending
+            if not count:
+                return
+            pending = asyncio.create_task(prepare(last))
+            yield statements, count
+    finally:
+        pending.cancel()

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -29,13 +29,14 @@ import msgspec
 import structlog
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
-from loopgate.projections import PROJECTIONS, Statement, grouped, statements_for
+from loopgate.projections import PROJECTIONS, Statement, batch_statements, grouped
 from loopgate.store.base import (
     BatchPlan,
     GroupCommitStore,
     PendingAppend,
     plan_batch,
     recorded,
+    replay,
 )
 from loopgate.store.codec import RecordedEvent, Row, decode_row
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
@@ -47,6 +48,7 @@ APPEND_LOCK = 0x6C6F6F7067617465  # "loopgate": serialises appends across proces
 MIGRATE_LOCK = APPEND_LOCK + 1
 LISTEN_KEEPALIVE_SECONDS = 15.0
 LISTENER_NAME = "loopgate-listen"  # application_name, so operators can tell it apart
+REBUILD_BATCH = 5000  # events replayed per read by rebuild_projections
 _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash, hash"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
@@ -188,14 +190,13 @@ class PostgresStore(GroupCommitStore):
                         *_columns_of(plan.rows),
                         str(plan.rows[-1].position),
                     )
-                    statements = [
-                        stmt
+                    records = [
+                        record
                         for item, outcome in plan.outcomes
                         if isinstance(outcome, list)
                         for record in recorded(item, outcome)
-                        for stmt in statements_for(record)
                     ]
-                    await _execute_grouped(conn, statements)
+                    await _execute_grouped(conn, batch_statements(records))
         except asyncpg.UniqueViolationError as exc:
             # A unique key of a query table (one request id claimed by two
             # streams, a racing idempotency key), or a writer bypassing the lock.
@@ -292,25 +293,20 @@ class PostgresStore(GroupCommitStore):
 
     # --- projections ----------------------------------------------------------
 
-    async def rebuild_projections(self) -> int:
+    async def rebuild_projections(self, progress: Callable[[int], None] | None = None) -> int:
         replayed = 0
         async with self._pool.acquire() as conn, conn.transaction():
             # Holding the append lock keeps new events out while the tables are rebuilt.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
             for projection in PROJECTIONS:
                 await conn.execute(f"DELETE FROM {projection.TABLE}")
-            position = 0
-            while True:
-                rows = await conn.fetch(
-                    f"SELECT {_COLUMNS} FROM events WHERE position > $1"
-                    " ORDER BY position LIMIT 1000",
-                    position,
-                )
-                if not rows:
-                    break
-                batch = [decode_row(_row(r)) for r in rows]
-                await _execute_grouped(conn, [s for rec in batch for s in statements_for(rec)])
-                position, replayed = batch[-1].position, replayed + len(batch)
+            # Read on other connections, which see every event: none can be
+            # appended while this transaction holds the append lock.
+            async for statements, count in replay(self.read_rows, REBUILD_BATCH):
+                await _execute_grouped(conn, statements)
+                replayed += count
+                if progress is not None:
+                    progress(replayed)
         return replayed
 
     # --- lifecycle ------------------------------------------------------------

@@ -14,25 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
-from loopgate.projections import PROJECTIONS, grouped, statements_for
+from loopgate.projections import PROJECTIONS, Statement, batch_statements, grouped
 from loopgate.store.base import (
     BatchPlan,
     GroupCommitStore,
     PendingAppend,
     plan_batch,
     recorded,
+    replay,
 )
 from loopgate.store.codec import RecordedEvent, Row, decode_row
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
 
 EXTERNAL_CHECK_SECONDS = 0.25
+REBUILD_BATCH = 5000  # events replayed per read by rebuild_projections
 _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash, hash"
 
 
@@ -155,15 +157,13 @@ class SqliteStore(GroupCommitStore):
                         for r in plan.rows
                     ],
                 )  # fmt: skip
-                await self._apply_projections(
-                    writer,
-                    [
-                        record
-                        for item, outcome in plan.outcomes
-                        if isinstance(outcome, list)
-                        for record in recorded(item, outcome)
-                    ],
-                )
+                records = [
+                    record
+                    for item, outcome in plan.outcomes
+                    if isinstance(outcome, list)
+                    for record in recorded(item, outcome)
+                ]
+                await self._apply_statements(writer, batch_statements(records))
                 await writer.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 await writer.execute("ROLLBACK")
@@ -196,12 +196,11 @@ class SqliteStore(GroupCommitStore):
             stream_versions=versions,
         )
 
-    async def _apply_projections(
-        self, conn: aiosqlite.Connection, records: list[RecordedEvent]
+    async def _apply_statements(
+        self, conn: aiosqlite.Connection, statements: list[Statement]
     ) -> None:
         # Runs of the same statement go as one executemany: one hop to
         # aiosqlite's thread instead of one per event.
-        statements = [stmt for record in records for stmt in statements_for(record)]
         for sql, runs in grouped(statements):
             await conn.executemany(sql, [tuple(_adapt(p) for p in params) for params in runs])
 
@@ -268,7 +267,7 @@ class SqliteStore(GroupCommitStore):
 
     # --- projections ----------------------------------------------------------
 
-    async def rebuild_projections(self) -> int:
+    async def rebuild_projections(self, progress: Callable[[int], None] | None = None) -> int:
         writer = self._conn(self._writer)
         replayed = 0
         async with self._write_lock:
@@ -276,18 +275,20 @@ class SqliteStore(GroupCommitStore):
             try:
                 for projection in PROJECTIONS:
                     await writer.execute(f"DELETE FROM {projection.TABLE}")
-                position = 0
-                while True:
+
+                async def read(after: int, limit: int) -> list[Row]:
                     cursor = await writer.execute(
                         f"SELECT {_COLUMNS} FROM events WHERE position > ?"
-                        " ORDER BY position LIMIT 1000",
-                        (position,),
+                        " ORDER BY position LIMIT ?",
+                        (after, limit),
                     )
-                    batch = [decode_row(_row(r)) for r in await cursor.fetchall()]
-                    if not batch:
-                        break
-                    await self._apply_projections(writer, batch)
-                    position, replayed = batch[-1].position, replayed + len(batch)
+                    return [_row(r) for r in await cursor.fetchall()]
+
+                async for statements, count in replay(read, REBUILD_BATCH):
+                    await self._apply_statements(writer, statements)
+                    replayed += count
+                    if progress is not None:
+                        progress(replayed)
                 await writer.execute("COMMIT")
             except BaseException:
                 await writer.execute("ROLLBACK")
