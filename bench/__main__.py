@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import append, hitl, push, telegram
+from bench import append, audit, hitl, push, telegram
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     append.add_subcommand(subcommands)
+    audit.add_subcommand(subcommands)
     hitl.add_subcommand(subcommands)
     push.add_subcommand(subcommands)
     telegram.add_subcommand(subcommands)

@@ -1,4 +1,4 @@
-"""The ``loopgate`` command: serve, migrate, projections rebuild, user create.
+"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -13,9 +13,10 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -33,6 +34,9 @@ from loopgate.config import (
 )
 from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
+
+if TYPE_CHECKING:
+    from loopgate.audit import Verification
 
 log = structlog.get_logger("loopgate")
 
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_options(rebuild)
 
+    _audit_commands(commands)
+
     user = commands.add_parser("user", help="manage user accounts")
     user_commands = user.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = user_commands.add_parser(
@@ -140,6 +146,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _instant(text: str) -> datetime:
+    """An ISO 8601 date or time; a date alone is midnight UTC, a time without offset is UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date or time: {text!r} (e.g. 2025-01-31 or 2025-01-31T09:30:00Z)"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _event_types(text: str) -> frozenset[str]:
+    from loopgate.events import EVENT_TYPES
+
+    types = frozenset(t.strip() for t in text.split(",") if t.strip())
+    if not types:
+        raise argparse.ArgumentTypeError("no event type given (e.g. request.created)")
+    unknown = sorted(types - EVENT_TYPES.keys())
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {', '.join(map(repr, unknown))}"
+            f" (known: {', '.join(sorted(EVENT_TYPES))})"
+        )
+    return types
+
+
+def _audit_commands(commands: Any) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="export the event log, or verify its hash chain",
+        description="Every event is chained to the one before it by a SHA-256 hash. "
+        "Export the log for auditors, or check that nothing in it (or in an export) "
+        "was edited, removed or reordered.",
+    )
+    audit_commands = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    export = audit_commands.add_parser(
+        "export",
+        help="write the event log (or a filtered part of it) as NDJSON or CSV",
+        description="Write the events, in position order, to standard output or --output: "
+        "every tenant's unless --tenant is given. Filters combine: an event is exported "
+        "when it passes all of them. Each record carries its hash and the previous one, so "
+        "an NDJSON export can be checked later with `loopgate audit verify --file`. "
+        "The log is read a batch at a time, up to its head when the export starts.",
+    )
+    export.add_argument(
+        "--format",
+        choices=("ndjson", "csv"),
+        default="ndjson",
+        help="ndjson: one JSON record a line (default); csv: RFC 4180, UTF-8, with a header",
+    )
+    export.add_argument(
+        "--since",
+        type=_instant,
+        metavar="ISO",
+        help="only events recorded at or after this time (ISO 8601; a date means midnight "
+        "UTC, a time without offset is UTC)",
+    )
+    export.add_argument(
+        "--until", type=_instant, metavar="ISO", help="only events recorded before this time"
+    )
+    scope = export.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--session",
+        metavar="ID",
+        help="only the session's own events and those of its requests",
+    )
+    scope.add_argument("--request", metavar="ID", help="only the events of this request")
+    export.add_argument(
+        "--types",
+        type=_event_types,
+        metavar="T1,T2",
+        help="only these event types, comma-separated (e.g. request.created,"
+        "request.response_received)",
+    )
+    export.add_argument("--tenant", metavar="T", help="only this tenant's events")
+    export.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    _config_options(export)
+
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check the hash chain of the log, or of an NDJSON export",
+        description="Recompute every event's hash and check each one links to the one "
+        "before. Prints `ok: N events, head HASH` and exits 0, or `broken at position P: "
+        "REASON` and exits 1. With --file, checks an NDJSON export instead (a filtered export "
+        "is checked wherever its positions are consecutive); --compare then also checks the "
+        "file's last record against the live log.",
+    )
+    verify.add_argument(
+        "--file", type=Path, metavar="EXPORT", help="an NDJSON file from `loopgate audit export`"
+    )
+    verify.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --file: check the live log has the same hash at the file's last position",
+    )
+    _config_options(verify)
+
+
 def _load(args: argparse.Namespace, **extra: Any) -> Config:
     overrides = {"database.url": getattr(args, "db", None), **extra}
     return load_config(args.config, overrides=overrides)
@@ -163,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loopgate: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log.level, config.log.format)
+    code = 0
     try:
         match args.command:
             case "serve":
@@ -171,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(migrate(config))
             case "projections":
                 asyncio.run(rebuild_projections(config))
+            case "audit" if args.action == "export":
+                code = asyncio.run(audit_export(config, args))
+            case "audit":
+                if args.compare and args.file is None:
+                    raise UsageError("audit verify: --compare needs --file EXPORT")
+                code = asyncio.run(audit_verify(config, args.file, compare=args.compare))
             case "user":
                 password = read_password()
                 print(asyncio.run(create_user(config, args.username, password)))
@@ -192,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code
 
 
 class UsageError(Exception):
@@ -248,10 +362,151 @@ async def rebuild_projections(config: Config) -> None:
 
     store = await open_store(config.database.url)
     try:
-        replayed = await store.rebuild_projections()
+        with Progress("replayed") as progress:
+            replayed = await store.rebuild_projections(progress)
     finally:
         await store.close()
     log.info("projections rebuilt", events_replayed=replayed)
+
+
+# --- audit ------------------------------------------------------------------------
+
+
+class Progress:
+    """A running count on standard error, only when it is a terminal; ends its line on exit."""
+
+    def __init__(self, verb: str, stream: IO[str] | None = None) -> None:
+        self.verb = verb
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = self.stream.isatty()
+        self.shown = False
+
+    def __call__(self, count: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\r {self.verb} {count} events…")
+            self.stream.flush()
+            self.shown = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+async def audit_export(config: Config, args: argparse.Namespace) -> int:
+    """Stream the selected events to ``args.output`` (or stdout); 0, or 1 on a closed pipe."""
+    from loopgate import audit
+    from loopgate.store import open_store
+
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise UsageError("audit export: --since must be before --until")
+    output: IO[bytes]
+    if args.output is None:
+        output = sys.stdout.buffer
+    else:
+        try:
+            output = args.output.open("wb")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from exc
+    exported = 0
+    try:
+        store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
+        try:
+            streams: frozenset[str] | None = None
+            if args.session is not None:
+                streams = await audit.session_streams(store, args.session)
+            elif args.request is not None:
+                streams = frozenset((f"request-{args.request}",))
+            only = audit.ExportFilter(
+                tenant=args.tenant,
+                streams=streams,
+                types=args.types,
+                since=args.since,
+                until=args.until,
+            )
+            csv = args.format == "csv"
+            if csv:
+                output.write(audit.csv_header())
+            with Progress("exported") as progress:
+                async for batch in audit.export_batches(store, only):
+                    output.write(
+                        audit.csv_rows(batch, header=False) if csv else audit.ndjson(batch)
+                    )
+                    exported += len(batch)
+                    progress(exported)
+            output.flush()
+        finally:
+            await store.close()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep the
+        # interpreter from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        if args.output is not None:
+            output.close()
+    if args.output is not None:
+        print(f"exported {exported} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _report(result: Verification, where: str = "") -> None:
+    if result.ok:
+        print(f"ok: {result.events} events{where}, head {result.head}")
+    else:
+        print(f"broken at position {result.broken_at}{where}: {result.reason}")
+
+
+def _counted(lines: Iterable[bytes], progress: Progress, every: int = 2000) -> Iterator[bytes]:
+    for number, line in enumerate(lines, start=1):
+        yield line
+        if number % every == 0:
+            progress(number)
+
+
+async def audit_verify(config: Config, file: Path | None, *, compare: bool) -> int:
+    """Check the log's chain, or an export's (and with ``compare``, it against the log)."""
+    from loopgate import audit
+    from loopgate.store import open_store
+
+    if file is None:
+        store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
+        try:
+            with Progress("checked") as progress:
+                result = await audit.verify_log(store, progress)
+        finally:
+            await store.close()
+        _report(result)
+        return 0 if result.ok else 1
+
+    try:
+        lines = file.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+    with lines, Progress("checked") as progress:
+        result = audit.verify_export(_counted(lines, progress))
+    _report(result, f" in {file}")
+    if not result.ok:
+        return 1
+    if not compare:
+        return 0
+    if result.events == 0:
+        print(f"nothing to compare: {file} has no events")
+        return 0
+    store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
+    try:
+        live = await audit.live_hash(store, result.last_position)
+    finally:
+        await store.close()
+    if live == result.head:
+        print(f"matches the live log at position {result.last_position}")
+        return 0
+    missing = "" if live is not None else " (the live log has no event there)"
+    print(f"differs from the live log at position {result.last_position}{missing}")
+    return 1
 
 
 async def serve_mcp_stdio(config: Config, server_url: str, api_key: str | None) -> None:

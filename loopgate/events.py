@@ -108,12 +108,16 @@ class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"
 
     On Telegram, ``chat_id`` and ``external_message_id`` (the message id) say
     which message to edit later and which message a text reply answers.
+    ``shown_text`` and ``shown_options`` are what the operator saw, as sent
+    (the message's text, the buttons' labels): the evidence of an audit.
     """
 
     request_id: str
     channel: Channel
     external_message_id: str | None = None
     chat_id: int | None = None
+    shown_text: str | None = None
+    shown_options: tuple[str, ...] = ()
     delivered_at: datetime
 
 

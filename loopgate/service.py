@@ -438,6 +438,8 @@ class Service:
         channel: Channel,
         external_message_id: str | None = None,
         chat_id: int | None = None,
+        shown_text: str | None = None,
+        shown_options: tuple[str, ...] = (),
     ) -> list[RecordedEvent]:
         """Record that ``channel`` showed the request; raises if it was decided meanwhile."""
         command = request_domain.MarkDelivered(
@@ -445,6 +447,8 @@ class Service:
             channel=channel,
             external_message_id=external_message_id,
             chat_id=chat_id,
+            shown_text=shown_text,
+            shown_options=shown_options,
             now=self.clock(),
         )
         return await self._on_request(command, Actor(id="system", tenant=tenant))

@@ -148,6 +148,8 @@ class MarkDelivered(msgspec.Struct, frozen=True, kw_only=True):
     channel: Channel
     external_message_id: str | None = None
     chat_id: int | None = None
+    shown_text: str | None = None
+    shown_options: tuple[str, ...] = ()
     now: datetime
 
 
@@ -321,6 +323,8 @@ def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
                     channel=command.channel,
                     external_message_id=command.external_message_id,
                     chat_id=command.chat_id,
+                    shown_text=command.shown_text,
+                    shown_options=command.shown_options,
                     delivered_at=command.now,
                 )
             ]

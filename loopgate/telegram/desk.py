@@ -57,6 +57,9 @@ class OperatorDesk:
                     channel="telegram",
                     external_message_id=str(message.message_id),
                     chat_id=message.chat.id,
+                    # What send_request sent: the same pure rendering of the same view.
+                    shown_text=request_text(view),
+                    shown_options=tuple(option.label for option in view.options),
                 )
                 return
             except (AlreadyDecided, RequestClosed):

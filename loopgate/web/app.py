@@ -29,7 +29,7 @@ from loopgate.reactors.lease import TELEGRAM_LEASE, lease_for
 from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, health, hitl, mcp, stream
+from loopgate.web import accounts, api, audit, health, hitl, mcp, stream
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.keys import (
@@ -116,6 +116,7 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(accounts.routes)
     app.add_routes(stream.routes)
+    app.add_routes(audit.routes)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":
         # Imported only now: aiogram takes seconds to import, which a server

@@ -84,7 +84,7 @@ def test_a_deadline_that_passed_while_stopped_expires_at_start(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
     with running_server("--db", fresh_database_url, cwd=tmp_path) as (base, first):
-        created = create_request(base, timeout_seconds=1)
+        created = create_request(base, timeout_seconds=3)  # time enough to stop, when busy
         stop(first)
     request_id = created["request_id"]
     expires_at = datetime.fromisoformat(created["expires_at"])

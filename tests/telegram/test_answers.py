@@ -214,3 +214,29 @@ async def test_cancelled_and_expired_requests_are_shown_as_such(tg: TelegramApp)
     await tg.post_update(press(tg, expiring_shown, "Approve"))
     texts = [c["text"] for c in tg.fake.calls_to("answerCallbackQuery")]
     assert texts == ["This request was cancelled by the agent.", "This request has expired."]
+
+
+async def test_the_history_shows_what_the_operator_saw_and_who_answered(tg: TelegramApp) -> None:
+    await tg.register()
+    request_id = await tg.ask(request_type="confirmation", message="Wire <$1.5M> & close?")
+    shown = await tg.delivered(request_id)
+    await tg.post_update(press(tg, shown, "Reject", from_id=STRANGER))
+    await tg.post_update(press(tg, shown, "Approve"))
+
+    response = await tg.client.get(f"/v1/requests/{request_id}/history")
+    timeline = (await response.json())["timeline"]
+
+    assert [step["type"] for step in timeline] == [
+        "request.created",
+        "request.delivered",
+        "request.answer_refused",
+        "request.response_received",
+    ]
+    delivered = timeline[1]
+    assert (
+        delivered["summary"] == f"shown on telegram (chat {OPERATOR}, message {shown.message_id})"
+    )
+    assert delivered["details"]["shown_text"] == shown.message["text"]  # exactly what was sent
+    assert delivered["details"]["shown_options"] == ["Approve", "Reject"]
+    assert timeline[2]["summary"].startswith(f"telegram:{STRANGER} tried to answer on telegram")
+    assert timeline[3]["summary"] == f"telegram:{OPERATOR} answered 'Approve' on telegram: approved"

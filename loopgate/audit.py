@@ -1,0 +1,306 @@
+"""The audit trail: export the log, verify its hash chain, check an exported file.
+
+Export streams rows in position order, a batch at a time, so memory does not
+grow with the log. Each record carries what an auditor reads (``actor``,
+``channel``, ``data``) and what the chain needs to be checked again from the
+file alone (``version``, the full ``meta``, ``prev_hash``, ``hash``).
+
+Verification recomputes every row's hash from its own columns and checks each
+row links to the one before: an edited row fails its own hash, a deleted row
+leaves a gap in the positions, an inserted or reordered one breaks a link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
+
+import msgspec
+
+from loopgate.events import Meta
+from loopgate.store.base import EventStore
+from loopgate.store.codec import GENESIS_HASH, Row, row_hash
+
+BATCH = 2000
+CSV_COLUMNS = (
+    "position",
+    "recorded_at",
+    "stream",
+    "version",
+    "type",
+    "actor",
+    "tenant",
+    "channel",
+    "data",
+    "meta",
+    "prev_hash",
+    "hash",
+)
+
+
+class ExportFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events to export; None means no restriction."""
+
+    tenant: str | None = None
+    streams: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One exported event; ``data`` and ``meta`` are the stored JSON, untouched."""
+
+    position: int
+    recorded_at: datetime
+    stream: str
+    version: int
+    type: str
+    actor: str
+    tenant: str
+    channel: str | None
+    data: msgspec.Raw
+    meta: msgspec.Raw
+    prev_hash: str
+    hash: str
+
+
+class _Channel(msgspec.Struct):
+    channel: str | None = None
+
+
+_meta_decoder = msgspec.json.Decoder(Meta)
+_channel_decoder = msgspec.json.Decoder(_Channel)
+_encoder = msgspec.json.Encoder()
+
+
+async def session_streams(
+    store: EventStore, session_id: str, tenant: str | None = None
+) -> frozenset[str]:
+    """The streams of a session's story: its own and those of its requests."""
+    sql, params = "SELECT request_id FROM requests WHERE session_id = ?", [session_id]
+    if tenant is not None:
+        sql, params = sql + " AND tenant = ?", [*params, tenant]
+    rows = await store.fetch(sql, params)
+    return frozenset({f"session-{session_id}", *(f"request-{r['request_id']}" for r in rows)})
+
+
+def _selected(row: Row, meta: Meta, only: ExportFilter) -> bool:
+    return (
+        (only.tenant is None or meta.tenant == only.tenant)
+        and (only.streams is None or row.stream in only.streams)
+        and (only.types is None or row.type in only.types)
+        and (only.since is None or row.recorded_at >= only.since)
+        and (only.until is None or row.recorded_at < only.until)
+    )
+
+
+def _record(row: Row, meta: Meta) -> AuditRecord:
+    return AuditRecord(
+        position=row.position,
+        recorded_at=row.recorded_at,
+        stream=row.stream,
+        version=row.version,
+        type=row.type,
+        actor=meta.actor,
+        tenant=meta.tenant,
+        channel=_channel_decoder.decode(row.data).channel,
+        data=msgspec.Raw(row.data.encode()),
+        meta=msgspec.Raw(row.meta.encode()),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+async def export_batches(
+    store: EventStore, only: ExportFilter, *, batch: int = BATCH
+) -> AsyncIterator[list[AuditRecord]]:
+    """The selected events in position order, a batch at a time (empty batches skipped).
+
+    Reads the log up to its head when the export started, so a busy log does
+    not make an export run for ever; the next batch is read while this one is
+    encoded.
+    """
+    head = await store.head()
+    pending = asyncio.create_task(store.read_rows(0, batch))
+    try:
+        while rows := [row for row in await pending if row.position <= head]:
+            pending = asyncio.create_task(store.read_rows(rows[-1].position, batch))
+            records = []
+            for row in rows:
+                meta = _meta_decoder.decode(row.meta)
+                if _selected(row, meta, only):
+                    records.append(_record(row, meta))
+            if records:
+                yield records
+    finally:
+        pending.cancel()
+
+
+def ndjson(records: Iterable[AuditRecord]) -> bytes:
+    return b"".join(_encoder.encode(record) + b"\n" for record in records)
+
+
+def csv_header() -> bytes:
+    return csv_rows([])
+
+
+def csv_rows(records: Iterable[AuditRecord], *, header: bool = True) -> bytes:
+    """CSV (RFC 4180 quoting, UTF-8); ``data`` and ``meta`` as JSON text."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for r in records:
+        writer.writerow(
+            (
+                r.position,
+                r.recorded_at.isoformat(),
+                r.stream,
+                r.version,
+                r.type,
+                r.actor,
+                r.tenant,
+                r.channel or "",
+                bytes(r.data).decode(),
+                bytes(r.meta).decode(),
+                r.prev_hash,
+                r.hash,
+            )
+        )
+    return out.getvalue().encode()
+
+
+# --- verification ---------------------------------------------------------------
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of checking a chain: ``broken_at`` is None when every link holds."""
+
+    events: int
+    head: str
+    last_position: int
+    broken_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+class _Chain:
+    """Links rows one by one; the first broken link is kept."""
+
+    def __init__(self, gaps_allowed: bool) -> None:
+        self.gaps_allowed = gaps_allowed
+        self.events = 0
+        self.last_position = 0
+        self.head = GENESIS_HASH
+        self.broken_at: int | None = None
+        self.reason: str | None = None
+
+    def check(self, row: Row) -> bool:
+        """Add ``row``; False once the chain is broken."""
+        expected = self.last_position + 1
+        if row.position < expected:
+            return self._break(
+                row.position, f"position {row.position} comes after {self.last_position}"
+            )
+        if row.position > expected and not self.gaps_allowed:
+            return self._break(expected, f"position {expected} is missing (next is {row.position})")
+        linked = row.position == expected
+        if linked and row.prev_hash != self.head:
+            return self._break(
+                row.position, f"prev_hash does not match the hash of position {expected - 1}"
+            )
+        try:
+            recomputed = row_hash(row)
+        except (msgspec.DecodeError, ValueError) as exc:
+            return self._break(row.position, f"stored event is not valid JSON: {exc}")
+        if recomputed != row.hash:
+            return self._break(row.position, "the stored event does not match its hash")
+        self.events += 1
+        self.last_position, self.head = row.position, row.hash
+        return True
+
+    def _break(self, position: int, reason: str) -> bool:
+        self.broken_at, self.reason = position, reason
+        return False
+
+    def result(self) -> Verification:
+        return Verification(
+            events=self.events,
+            head=self.head,
+            last_position=self.last_position,
+            broken_at=self.broken_at,
+            reason=self.reason,
+        )
+
+
+async def verify_log(
+    store: EventStore, progress: Callable[[int], None] | None = None, *, batch: int = BATCH
+) -> Verification:
+    """Recompute the whole chain; stops at the first broken position."""
+    chain = _Chain(gaps_allowed=False)
+    position = 0
+    while rows := await store.read_rows(position, batch):
+        for row in rows:
+            if not chain.check(row):
+                return chain.result()
+        position = rows[-1].position
+        if progress is not None:
+            progress(chain.events)
+    return chain.result()
+
+
+class _FileRecord(msgspec.Struct, frozen=True):
+    position: int
+    recorded_at: datetime
+    stream: str
+    version: int
+    type: str
+    data: msgspec.Raw
+    meta: msgspec.Raw
+    prev_hash: str
+    hash: str
+
+
+def verify_export(lines: Iterable[bytes]) -> Verification:
+    """Check an NDJSON export on its own: every record's hash, and every link it contains.
+
+    A filtered export skips positions, so only records at consecutive
+    positions are linked; a full export is checked link by link, as the log.
+    """
+    chain = _Chain(gaps_allowed=True)
+    decoder = msgspec.json.Decoder(_FileRecord)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            chain._break(chain.last_position + 1, f"line {number} is not an export record: {exc}")
+            break
+        row = Row(
+            position=record.position,
+            stream=record.stream,
+            version=record.version,
+            type=record.type,
+            data=bytes(record.data).decode(),
+            meta=bytes(record.meta).decode(),
+            recorded_at=record.recorded_at,
+            prev_hash=record.prev_hash,
+            hash=record.hash,
+        )
+        if not chain.check(row):
+            break
+    return chain.result()
+
+
+async def live_hash(store: EventStore, position: int) -> str | None:
+    """The hash the live log has at ``position`` (None if it has no such event)."""
+    rows = await store.read_rows(position - 1, 1)
+    return rows[0].hash if rows and rows[0].position == position else None

@@ -1,0 +1,202 @@
+"""Audit routes: the tenant's log as a file, and one request's decision record.
+
+``GET /v1/audit/export`` streams the caller's tenant's events in position
+order, a batch at a time, as NDJSON or CSV (``loopgate/audit.py``): memory
+stays flat however long the log. ``GET /v1/requests/{id}/history`` tells one
+request's story: who asked what, what the operator was shown and where, who
+answered (or tried to), and how it ended.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from loopgate.audit import ExportFilter, csv_rows, export_batches, ndjson, session_streams
+from loopgate.errors import ValidationFailed
+from loopgate.events import (
+    EVENT_TYPES,
+    AnswerRefused,
+    DeliveryFailed,
+    Event,
+    ReminderSent,
+    RequestCancelled,
+    RequestCreated,
+    RequestDelivered,
+    RequestExpired,
+    ResponseReceived,
+    WebhookDelivered,
+    WebhookFailed,
+)
+from loopgate.service import Actor, Service
+from loopgate.store.codec import RecordedEvent
+from loopgate.web.auth import actor_of
+from loopgate.web.keys import SERVICE
+from loopgate.web.responses import json_response
+
+routes = web.RouteTableDef()
+
+FORMATS = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def _moment(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"{name}: expected an ISO 8601 date or time, e.g. 2026-11-25T12:00:00Z, got {raw!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _types(request: web.Request) -> frozenset[str] | None:
+    types = frozenset(t.strip() for t in request.query.get("types", "").split(",") if t.strip())
+    unknown = sorted(types - EVENT_TYPES.keys())
+    if unknown:
+        raise ValidationFailed(f"types: unknown {unknown}; known types: {sorted(EVENT_TYPES)}")
+    return types or None
+
+
+async def _streams(request: web.Request, service: Service, actor: Actor) -> frozenset[str] | None:
+    """The streams ``session_id`` and ``request_id`` narrow the export to (None: all)."""
+    streams: frozenset[str] | None = None
+    session_id = request.query.get("session_id", "").strip()
+    if session_id:
+        streams = await session_streams(service.store, session_id, actor.tenant)
+    request_id = request.query.get("request_id", "").strip()
+    if request_id:
+        only = frozenset({f"request-{request_id}"})
+        streams = only if streams is None else streams & only
+    return streams
+
+
+@routes.get("/v1/audit/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    kind = request.query.get("format", "ndjson")
+    if kind not in FORMATS:
+        raise ValidationFailed(f"format: expected one of {sorted(FORMATS)}, got {kind!r}")
+    service, actor = request.app[SERVICE], actor_of(request)
+    only = ExportFilter(
+        tenant=actor.tenant,
+        streams=await _streams(request, service, actor),
+        types=_types(request),
+        since=_moment(request, "since"),
+        until=_moment(request, "until"),
+    )
+    stamp = service.clock().strftime("%Y%m%dT%H%M%SZ")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": FORMATS[kind],
+            "Content-Disposition": f'attachment; filename="loopgate-audit-{stamp}.{kind}"',
+        }
+    )
+    await response.prepare(request)
+    if kind == "csv":
+        await response.write(csv_rows([]))
+    async for records in export_batches(service.store, only):
+        await response.write(csv_rows(records, header=False) if kind == "csv" else ndjson(records))
+    await response.write_eof()
+    return response
+
+
+@routes.get("/v1/requests/{request_id}/history")
+async def history(request: web.Request) -> web.Response:
+    service, actor = request.app[SERVICE], actor_of(request)
+    view = await service.get_request(request.match_info["request_id"], actor)
+    records = await service.store.read_stream(f"request-{view.request_id}")
+    return json_response(
+        {
+            "request_id": view.request_id,
+            "status": view.status,
+            "timeline": [timeline_entry(record) for record in records],
+        }
+    )
+
+
+def timeline_entry(record: RecordedEvent) -> dict[str, Any]:
+    """One step of a request's story, in words and in detail."""
+    summary, details = _told(record.event, record.meta.actor)
+    return {
+        "position": record.position,
+        "at": record.recorded_at.isoformat(),
+        "type": record.type,
+        "actor": record.meta.actor,
+        "channel": getattr(record.event, "channel", None),
+        "summary": summary,
+        "details": details,
+    }
+
+
+def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
+    match event:
+        case RequestCreated() as created:
+            return f"{actor} asked: {created.message!r}", {
+                "session_id": created.session_id,
+                "client_id": created.client_id,
+                "request_type": created.request_type,
+                "options": [option.label for option in created.options],
+                "allow_text": created.allow_text,
+                "metadata": created.metadata,
+                "timeout_seconds": created.timeout_seconds,
+                "on_timeout": created.on_timeout,
+                "expires_at": created.expires_at.isoformat() if created.expires_at else None,
+            }
+        case RequestDelivered() as shown:
+            where = f" (chat {shown.chat_id}, message {shown.external_message_id})"
+            return f"shown on {shown.channel}" + (where if shown.chat_id else ""), {
+                "chat_id": shown.chat_id,
+                "message_id": shown.external_message_id,
+                "shown_text": shown.shown_text,
+                "shown_options": list(shown.shown_options),
+            }
+        case DeliveryFailed() as failed:
+            return (
+                f"{failed.channel} gave up after {failed.attempts} attempt(s): {failed.error}",
+                {"error": failed.error, "attempts": failed.attempts},
+            )
+        case AnswerRefused() as refused:
+            return (
+                f"{refused.responder} tried to answer on {refused.channel}: refused "
+                f"({refused.reason})",
+                {"responder": refused.responder, "reason": refused.reason},
+            )
+        case ResponseReceived() as answer:
+            verdict = "approved" if answer.approved else "rejected"
+            given = answer.option if answer.option is not None else answer.text
+            return f"{answer.responder} answered {given!r} on {answer.channel}: {verdict}", {
+                "responder": answer.responder,
+                "option": answer.option,
+                "text": answer.text,
+                "approved": answer.approved,
+            }
+        case RequestCancelled() as cancelled:
+            reason = f": {cancelled.reason}" if cancelled.reason else ""
+            return f"cancelled by {actor}{reason}", {"reason": cancelled.reason}
+        case RequestExpired() as expired:
+            verdict = {True: "approved", False: "rejected", None: "no decision"}[expired.approved]
+            return f"expired unanswered; on_timeout={expired.on_timeout}: {verdict}", {
+                "on_timeout": expired.on_timeout,
+                "approved": expired.approved,
+            }
+        case ReminderSent() as reminder:
+            return f"reminder sent on {reminder.channel}", {}
+        case WebhookDelivered() as hook:
+            return f"decision POSTed to {hook.url}: HTTP {hook.status_code}", {
+                "url": hook.url,
+                "status_code": hook.status_code,
+                "attempt": hook.attempt,
+            }
+        case WebhookFailed() as hook:
+            return f"POST to {hook.url} failed: {hook.error}", {
+                "url": hook.url,
+                "error": hook.error,
+                "attempt": hook.attempt,
+                "final": hook.final,
+            }
+        case _:
+            return type(event).__name__, {}
