@@ -20,7 +20,7 @@ from datetime import datetime
 
 import msgspec
 
-from loopgate.events import Meta
+from loopgate.events import EVENT_TYPES, Meta
 from loopgate.store.base import EventStore
 from loopgate.store.codec import GENESIS_HASH, Row, row_hash
 
@@ -72,6 +72,12 @@ class _Channel(msgspec.Struct):
     channel: str | None = None
 
 
+# Only these events say through which channel they happened; the rest need no decoding.
+_WITH_CHANNEL = frozenset(
+    tag
+    for tag, cls in EVENT_TYPES.items()
+    if any(field.name == "channel" for field in msgspec.structs.fields(cls))
+)
 _meta_decoder = msgspec.json.Decoder(Meta)
 _channel_decoder = msgspec.json.Decoder(_Channel)
 _encoder = msgspec.json.Encoder()
@@ -107,7 +113,7 @@ def _record(row: Row, meta: Meta) -> AuditRecord:
         type=row.type,
         actor=meta.actor,
         tenant=meta.tenant,
-        channel=_channel_decoder.decode(row.data).channel,
+        channel=_channel_decoder.decode(row.data).channel if row.type in _WITH_CHANNEL else None,
         data=msgspec.Raw(row.data.encode()),
         meta=msgspec.Raw(row.meta.encode()),
         prev_hash=row.prev_hash,
