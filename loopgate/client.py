@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import msgspec
 
 from loopgate import __version__
 from loopgate.errors import LoopgateError
@@ -81,21 +82,31 @@ class LoopgateClient:
             async with self._session.request(
                 method, self.base_url + path, json=json, params=params, timeout=timeout
             ) as response:
-                body = await response.json(content_type=None)
-                if response.status >= 400:
-                    error = body.get("error", {}) if isinstance(body, dict) else {}
-                    raise LoopgateClientError(
-                        response.status,
-                        error.get("code", "http_error"),
-                        error.get("message", f"HTTP {response.status}"),
-                    )
-                return body
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise LoopgateClientError(
                 0,
                 "server_unreachable",
                 f"no answer from {self.base_url}: {exc or type(exc).__name__}",
             ) from exc
+        try:
+            body = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            body = None
+        if response.status >= 400:
+            # Loopgate's errors are {"error": {"code", "message"}}; a proxy's may be anything.
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            message = error.get("message") or raw.decode(errors="replace")[:200]
+            raise LoopgateClientError(
+                response.status,
+                error.get("code", "http_error"),
+                message or f"HTTP {response.status}",
+            )
+        if body is None:
+            raise LoopgateClientError(
+                response.status, "invalid_response", f"{self.base_url} answered with no JSON"
+            )
+        return body
 
     async def register_session(
         self, session_id: str, client_id: str, telegram_id: int | None = None
