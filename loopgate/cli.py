@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the HTTP server",
-        description="Run the server: HITL API, health checks and (later) console, MCP, Telegram.",
+        description="Run the server: the HITL API, SSE streams, MCP at /mcp, the audit routes, "
+        "health checks and, with a bot token, Telegram.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
