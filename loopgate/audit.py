@@ -212,27 +212,27 @@ class _Chain:
         """Add ``row``; False once the chain is broken."""
         expected = self.last_position + 1
         if row.position < expected:
-            return self._break(
+            return self.fail(
                 row.position, f"position {row.position} comes after {self.last_position}"
             )
         if row.position > expected and not self.gaps_allowed:
-            return self._break(expected, f"position {expected} is missing (next is {row.position})")
+            return self.fail(expected, f"position {expected} is missing (next is {row.position})")
         linked = row.position == expected
         if linked and row.prev_hash != self.head:
-            return self._break(
+            return self.fail(
                 row.position, f"prev_hash does not match the hash of position {expected - 1}"
             )
         try:
             recomputed = row_hash(row)
         except (msgspec.DecodeError, ValueError) as exc:
-            return self._break(row.position, f"stored event is not valid JSON: {exc}")
+            return self.fail(row.position, f"stored event is not valid JSON: {exc}")
         if recomputed != row.hash:
-            return self._break(row.position, "the stored event does not match its hash")
+            return self.fail(row.position, "the stored event does not match its hash")
         self.events += 1
         self.last_position, self.head = row.position, row.hash
         return True
 
-    def _break(self, position: int, reason: str) -> bool:
+    def fail(self, position: int, reason: str) -> bool:
         self.broken_at, self.reason = position, reason
         return False
 
@@ -288,7 +288,7 @@ def verify_export(lines: Iterable[bytes]) -> Verification:
         try:
             record = decoder.decode(line)
         except msgspec.DecodeError as exc:
-            chain._break(chain.last_position + 1, f"line {number} is not an export record: {exc}")
+            chain.fail(chain.last_position + 1, f"line {number} is not an export record: {exc}")
             break
         row = Row(
             position=record.position,

@@ -396,6 +396,13 @@ class Service:
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
         return _request_view(rows[0])
 
+    async def telegram_operator(self, session_id: str) -> int | None:
+        """The Telegram id of the session's operator (also their private chat), if any."""
+        rows = await self.store.fetch(
+            "SELECT telegram_id FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return rows[0]["telegram_id"] if rows else None
+
     async def answer_as_telegram_user(
         self,
         request_id: str,
@@ -411,10 +418,7 @@ class Service:
         """
         view = await self.find_request(request_id)
         actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
-        sessions = await self.store.fetch(
-            "SELECT telegram_id FROM sessions WHERE session_id = ?", (view.session_id,)
-        )
-        if not sessions or sessions[0]["telegram_id"] != telegram_user_id:
+        if await self.telegram_operator(view.session_id) != telegram_user_id:
             command = request_domain.RefuseAnswer(
                 request_id=request_id,
                 responder=actor.id,

@@ -216,7 +216,7 @@ class TelegramSender:
     async def _deliver(self, record: RecordedEvent) -> None:
         created = record.event
         assert isinstance(created, RequestCreated)
-        chat_id = await self._desk.operator_chat(created.session_id)
+        chat_id = await self._service.telegram_operator(created.session_id)
         if chat_id is None or not await self._still_to_deliver(created.request_id):
             return
         view = await self._service.find_request(created.request_id)

@@ -13,6 +13,7 @@ database hands back.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +55,22 @@ class Row(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: datetime
     prev_hash: str
     hash: str
+
+
+def row_of(columns: Sequence[Any], recorded_at: Callable[[Any], datetime] = lambda t: t) -> Row:
+    """A ``Row`` from the ``events`` columns in table order; ``recorded_at`` parses the time."""
+    position, stream, version, type_, data, meta, recorded, prev_hash, digest = columns
+    return Row(
+        position=position,
+        stream=stream,
+        version=version,
+        type=type_,
+        data=data,
+        meta=meta,
+        recorded_at=recorded_at(recorded),
+        prev_hash=prev_hash,
+        hash=digest,
+    )
 
 
 _encoder = msgspec.json.Encoder()

@@ -30,7 +30,7 @@ from loopgate.store.base import (
     recorded,
     replay,
 )
-from loopgate.store.codec import RecordedEvent, Row, decode_row
+from loopgate.store.codec import RecordedEvent, Row, decode_row, row_of
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
 
 EXTERNAL_CHECK_SECONDS = 0.25
@@ -47,18 +47,7 @@ def _adapt(value: Any) -> Any:
 
 
 def _row(values: sqlite3.Row | tuple[Any, ...]) -> Row:
-    position, stream, version, type_, data, meta, recorded_at, prev_hash, digest = values
-    return Row(
-        position=position,
-        stream=stream,
-        version=version,
-        type=type_,
-        data=data,
-        meta=meta,
-        recorded_at=datetime.fromisoformat(recorded_at),
-        prev_hash=prev_hash,
-        hash=digest,
-    )
+    return row_of(values, datetime.fromisoformat)  # timestamps are stored as text
 
 
 class SqliteStore(GroupCommitStore):

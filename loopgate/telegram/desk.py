@@ -31,13 +31,6 @@ class OperatorDesk:
     def __init__(self, service: Service, bot: Bot, signer: CallbackSigner) -> None:
         self.service, self.bot, self.signer = service, bot, signer
 
-    async def operator_chat(self, session_id: str) -> int | None:
-        """The chat of the session's operator (their Telegram id), if it has one."""
-        rows = await self.service.store.fetch(
-            "SELECT telegram_id FROM sessions WHERE session_id = ?", (session_id,)
-        )
-        return rows[0]["telegram_id"] if rows else None
-
     async def send_request(self, chat_id: int, view: RequestView) -> Message:
         """Post the question with its buttons; Telegram errors propagate to the caller."""
         return await self.bot.send_message(

@@ -9,7 +9,6 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import StoreFactory
 
 from loopgate.config import Config
 from loopgate.events import RequestDelivered
@@ -21,6 +20,7 @@ from telegram.fake_bot_api import FakeBotAPI
 from telegram.helpers import OPERATOR, TelegramApp, telegram_config
 
 Client = TestClient[Any, Any]
+StoreFactory = Callable[[], Awaitable[EventStore]]  # the root conftest's open_test_store
 
 
 async def test_a_restart_sends_what_came_meanwhile_and_nothing_twice(
