@@ -1,7 +1,8 @@
 """Read models: query tables kept in step with the log.
 
-A projection is a module with ``TABLE`` (the table it owns) and
-``apply(record) -> list[Statement]``: pure SQL for one event, which the store
+A projection is a module with ``TABLE`` (the table it owns), ``EVENTS`` (the
+event types it handles) and ``apply(record) -> list[Statement]``: pure SQL for
+one event, which the store
 executes inside the append's transaction, so a read after a write sees it.
 SQL uses ``?`` placeholders; the Postgres backend renumbers them. Timestamps
 are passed as ``datetime`` and JSON as text; each backend adapts them.
@@ -17,6 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from loopgate.events import AnyEvent, Event
+
 if TYPE_CHECKING:  # the stores import this package: a runtime import would be circular
     from loopgate.store.codec import RecordedEvent
 
@@ -25,6 +28,9 @@ Statement = tuple[str, tuple[Any, ...]]
 
 class Projection(Protocol):
     TABLE: str
+
+    @property
+    def EVENTS(self) -> tuple[type[Event], ...]: ...  # read-only: each module's own tuple type
 
     def apply(self, record: RecordedEvent) -> list[Statement]: ...
 
@@ -44,6 +50,12 @@ def _all() -> Sequence[Projection]:
 
 PROJECTIONS: Sequence[Projection] = _all()
 
+# Which projections each event type reaches: most events concern one or two
+# tables, and asking the others costs a rebuild more than deciding the SQL does.
+_HANDLERS: dict[type[Event], tuple[Projection, ...]] = {
+    cls: tuple(p for p in PROJECTIONS if cls in p.EVENTS) for cls in AnyEvent.__args__
+}
+
 
 def grouped(statements: list[Statement]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Runs of the same SQL, in order, so a backend can send each run as one ``executemany``."""
@@ -58,7 +70,8 @@ def grouped(statements: list[Statement]) -> list[tuple[str, list[tuple[Any, ...]
 
 def statements_for(record: RecordedEvent) -> list[Statement]:
     """Every projection's SQL for one event, in projection order."""
-    return [stmt for projection in PROJECTIONS for stmt in projection.apply(record)]
+    handlers = _HANDLERS[type(record.event)]
+    return [stmt for projection in handlers for stmt in projection.apply(record)]
 
 
 def batch_statements(records: Sequence[RecordedEvent]) -> list[Statement]:

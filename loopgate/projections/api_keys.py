@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "api_keys"
+EVENTS = (ApiKeyCreated, ApiKeyRevoked)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

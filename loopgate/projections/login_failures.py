@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "login_failures"
+EVENTS = (UserLoggedIn, LoginFailed)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

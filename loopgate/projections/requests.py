@@ -29,8 +29,25 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "requests"
+EVENTS = (
+    RequestCreated,
+    RequestDelivered,
+    ResponseReceived,
+    RequestCancelled,
+    RequestExpired,
+    ReminderSent,
+    DeliveryFailed,
+    AnswerRefused,
+    WebhookDelivered,
+    WebhookFailed,
+)
 
-_OPEN = "status IN ('pending', 'delivered')"
+# "Still open", written as "not final" on purpose: ``status IN ('pending',
+# 'delivered')`` is the predicate of the partial index ``requests_open_expiry``,
+# so Postgres's generic plan for these UPDATEs scans that index (every open
+# request) instead of probing the primary key. While a rebuild replays the log,
+# every request passes through pending, and each UPDATE became a scan of them all.
+_OPEN = "status NOT IN ('answered', 'cancelled', 'expired')"
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "sessions"
+EVENTS = (SessionRegistered, SessionDeactivated)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "telegram_messages"
+EVENTS = (RequestDelivered,)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

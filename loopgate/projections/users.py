@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: the stores import proje
     from loopgate.store.codec import RecordedEvent
 
 TABLE = "users"
+EVENTS = (UserRegistered, UserLoggedIn, LoginFailed)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

@@ -21,11 +21,14 @@ from loopgate.events import (
     Option,
     RequestDelivered,
     RequestExpired,
+    ResponseReceived,
     SessionRegistered,
     WebhookDelivered,
 )
+from loopgate.projections import requests as requests_projection
 from loopgate.store import PostgresStore, SqliteStore
 from loopgate.store.codec import RecordedEvent
+from loopgate.store.postgres import numbered
 
 Store = SqliteStore | PostgresStore
 Factory = Callable[[], Awaitable[Store]]
@@ -298,3 +301,45 @@ async def execute_sql(store_url: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def test_decides_a_request_by_its_primary_key_even_with_a_generic_plan(
+    postgres_url: str,
+) -> None:
+    """The UPDATEs that decide a request must probe the primary key, not the open-requests index.
+
+    A prepared statement switches to a generic plan after a few runs. Written as
+    ``status IN ('pending', 'delivered')``, the WHERE clause matched the partial
+    index's predicate and that plan scanned every open request per UPDATE: a
+    rebuild, where every request is open for a while, slowed down quadratically.
+    """
+    answer = ResponseReceived(
+        request_id="r1", responder="u", option="Yes", approved=True, channel="api", responded_at=T0
+    )
+    record = RecordedEvent(
+        position=2, stream="request-r1", version=2, event=answer, meta=ALICE,
+        recorded_at=T0, prev_hash="0" * 64, hash="0" * 64,
+    )  # fmt: skip
+    (sql, params), *_ = requests_projection.apply(record)
+    conn = await asyncpg.connect(postgres_url)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        # A table of mostly decided requests, as in any database that has run a while
+        # (and in mid-rebuild), makes the open-requests index look cheap to the planner.
+        await conn.execute(
+            "INSERT INTO requests (request_id, session_id, client_id, tenant, message,"
+            " request_type, options, allow_text, metadata, timeout_seconds, on_timeout,"
+            " status, created_at, version)"
+            " SELECT 'old-' || n, 's1', 'c', 'alice', 'm', 'input', '[]', TRUE, '{}', 60,"
+            " 'reject', 'answered', now(), 2 FROM generate_series(1, 5000) AS n"
+        )
+        await conn.execute("ANALYZE requests")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        statement = await conn.prepare(f"EXPLAIN {numbered(sql)}")
+        plan = "\n".join(row[0] for row in await statement.fetch(*params))
+    finally:
+        await transaction.rollback()
+        await conn.close()
+    assert "requests_pkey" in plan, plan
+    assert "requests_open_expiry" not in plan, plan
