@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -40,6 +41,7 @@ from loopgate.store.base import (
 )
 from loopgate.store.codec import RecordedEvent, Row, decode_row, row_of
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
+from loopgate.store.scratch import ScratchTables
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,7 @@ MIGRATE_LOCK = APPEND_LOCK + 1
 LISTEN_KEEPALIVE_SECONDS = 15.0
 LISTENER_NAME = "loopgate-listen"  # application_name, so operators can tell it apart
 REBUILD_BATCH = 5000  # events replayed per read by rebuild_projections
+COPY_BATCH = 10_000  # rows per COPY when a rebuild loads the rebuilt tables
 _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash, hash"
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
@@ -295,19 +298,26 @@ class PostgresStore(GroupCommitStore):
     # --- projections ----------------------------------------------------------
 
     async def rebuild_projections(self, progress: Callable[[int], None] | None = None) -> int:
+        """Replay the log into scratch tables, then swap their rows in (``store/scratch.py``)."""
         replayed = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Holding the append lock keeps new events out while the tables are rebuilt.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-            for projection in PROJECTIONS:
-                await conn.execute(f"DELETE FROM {projection.TABLE}")
-            # Read on other connections, which see every event: none can be
-            # appended while this transaction holds the append lock.
-            async for statements, count in replay(self.read_rows, REBUILD_BATCH):
-                await _execute_grouped(conn, statements)
-                replayed += count
-                if progress is not None:
-                    progress(replayed)
+        scratch = await asyncio.to_thread(ScratchTables)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Holding the append lock keeps new events out while the tables are rebuilt.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+                # Read on other connections, which see every event: none can be
+                # appended while this transaction holds the append lock.
+                async for statements, count in replay(self.read_rows, REBUILD_BATCH):
+                    scratch.apply(statements)
+                    replayed += count
+                    if progress is not None:
+                        progress(replayed)
+                # Readers see the old rows until this transaction commits.
+                for projection in PROJECTIONS:
+                    await conn.execute(f"DELETE FROM {projection.TABLE}")
+                    await _copy_from_scratch(conn, scratch, projection.TABLE)
+        finally:
+            await asyncio.to_thread(scratch.close)
         return replayed
 
     # --- lifecycle ------------------------------------------------------------
@@ -322,6 +332,41 @@ class PostgresStore(GroupCommitStore):
             await self._pool.release(self._writer)
             self._writer = None
         await self._pool.close()
+
+
+# How a value as SQLite keeps it becomes the Postgres column's type (others pass as they are).
+_FROM_SQLITE: dict[str, Callable[[Any], Any]] = {
+    "timestamp with time zone": datetime.fromisoformat,  # fixed-width ISO-8601 text
+    "boolean": bool,  # 0 or 1
+}
+
+
+async def _copy_from_scratch(conn: asyncpg.Connection, scratch: ScratchTables, table: str) -> None:
+    """COPY one scratch table's rows into the Postgres table of the same name."""
+    columns = await conn.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        table,
+    )
+    names = [column["column_name"] for column in columns]
+    converted = [
+        (i, _FROM_SQLITE[column["data_type"]])
+        for i, column in enumerate(columns)
+        if column["data_type"] in _FROM_SQLITE
+    ]
+
+    async def records() -> AsyncIterator[list[Any]]:
+        # A generator, so the server loads one chunk while the next is converted.
+        for chunk in scratch.rows(table, names, COPY_BATCH):
+            for row in chunk:
+                values = list(row)
+                for i, convert in converted:
+                    if values[i] is not None:
+                        values[i] = convert(values[i])
+                yield values
+            await asyncio.sleep(0)
+
+    await conn.copy_records_to_table(table, records=records(), columns=names)
 
 
 async def _execute_grouped(conn: asyncpg.Connection, statements: list[Statement]) -> None:
