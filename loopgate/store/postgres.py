@@ -300,7 +300,9 @@ class PostgresStore(GroupCommitStore):
     async def rebuild_projections(self, progress: Callable[[int], None] | None = None) -> int:
         """Replay the log into scratch tables, then swap their rows in (``store/scratch.py``)."""
         replayed = 0
-        scratch = await asyncio.to_thread(ScratchTables)
+        # The scratch work runs on this thread: in a worker thread it and the
+        # decoding here fight over the GIL, and both run at half speed.
+        scratch = ScratchTables()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 # Holding the append lock keeps new events out while the tables are rebuilt.
@@ -317,7 +319,7 @@ class PostgresStore(GroupCommitStore):
                     await conn.execute(f"DELETE FROM {projection.TABLE}")
                     await _copy_from_scratch(conn, scratch, projection.TABLE)
         finally:
-            await asyncio.to_thread(scratch.close)
+            scratch.close()
         return replayed
 
     # --- lifecycle ------------------------------------------------------------

@@ -34,10 +34,7 @@ class ScratchTables:
 
     def __init__(self) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="loopgate-rebuild-")
-        # Used from one worker thread at a time (see PostgresStore.rebuild_projections).
-        self._db = sqlite3.connect(
-            Path(self._directory.name) / "tables.db", isolation_level=None, check_same_thread=False
-        )
+        self._db = sqlite3.connect(Path(self._directory.name) / "tables.db", isolation_level=None)
         for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{CACHE_KIB}"):
             self._db.execute(f"PRAGMA {pragma}")
         for migration in migrations_for("sqlite"):
