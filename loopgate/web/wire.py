@@ -300,6 +300,8 @@ def _choices(shape: type[msgspec.Struct], field: str) -> str:
 
 
 def _malformed(message: str, raw: bytes) -> str:
+    if message.startswith("Invalid UTF-8"):  # msgspec >= 0.23; older ones raise UnicodeDecodeError
+        return _bad_utf8(raw)
     if message == "Input data was truncated":
         return "malformed JSON: the body ends before the JSON value is complete"
     if m := _MALFORMED.match(message):
