@@ -194,7 +194,7 @@ async def test_a_new_key_is_shown_once_works_and_stops_working_when_revoked(
     created = await submit(open_client, "/console/keys", label="ci")
     assert created.status == 200
     page = await created.text()
-    raw_key = re.search(r'id="raw-key" class="raw-key" value="(lk_pub_[^"]+)"', page)
+    raw_key = re.search(r'id="raw-key" class="raw-key"[^>]*>(lk_pub_[^<]+)</textarea>', page)
     assert raw_key is not None
     assert 'data-copy="raw-key"' in page and "shown this once" in text_of(page)
     assert created.headers["Cache-Control"] == "no-store"
