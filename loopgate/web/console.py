@@ -12,27 +12,24 @@ and shown in the viewer's own time zone by the script (UTC without it).
 Every page here needs a signed-in browser and every form a CSRF token; both
 are checked before a handler runs (``web/console_session.py``). Errors on
 console pages are HTML pages with the error's status, never the JSON shape.
-History, sessions, API keys and export are in ``web/console_admin.py``.
+History, sessions, API keys and export are in ``web/console_admin.py``, what
+all pages share in ``web/console_pages.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
-import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from multidict import MultiDictProxy
 
-from loopgate import __version__
 from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.approval import approves
 from loopgate.errors import (
@@ -45,15 +42,24 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.service import RequestView
-from loopgate.web import stream
+from loopgate.web import console_admin, stream
 from loopgate.web.api import decided_by, outcome_of
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
+from loopgate.web.console_pages import (
+    OPEN,
+    actor_names,
+    decode_form,
+    error_page,
+    form_field,
+    named,
+    render,
+    see_other,
+)
 from loopgate.web.console_session import (
     HOME,
     LOGIN,
     STATIC,
-    csrf_token,
     end_session,
     is_console_path,
     login_csrf,
@@ -70,16 +76,13 @@ from loopgate.web.keys import (
     SERVICE,
     STORE,
 )
-from loopgate.web.wire import AnswerBody, decode_body
+from loopgate.web.wire import AnswerBody
 
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
 
-T = TypeVar("T", bound=msgspec.Struct)
-
 STATIC_DIR = Path(str(files("loopgate") / "static" / "console"))
-OPEN = ("pending", "delivered")
 QUEUE_LIMIT = 200
 LIVE_TYPES = "request.created,request.response_received,request.cancelled,request.expired"
 NOTICES = {
@@ -119,9 +122,6 @@ def setup(app: web.Application) -> None:
     env.globals["approves"] = approves
     app.router.add_static(STATIC.rstrip("/"), STATIC_DIR)
     app.add_routes(routes)
-    # Imported here: the admin pages import this module's helpers.
-    from loopgate.web import console_admin
-
     app.add_routes(console_admin.routes)
     app.cleanup_ctx.append(_sessions_context)
 
@@ -161,60 +161,6 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not request.path.startswith(STATIC):
             response.headers["Cache-Control"] = "no-store"
     return response
-
-
-# --- helpers the console's pages share ----------------------------------------------------
-
-
-def render(
-    request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
-) -> web.Response:
-    """A console page; every page knows who is signed in and the token its forms carry."""
-    session = request.get(CONSOLE_SESSION)
-    base = {
-        "session": session,
-        "csrf_token": csrf_token(request) if session is not None else "",
-        "version": __version__,
-        "nav": None,
-    }
-    return aiohttp_jinja2.render_template(
-        f"console/{template}", request, {**base, **context}, status=status
-    )
-
-
-def error_page(request: web.Request, status: int, message: str) -> web.Response:
-    return render(request, "error.html", {"status": status, "message": message}, status=status)
-
-
-def see_other(location: str) -> web.Response:
-    """Where a form goes after it did its work, so that a reload does not send it again."""
-    return web.Response(status=303, headers={"Location": location})
-
-
-def form_field(form: MultiDictProxy[Any], name: str) -> str | None:
-    """A text field of a posted form; None when missing (a file upload counts as missing)."""
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-def decode_form(fields: Mapping[str, Any], shape: type[T]) -> T:
-    """Check form fields with the API's own body rules, and its messages."""
-    return decode_body(msgspec.json.encode(fields), shape)
-
-
-async def actor_names(request: web.Request) -> dict[str, str]:
-    """How to name the tenant's own actors on a page: the user, and its API keys."""
-    session = request[CONSOLE_SESSION]
-    keys = await request.app[ACCOUNTS].list_api_keys(actor_of(request))
-    names = {f"apikey:{key.key_id}": f"API key “{key.label}” ({key.prefix}…)" for key in keys}
-    names[session.user_id] = f"you ({session.username})"
-    return names
-
-
-def named(text: str, names: Mapping[str, str]) -> str:
-    for actor, name in names.items():
-        text = text.replace(actor, name)
-    return text
 
 
 # --- signing in and out ---------------------------------------------------------------
@@ -346,13 +292,16 @@ async def card(request: web.Request) -> web.Response:
 
 @routes.get("/console/requests/{request_id}")
 async def request_page(request: web.Request) -> web.Response:
+    head = await request.app[STORE].head()  # before the read: see _request_page
     view = await _requested(request)
-    return await _request_page(request, view, notice=NOTICES.get(request.query.get("notice", "")))
+    notice = NOTICES.get(request.query.get("notice", ""))
+    return await _request_page(request, view, head, notice=notice)
 
 
 async def _request_page(
     request: web.Request,
     view: RequestView,
+    head: int,
     *,
     notice: str | None = None,
     error: str | None = None,
@@ -367,7 +316,6 @@ async def _request_page(
         for entry in map(timeline_entry, records)
     ]
     decider = decided_by(view)
-    head = records[-1].position if records else 0
     context = {
         "view": view,
         "outcome": outcome_of(view),
@@ -377,6 +325,8 @@ async def _request_page(
         "notice": notice,
         "error": error,
         "text": text,
+        # An open page follows the decisions committed after ``head``, read before
+        # ``view``: one that lands in between is replayed, not missed.
         "watch_url": None
         if view.final
         else "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head}),
@@ -388,6 +338,7 @@ async def _request_page(
 @routes.post("/console/requests/{request_id}/answer")
 async def answer(request: web.Request) -> web.Response:
     service, actor = request.app[SERVICE], actor_of(request)
+    head = await service.store.head()
     view = await _requested(request)
     form = await request.post()
     option, text = form_field(form, "option"), form_field(form, "text")
@@ -403,6 +354,6 @@ async def answer(request: web.Request) -> web.Response:
         notice = "closed"
     except (ValidationFailed, DomainError) as exc:
         return await _request_page(
-            request, view, error=exc.message, text=text or "", status=exc.status
+            request, view, head, error=exc.message, text=text or "", status=exc.status
         )
     return see_other(f"/console/requests/{view.request_id}?notice={notice}")

@@ -21,7 +21,14 @@ from loopgate.errors import StateConflict, ValidationFailed
 from loopgate.web.accounts import CreateKeyBody
 from loopgate.web.audit import export_format, send_export
 from loopgate.web.auth import actor_of
-from loopgate.web.console import OPEN, actor_names, decode_form, form_field, render, see_other
+from loopgate.web.console_pages import (
+    OPEN,
+    actor_names,
+    decode_form,
+    form_field,
+    render,
+    see_other,
+)
 from loopgate.web.keys import ACCOUNTS, SERVICE
 from loopgate.web.params import decode_cursor, encode_cursor
 from loopgate.web.wire import CreateSessionBody, SessionRef
@@ -218,8 +225,9 @@ async def create_key(request: web.Request) -> web.Response:
         raw_key, key = await request.app[ACCOUNTS].create_api_key(
             actor_of(request), label=body.label, expires_at=body.expires_at
         )
-    except ValueError:
-        return await _keys_page(request, error=f"expires: expected a date, got {expires!r}")
+    except ValueError:  # a date the browser's date field would not have sent
+        message = f"expires: expected a date like 2026-05-01, got {expires!r}"
+        return await _keys_page(request, error=message, status=400)
     except ValidationFailed as exc:
         return await _keys_page(request, error=exc.message, status=exc.status)
     return await _keys_page(request, created={"raw_key": raw_key, "key": key})

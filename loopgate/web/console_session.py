@@ -188,6 +188,8 @@ async def _check_form(request: web.Request, session: ConsoleSession | None) -> N
 
 async def console_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The console's auth policy: the signed cookie, a sign-in redirect, CSRF on every POST."""
+    if request.path.startswith(STATIC):
+        return await handler(request)  # the same for everyone: no session to look up
     session_id = _session_id_in(request)
     session = None if session_id is None else await request.app[CONSOLE_SESSIONS].usable(session_id)
     if session is not None:
@@ -196,7 +198,7 @@ async def console_gate(request: web.Request, handler: Handler) -> web.StreamResp
             id=session.user_id, tenant=session.user_id, correlation_id=request.get(REQUEST_ID)
         )
         request[CREDENTIAL] = "console"
-    elif request.path != LOGIN and not request.path.startswith(STATIC):
+    elif request.path != LOGIN:
         return _sign_in_redirect(request)
     if request.method not in _SAFE_METHODS:
         await _check_form(request, session)

@@ -102,6 +102,26 @@ async def test_clicking_an_option_returns_the_agents_long_poll_with_that_option(
     await expect(page.get_by_role("heading", name="Approved")).to_be_visible()
 
 
+async def test_an_open_request_page_shows_the_outcome_when_decided_elsewhere(
+    browser: Browser, server: Server
+) -> None:
+    operator = await new_operator(server)
+    request_id = await ask(server, operator, "Scale the cluster down?", options=["Yes", "No"])
+    page = await signed_in_page(browser, server, operator)
+    await page.goto(f"{server.base}/console/requests/{request_id}")
+    await expect(page.get_by_role("button", name="Yes")).to_be_visible()
+    await call(
+        server,
+        "POST",
+        f"/v1/requests/{request_id}/response",
+        json={"option": "No"},
+        headers=operator.bearer,
+    )
+    await expect(page.get_by_role("heading", name="Rejected")).to_be_visible(timeout=LIVE_WITHIN_MS)
+    await expect(page.get_by_role("status")).to_contain_text("decided while you were looking")
+    await expect(page.get_by_role("button", name="Yes")).to_have_count(0)
+
+
 async def test_the_console_works_from_the_keyboard(browser: Browser, server: Server) -> None:
     operator = await new_operator(server)
     request_id = await ask(server, operator, "Rotate the keys?", options=["Approve", "Reject"])
