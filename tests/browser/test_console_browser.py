@@ -38,6 +38,14 @@ async def long_poll(server: Server, operator: Operator, request_id: str) -> dict
     return result
 
 
+async def answer_elsewhere(
+    server: Server, operator: Operator, request_id: str, **answer: str
+) -> None:
+    """An answer through the API, as from another channel than this browser."""
+    path = f"/v1/requests/{request_id}/response"
+    await call(server, "POST", path, json=answer, headers=operator.bearer)
+
+
 def card(page: Page, request_id: str) -> Any:
     return page.locator(f'[data-request-id="{request_id}"]')
 
@@ -68,13 +76,7 @@ async def test_a_request_decided_elsewhere_leaves_the_open_queue(
     page = await signed_in_page(browser, server, operator)
     await expect(card(page, first)).to_be_visible()
     await expect(page.locator("[data-live-status]")).to_contain_text("Live")
-    await call(
-        server,
-        "POST",
-        f"/v1/requests/{first}/response",
-        json={"text": "handled on Telegram"},
-        headers=operator.bearer,
-    )
+    await answer_elsewhere(server, operator, first, text="handled on Telegram")
     await expect(card(page, first)).to_have_count(0, timeout=LIVE_WITHIN_MS)
     await expect(card(page, second)).to_be_visible()
 
@@ -110,13 +112,7 @@ async def test_an_open_request_page_shows_the_outcome_when_decided_elsewhere(
     page = await signed_in_page(browser, server, operator)
     await page.goto(f"{server.base}/console/requests/{request_id}")
     await expect(page.get_by_role("button", name="Yes")).to_be_visible()
-    await call(
-        server,
-        "POST",
-        f"/v1/requests/{request_id}/response",
-        json={"option": "No"},
-        headers=operator.bearer,
-    )
+    await answer_elsewhere(server, operator, request_id, option="No")
     await expect(page.get_by_role("heading", name="Rejected")).to_be_visible(timeout=LIVE_WITHIN_MS)
     await expect(page.get_by_role("status")).to_contain_text("decided while you were looking")
     await expect(page.get_by_role("button", name="Yes")).to_have_count(0)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
-from account_helpers import Client, api_key, sign_up
+from account_helpers import Client, User, api_key, sign_up
 from console_helpers import (
     agent_session,
     ask,
@@ -37,9 +37,7 @@ def link(page: str, rel_text: str) -> str | None:
 # --- history ------------------------------------------------------------------------------
 
 
-async def test_history_filters_by_status_and_session(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_history_filters_by_status_and_session(open_client: Client, user: User) -> None:
     await agent_session(open_client, user, session_id="nightly")
     waiting = await ask(open_client, user, "Still waiting?")
     answered = await ask(open_client, user, "Answered one?")
@@ -61,9 +59,9 @@ async def test_history_filters_by_status_and_session(open_client: Client) -> Non
     assert '<option value="answered" selected>' in page  # the filter stays shown
 
 
-async def test_history_filters_by_days_in_the_viewers_time_zone(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_history_filters_by_days_in_the_viewers_time_zone(
+    open_client: Client, user: User
+) -> None:
     request_id = await ask(open_client, user)
     zone = "Pacific/Kiritimati"  # UTC+14: its day is rarely the UTC day
     today = datetime.now(UTC).astimezone(ZoneInfo(zone)).date()
@@ -90,9 +88,7 @@ async def test_a_bad_history_filter_is_explained(open_client: Client) -> None:
     assert "from: expected a date like 2026-05-01" in text_of(await response.text())
 
 
-async def test_history_pages_through_older_requests(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_history_pages_through_older_requests(open_client: Client, user: User) -> None:
     created = [await ask(open_client, user, f"Question {n}") for n in range(HISTORY_PAGE + 2)]
     newest_first = created[::-1]
     first = await (await open_client.get("/console/history")).text()
@@ -120,10 +116,8 @@ async def test_history_shows_only_the_users_own_requests(open_client: Client) ->
 
 
 async def test_sessions_are_listed_registered_and_deactivated(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     registered = await submit(
         open_client,
         "/console/sessions",
@@ -151,10 +145,8 @@ async def test_sessions_are_listed_registered_and_deactivated(
 
 
 async def test_registering_a_session_checks_it_like_the_api(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     before = await log_size(store)
     taken = await submit(
         open_client, "/console/sessions", session_id="deploys", client_id="someone-else"
@@ -250,9 +242,9 @@ async def test_another_users_keys_are_out_of_sight_and_out_of_reach(
 # --- export -------------------------------------------------------------------------------
 
 
-async def test_the_export_downloads_the_tenants_events_as_ndjson(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_the_export_downloads_the_tenants_events_as_ndjson(
+    open_client: Client, user: User
+) -> None:
     request_id = await ask(open_client, user, 'Pay "Acme, Inc."?')
     await submit(open_client, f"/console/requests/{request_id}/answer", option="Approve")
     other = await sign_up(open_client, "mallory")
@@ -272,9 +264,9 @@ async def test_the_export_downloads_the_tenants_events_as_ndjson(open_client: Cl
     assert any(line["data"].get("message") == 'Pay "Acme, Inc."?' for line in lines)
 
 
-async def test_the_export_downloads_csv_narrowed_to_a_session(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_the_export_downloads_csv_narrowed_to_a_session(
+    open_client: Client, user: User
+) -> None:
     await agent_session(open_client, user, session_id="nightly")
     await ask(open_client, user, "In deploys")
     await ask(open_client, user, "In nightly", session_id="nightly")
@@ -293,9 +285,7 @@ async def test_the_export_downloads_csv_narrowed_to_a_session(open_client: Clien
     ]
 
 
-async def test_the_export_takes_a_date_range(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_the_export_takes_a_date_range(open_client: Client, user: User) -> None:
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     response = await open_client.get(
         "/console/export/download", params={"format": "csv", "from": tomorrow, "tz": "UTC"}

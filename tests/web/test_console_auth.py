@@ -6,10 +6,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import pytest
-from account_helpers import PASSWORD, AppClientFactory, Client, FakeClock, sign_up
+from account_helpers import PASSWORD, AppClientFactory, Client, FakeClock, User, sign_up
 from aiohttp import web
 from console_helpers import (
-    agent_session,
     ask,
     csrf_in,
     log_size,
@@ -276,9 +275,8 @@ async def test_a_form_without_the_right_csrf_token_is_refused_and_records_nothin
     path: str,
     fields: dict[str, str],
     token: str | None,
+    user: User,
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     before = await log_size(store)
     data = fields if token is None else {**fields, "csrf_token": token}
     response = await open_client.post(path, data=data, allow_redirects=False)
@@ -290,10 +288,8 @@ async def test_a_form_without_the_right_csrf_token_is_refused_and_records_nothin
 
 
 async def test_a_form_from_another_site_is_refused_even_with_the_token(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     ours, theirs = await ask(open_client, user), await ask(open_client, user)
     data = {"csrf_token": await token_of(open_client), "option": "Approve"}
     origin = str(open_client.make_url("/").origin())

@@ -6,7 +6,7 @@ import asyncio
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from account_helpers import Client, sign_up
+from account_helpers import Client, User, sign_up
 from console_helpers import (
     agent_session,
     ask,
@@ -27,10 +27,8 @@ def card_ids(page: str) -> list[str]:
 
 
 async def test_the_queue_lists_waiting_requests_soonest_to_expire_first(
-    open_client: Client,
+    open_client: Client, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     later = await ask(open_client, user, "Rotate the keys?", timeout_seconds=3600)
     sooner = await ask(open_client, user, "Deploy v2.1 to production?", timeout_seconds=60)
     latest = await ask(open_client, user, "Archive the logs?", timeout_seconds=7200)
@@ -59,10 +57,8 @@ async def test_an_empty_queue_says_so(open_client: Client) -> None:
 
 
 async def test_the_queue_stream_brings_new_requests_and_decisions_after_the_page_was_read(
-    open_client: Client,
+    open_client: Client, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     page = await (await open_client.get("/console")).text()
     events_url = re.search(r'data-events="([^"]+)"', page)
     assert events_url is not None
@@ -83,9 +79,7 @@ async def test_the_queue_stream_brings_new_requests_and_decisions_after_the_page
         assert decided["data"]["request_id"] == live
 
 
-async def test_a_card_is_served_alone_for_the_live_queue(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_a_card_is_served_alone_for_the_live_queue(open_client: Client, user: User) -> None:
     request_id = await ask(open_client, user, "Restart the cluster?")
     card = await open_client.get(f"/console/requests/{request_id}/card")
     assert card.status == 200
@@ -98,10 +92,8 @@ async def test_a_card_is_served_alone_for_the_live_queue(open_client: Client) ->
 
 
 async def test_the_request_page_shows_message_metadata_options_and_timeline(
-    open_client: Client,
+    open_client: Client, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     request_id = await ask(
         open_client,
         user,
@@ -122,10 +114,8 @@ async def test_the_request_page_shows_message_metadata_options_and_timeline(
 
 
 async def test_answering_records_the_user_on_the_console_and_wakes_the_waiting_agent(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     request_id = await ask(open_client, user, options=["🚀 Deploy", "⏸️ Hold"])
     waiting = asyncio.create_task(poll_as(open_client, user, request_id, wait=10))
     await asyncio.sleep(0.2)
@@ -152,9 +142,9 @@ async def test_answering_records_the_user_on_the_console_and_wakes_the_waiting_a
     assert f"you ({user.username}) answered “⏸️ Hold” on console" in page
 
 
-async def test_a_free_text_answer_is_sent_from_the_text_box(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_a_free_text_answer_is_sent_from_the_text_box(
+    open_client: Client, user: User
+) -> None:
     request_id = await ask(open_client, user, "Which branch?", options=[], request_type="input")
     page = await (await open_client.get(f"/console/requests/{request_id}")).text()
     assert '<label for="answer-text">' in page and 'id="answer-text"' in page
@@ -167,10 +157,8 @@ async def test_a_free_text_answer_is_sent_from_the_text_box(open_client: Client)
 
 
 async def test_a_stale_page_shows_the_outcome_instead_of_failing(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     request_id = await ask(open_client, user)
     # Someone answers elsewhere (the API, Telegram) while the page is open.
     elsewhere = await open_client.post(
@@ -192,9 +180,7 @@ async def test_a_stale_page_shows_the_outcome_instead_of_failing(
     ]
 
 
-async def test_an_expired_request_says_so_when_answered(open_client: Client) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
+async def test_an_expired_request_says_so_when_answered(open_client: Client, user: User) -> None:
     request_id = await ask(open_client, user, timeout_seconds=1)
     await asyncio.sleep(1.2)
     response = await submit(open_client, f"/console/requests/{request_id}/answer", option="Approve")
@@ -205,10 +191,8 @@ async def test_an_expired_request_says_so_when_answered(open_client: Client) -> 
 
 
 async def test_an_answer_that_breaks_a_rule_is_explained_on_the_page(
-    open_client: Client, store: EventStore
+    open_client: Client, store: EventStore, user: User
 ) -> None:
-    user = await operator(open_client)
-    await agent_session(open_client, user)
     request_id = await ask(open_client, user)
     before = await log_size(store)
     unknown = await submit(open_client, f"/console/requests/{request_id}/answer", option="Maybe")
