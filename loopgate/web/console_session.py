@@ -30,7 +30,7 @@ import functools
 import hashlib
 import hmac
 import secrets
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
@@ -77,13 +77,18 @@ def _mac(request: web.Request, purpose: str, value: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def _same(sent: str, expected: str) -> bool:
+    # In constant time; as bytes, since compare_digest refuses non-ASCII text.
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def _session_id_in(request: web.Request) -> str | None:
     """The session id of a cookie this server made and that has not expired; else None."""
     session_id, _, rest = request.cookies.get(SESSION_COOKIE, "").partition(".")
     expiry, _, mac = rest.partition(".")
-    if not (session_id and expiry.isdigit() and mac):
+    if not (session_id and expiry.isascii() and expiry.isdigit() and len(expiry) <= 12 and mac):
         return None
-    if not hmac.compare_digest(mac, _mac(request, "session", f"{session_id}.{expiry}")):
+    if not _same(mac, _mac(request, "session", f"{session_id}.{expiry}")):
         return None
     if int(expiry) <= request.app[ACCOUNTS].clock().timestamp():
         return None
@@ -143,12 +148,17 @@ def end_session(response: web.StreamResponse) -> None:
 
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a console page of this server, else the queue."""
-    if not target or "\\" in target:
+    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return HOME
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not is_console_path(parts.path) or parts.path == LOGIN:
+    if parts.scheme or parts.netloc or ".." in parts.path or parts.path == LOGIN:
         return HOME
-    return target
+    if not is_console_path(parts.path):
+        return HOME
+    # Re-quoted, so that whatever the form sent back is a plain ASCII Location.
+    return urlunsplit(
+        ("", "", quote(parts.path, safe="/%:@"), quote(parts.query, safe="=&%+:@/"), "")
+    )
 
 
 def _sign_in_redirect(request: web.Request) -> web.Response:
@@ -177,7 +187,7 @@ async def _check_form(request: web.Request, session: ConsoleSession | None) -> N
     else:
         expected = ""
     sent = (await request.post()).get(CSRF_FIELD)
-    if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+    if not expected or not isinstance(sent, str) or not _same(sent, expected):
         log.warning("console form refused", reason="csrf token missing or wrong")
         raise Forbidden(
             "this form has expired or did not come from this console; reload the page and "

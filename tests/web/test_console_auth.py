@@ -143,6 +143,9 @@ async def test_the_cookie_is_secure_when_the_server_sits_behind_tls(
         ("//evil.example/console", "/console"),
         ("/api/user/apikeys", "/console"),
         ("/console/login", "/console"),
+        ("/console/../api/user/apikeys", "/console"),
+        ("/console/history\r\nSet-Cookie: x=1", "/console"),
+        ("/console/history?session_id=zürich", "/console/history?session_id=z%C3%BCrich"),
     ],
 )
 async def test_after_signing_in_the_page_asked_for_is_shown_if_it_is_a_console_page(
@@ -244,6 +247,32 @@ async def test_a_tampered_cookie_opens_nothing(open_client: Client, tamper: obje
         "/console", headers={"Cookie": f"loopgate_console={forged}"}, allow_redirects=False
     )
     assert response.status == 303
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["x.99999999999999999999999999.mac", "x.²³.mac", "sessión.1.mäc", "." * 3, "a.1"],
+)
+async def test_a_malformed_cookie_is_a_sign_in_redirect_not_an_error(
+    open_client: Client, cookie: str
+) -> None:
+    response = await open_client.get(
+        "/console", headers={"Cookie": f"loopgate_console={cookie}"}, allow_redirects=False
+    )
+    assert response.status == 303
+
+
+async def test_a_csrf_token_that_is_not_even_ascii_is_refused(
+    open_client: Client, store: EventStore, user: User
+) -> None:
+    before = await log_size(store)
+    response = await open_client.post(
+        "/console/sessions",
+        data={"csrf_token": "jeton-volé", "session_id": "s", "client_id": "c"},
+        allow_redirects=False,
+    )
+    assert response.status == 403
+    assert await log_size(store) == before
 
 
 # --- what opens what ----------------------------------------------------------------------
