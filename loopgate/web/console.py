@@ -18,6 +18,8 @@ all pages share in ``web/console_pages.py``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC
 from importlib.resources import files
@@ -72,6 +74,7 @@ from loopgate.web.keys import (
     CONFIG,
     CONSOLE_SESSION,
     CONSOLE_SESSIONS,
+    HUB,
     REQUEST_ID,
     SERVICE,
     STORE,
@@ -272,7 +275,27 @@ async def queue(request: web.Request) -> web.Response:
     return render(request, "queue.html", context)
 
 
-routes.get("/console/events")(stream.tenant_events)
+@routes.get("/console/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """The tenant's event stream (``web/stream.py``), for as long as the browser's session holds."""
+    ending = asyncio.create_task(_hang_up_when_the_session_ends(request))
+    try:
+        return await stream.tenant_events(request)
+    finally:
+        ending.cancel()
+
+
+async def _hang_up_when_the_session_ends(request: web.Request) -> None:
+    # The gate checks the session once, when the stream opens; a sign-out
+    # elsewhere, or the session's expiry, must end a stream that is already open.
+    session, sessions = request[CONSOLE_SESSION], request.app[CONSOLE_SESSIONS]
+    with request.app[HUB].watch(f"console-{session.session_id}") as changed:
+        if await sessions.usable(session.session_id) is not None:  # not ended meanwhile
+            lifetime = (session.expires_at - sessions.clock()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max(lifetime, 0))
+    if request.transport is not None:
+        request.transport.close()  # the stream sees its client gone and ends
 
 
 async def _requested(request: web.Request) -> RequestView:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 from account_helpers import Client, User, sign_up
 from console_helpers import (
     agent_session,
@@ -234,3 +236,15 @@ async def test_the_live_queue_streams_only_the_users_own_tenant(open_client: Cli
         mine = await ask(open_client, bob, "For Bob", session_id="bobs-agent")
         first = await next_event(stream, within=2.0)
         assert first["data"]["request_id"] == mine
+
+
+async def test_signing_out_ends_an_open_queue_stream(open_client: Client, user: User) -> None:
+    async with open_client.get("/console/events?types=request.created") as stream:
+        await ask(open_client, user, "Seen while signed in")
+        assert (await next_event(stream, within=2.0))["data"]["message"] == "Seen while signed in"
+        await submit(open_client, "/console/logout")
+        # The server hangs up at once (mid-chunk, hence the payload error).
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(2.0):
+                while line := await stream.content.readline():
+                    assert b"request.created" not in line
