@@ -535,6 +535,13 @@ def _where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
+def _browsable(host: str) -> str:
+    """A name a browser can open for ``host``: a wildcard bind is reached through loopback."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
     from loopgate.web.app import create_app
@@ -558,6 +565,7 @@ async def serve(config: Config) -> None:
             "loopgate listening",
             version=__version__,
             url=f"http://{config.server.host}:{config.server.port}",
+            console=f"http://{_browsable(config.server.host)}:{config.server.port}/console",
             store=database_kind(config.database.url),
             database=_where(config.database.url),
             auth=auth_mode(config),

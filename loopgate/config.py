@@ -102,6 +102,12 @@ class McpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allowed_origins: str = ""
 
 
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    session_ttl_seconds: int = 43200
+    # auto: Secure when the request came over https; true: always (behind a TLS proxy).
+    secure_cookie: Literal["auto", "true"] = "auto"
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -111,6 +117,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,19 @@ SETTINGS: tuple[Setting, ...] = (
         "https://app.example.com, or https://app.example.com:* for any port). Requests "
         "without an Origin (not from a browser) are always accepted. Empty: the allowed "
         "hosts over http and https.",
+    ),
+    _setting(
+        "console.session_ttl_seconds",
+        "How long a sign-in to the web console (/console) lasts, in seconds; signing out "
+        "ends it at once.",
+        minimum=60,
+        maximum=30 * 86400,
+    ),
+    _setting(
+        "console.secure_cookie",
+        "auto: the console's cookies are marked Secure when the request came over https. "
+        "true: always, for a server behind a proxy that terminates TLS (the browser then "
+        "sends them over https only).",
     ),
 )
 

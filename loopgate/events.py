@@ -14,6 +14,7 @@ under which HTTP request) and lives in one stream:
   :class:`WebhookFailed`
 * ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`, :class:`LoginFailed`
 * ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
+* ``console-<id>`` — :class:`ConsoleSignedIn`, :class:`ConsoleSignedOut`
 
 Changing an event's fields is a schema change of the log: add optional fields
 with defaults, never remove or retype one.
@@ -257,6 +258,31 @@ class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="apikey.revoked"):
     revoked_at: datetime
 
 
+# --- web console ------------------------------------------------------------
+
+
+class ConsoleSignedIn(Event, frozen=True, kw_only=True, tag="console.signed_in"):
+    """A user signed in to the web console from one browser.
+
+    The session lasts until ``expires_at`` or :class:`ConsoleSignedOut`. Its
+    ``session_id`` is not a secret (it is in the log and in exports): the
+    browser's cookie carries it together with an HMAC only the server can make.
+    """
+
+    session_id: str
+    user_id: str
+    username: str
+    signed_in_at: datetime
+    expires_at: datetime
+
+
+class ConsoleSignedOut(Event, frozen=True, kw_only=True, tag="console.signed_out"):
+    """The user signed out of one console session: its cookie stops working at once."""
+
+    session_id: str
+    signed_out_at: datetime
+
+
 AnyEvent = (
     SessionRegistered
     | SessionDeactivated
@@ -275,6 +301,8 @@ AnyEvent = (
     | LoginFailed
     | ApiKeyCreated
     | ApiKeyRevoked
+    | ConsoleSignedIn
+    | ConsoleSignedOut
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

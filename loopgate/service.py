@@ -222,6 +222,15 @@ class Service:
             raise NotFound(f"session {session_id!r} not found", code="session_not_found")
         return msgspec.convert(rows[0], SessionView, strict=False)
 
+    async def list_sessions(self, actor: Actor, *, limit: int = 500) -> list[SessionView]:
+        """The tenant's sessions, active ones first, then the most recently registered."""
+        rows = await self.store.fetch(
+            "SELECT * FROM sessions WHERE tenant = ?"
+            " ORDER BY active DESC, registered_at DESC, session_id LIMIT ?",
+            (actor.tenant, limit),
+        )
+        return msgspec.convert(rows, list[SessionView], strict=False)
+
     # --- requests -------------------------------------------------------------
 
     async def create_request(
@@ -328,10 +337,20 @@ class Service:
         *,
         statuses: Sequence[str] = (),
         session_id: str | None = None,
+        created_since: datetime | None = None,
+        created_until: datetime | None = None,
         after: tuple[datetime, str] | None = None,
+        soonest_expiry_first: bool = False,
         limit: int = 50,
     ) -> list[RequestView]:
-        """The tenant's requests, newest first; ``after`` is the last (created_at, id) seen."""
+        """The tenant's requests, newest first; ``after`` is the last (created_at, id) seen.
+
+        ``created_since`` and ``created_until`` bound ``created_at`` (the end is
+        exclusive). ``soonest_expiry_first`` orders an operator's queue instead:
+        by ``expires_at``, requests that never expire last; it takes no ``after``.
+        """
+        if soonest_expiry_first and after is not None:
+            raise ValueError("after pages the newest-first order only")
         where: list[str] = ["tenant = ?"]
         params: list[Any] = [actor.tenant]
         if statuses:
@@ -340,12 +359,22 @@ class Service:
         if session_id is not None:
             where.append("session_id = ?")
             params.append(session_id)
+        if created_since is not None:
+            where.append("created_at >= ?")
+            params.append(created_since)
+        if created_until is not None:
+            where.append("created_at < ?")
+            params.append(created_until)
         if after is not None:
             where.append("(created_at < ? OR (created_at = ? AND request_id < ?))")
             params.extend([after[0], after[0], after[1]])
+        order = (
+            "expires_at IS NULL, expires_at, created_at, request_id"
+            if soonest_expiry_first
+            else "created_at DESC, request_id DESC"
+        )
         rows = await self.store.fetch(
-            f"SELECT * FROM requests WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, request_id DESC LIMIT ?",
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
             (*params, limit),
         )
         return [_request_view(row) for row in rows]

@@ -343,3 +343,51 @@ async def test_reads_right_after_concurrent_writes_see_them(service: Service) ->
         *(service.answer(rid, option="Approve", channel="api", actor=ALICE) for rid in request_ids)
     )
     assert {v.status for v in answered} == {"answered"}
+
+
+async def test_lists_requests_created_within_a_time_range(service: Service, clock: Clock) -> None:
+    early = await open_request(service)
+    clock.now += timedelta(hours=1)
+    middle = await open_request(service)
+    clock.now += timedelta(hours=1)
+    late = await open_request(service)
+    start = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+    async def listed(**bounds: datetime) -> list[str]:
+        return [v.request_id for v in await service.list_requests(ALICE, **bounds)]
+
+    assert await listed(created_since=start + timedelta(hours=1)) == [late, middle]
+    assert await listed(created_until=start + timedelta(hours=1)) == [early]  # the end is open
+    assert await listed(
+        created_since=start + timedelta(minutes=30), created_until=start + timedelta(hours=2)
+    ) == [middle]
+
+
+async def test_lists_a_queue_soonest_expiry_first_with_the_never_expiring_last(
+    service: Service, clock: Clock
+) -> None:
+    never = await open_request(service, timeout_seconds=0)
+    slow = await open_request(service, timeout_seconds=3600)
+    clock.now += timedelta(minutes=1)
+    soon = await open_request(service, timeout_seconds=60)
+    queue = await service.list_requests(ALICE, soonest_expiry_first=True)
+    assert [v.request_id for v in queue] == [soon, slow, never]
+    with pytest.raises(ValueError):
+        await service.list_requests(ALICE, soonest_expiry_first=True, after=(clock.now, soon))
+
+
+async def test_lists_the_tenants_sessions_active_first(service: Service, clock: Clock) -> None:
+    await service.register_session("old", "agent", None, ALICE)
+    clock.now += timedelta(minutes=1)
+    await service.register_session("gone", "agent", 7, ALICE)
+    await service.deactivate_session("gone", ALICE)
+    clock.now += timedelta(minutes=1)
+    await service.register_session("new", "agent", None, ALICE)
+    await service.register_session("bobs", "agent", None, BOB)
+    listed = await service.list_sessions(ALICE)
+    assert [(s.session_id, s.active) for s in listed] == [
+        ("new", True),
+        ("old", True),
+        ("gone", False),
+    ]
+    assert [s.session_id for s in await service.list_sessions(BOB)] == ["bobs"]

@@ -8,8 +8,6 @@ never mistaken for a human's decision.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +18,7 @@ from loopgate.service import RequestView, SessionView
 from loopgate.web.auth import actor_of
 from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import SERVICE
-from loopgate.web.params import client_gone, wait_seconds
+from loopgate.web.params import client_gone, decode_cursor, encode_cursor, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.web.wire import (
     AnswerBody,
@@ -159,25 +157,11 @@ async def list_requests(request: web.Request) -> web.Response:
         actor_of(request),
         statuses=statuses,
         session_id=request.query.get("session_id") or None,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    next_cursor = _encode_cursor(views[-1]) if len(views) == limit else None
+    next_cursor = encode_cursor(views[-1]) if len(views) == limit else None
     return json_response({"requests": [request_json(v) for v in views], "next_cursor": next_cursor})
-
-
-def _encode_cursor(view: RequestView) -> str:
-    raw = f"{view.created_at.isoformat()}|{view.request_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, request_id = raw.split("|", 1)
-        return datetime.fromisoformat(created_at), request_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationFailed("cursor: not a cursor this API returned") from exc
 
 
 @routes.post("/v1/requests/{request_id}/cancel")

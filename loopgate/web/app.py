@@ -2,9 +2,10 @@
 
 Middlewares, outermost first: request id and access log (every response
 carries ``X-Request-ID``, every log line the id), the error renderer, the
-body-size limit, then auth (who is calling; see ``web/auth.py``), so even a
-404 for an unknown route, a 413 or a 401 comes out in the JSON error shape
-with the request id on it.
+console's page renderer (HTML errors on ``/console`` pages), the body-size
+limit, then auth (who is calling; see ``web/auth.py``), so even a 404 for an
+unknown route, a 413 or a 401 comes out in the JSON error shape (or, on the
+console, as a page) with the request id on it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from loopgate.reactors.lease import TELEGRAM_LEASE, lease_for
 from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, audit, health, hitl, mcp, stream
+from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.keys import (
@@ -100,6 +101,7 @@ def create_app(
         middlewares=[
             request_id_middleware,
             error_middleware,
+            console.console_middleware,
             body_limit_middleware,
             auth_middleware(keys_required=api_keys_required(config)),
         ],
@@ -117,6 +119,7 @@ def create_app(
     app.add_routes(accounts.routes)
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
+    console.setup(app)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":
         # Imported only now: aiogram takes seconds to import, which a server

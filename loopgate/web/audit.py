@@ -75,11 +75,17 @@ async def _streams(request: web.Request, service: Service, actor: Actor) -> froz
     return streams
 
 
-@routes.get("/v1/audit/export")
-async def export(request: web.Request) -> web.StreamResponse:
+def export_format(request: web.Request) -> str:
+    """``?format=``: ``ndjson`` (the default) or ``csv``."""
     kind = request.query.get("format", "ndjson")
     if kind not in FORMATS:
         raise ValidationFailed(f"format: expected one of {sorted(FORMATS)}, got {kind!r}")
+    return kind
+
+
+@routes.get("/v1/audit/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    kind = export_format(request)
     service, actor = request.app[SERVICE], actor_of(request)
     only = ExportFilter(
         tenant=actor.tenant,
@@ -88,6 +94,12 @@ async def export(request: web.Request) -> web.StreamResponse:
         since=_moment(request, "since"),
         until=_moment(request, "until"),
     )
+    return await send_export(request, only, kind)
+
+
+async def send_export(request: web.Request, only: ExportFilter, kind: str) -> web.StreamResponse:
+    """Stream the events ``only`` selects as a file download, a batch at a time."""
+    service = request.app[SERVICE]
     stamp = service.clock().strftime("%Y%m%dT%H%M%SZ")
     response = web.StreamResponse(
         headers={

@@ -20,6 +20,9 @@ surface is protected until it says otherwise):
   ``/telegram/webhook``, which checks Telegram's secret header itself):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
+- ``/console`` and ``/console/*`` (the web console): its signed session
+  cookie, and never an API key or token; signed out, a page redirects to the
+  sign-in form instead of answering 401 (see ``web/console_session.py``);
 - every other route (``/hitl/*``, ``/sessions/register``, ``/v1/*``): an API
   key or a login token when ``auth.require_api_key`` is on; otherwise an
   anonymous caller acts as ``Actor(id="anonymous", tenant="local")``.
@@ -40,6 +43,7 @@ from aiohttp.typedefs import Handler, Middleware
 from loopgate.config import Config, ConfigError, api_keys_required, is_loopback
 from loopgate.errors import Unauthorized
 from loopgate.service import Actor
+from loopgate.web.console_session import console_gate, is_console_path
 from loopgate.web.keys import ACCOUNTS, ACTOR, CREDENTIAL, REQUEST_ID
 
 log = structlog.get_logger(__name__)
@@ -57,11 +61,14 @@ class Policy(Enum):
     PUBLIC = "public"  # no credentials read
     USER = "user"  # a login token (JWT) required
     AGENT = "agent"  # an API key or a token; anonymous allowed unless keys are required
+    CONSOLE = "console"  # the console's session cookie; signed out, a redirect to sign in
 
 
 def policy_for(path: str) -> Policy:
     if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
         return Policy.PUBLIC
+    if is_console_path(path):
+        return Policy.CONSOLE
     if path.startswith(_USER_PREFIXES):
         return Policy.USER
     return Policy.AGENT
@@ -130,6 +137,8 @@ def auth_middleware(*, keys_required: bool) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         policy = policy_for(request.path)
+        if policy is Policy.CONSOLE:
+            return await console_gate(request, handler)
         found = None if policy is Policy.PUBLIC else await authenticate(request)
         if policy is Policy.USER and (found is None or found[1] != "token"):
             raise Unauthorized(

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from loopgate.accounts import AccountService
 from loopgate.config import Config
+from loopgate.console_sessions import ConsoleSessions
+from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
 from loopgate.service import Actor, Service
@@ -27,5 +29,9 @@ ACCOUNTS = web.AppKey("accounts", AccountService)
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")
 # Who is calling, resolved once per request by the auth middleware (web/auth.py).
 ACTOR = web.RequestKey("actor", Actor)
-# How the caller proved it: "api_key", "token" (a login JWT) or "anonymous".
+# How the caller proved it: "api_key", "token" (a login JWT), "console" (the
+# console's cookie) or "anonymous".
 CREDENTIAL = web.RequestKey("credential", str)
+CONSOLE_SESSIONS = web.AppKey("console_sessions", ConsoleSessions)
+# The console session a browser's cookie holds, set by the console gate (web/console_session.py).
+CONSOLE_SESSION = web.RequestKey("console_session", ConsoleSession)

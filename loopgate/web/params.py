@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+from datetime import datetime
 
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
+from loopgate.service import RequestView
 from loopgate.web.keys import CONFIG
 
 
@@ -35,3 +39,19 @@ def client_gone(request: web.Request) -> bool:
     """True once the client hung up (aiohttp does not cancel handlers for it)."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+def encode_cursor(view: RequestView) -> str:
+    """A page's ``next_cursor``: where the newest-first list goes on after ``view``."""
+    raw = f"{view.created_at.isoformat()}|{view.request_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The ``after`` position a cursor from :func:`encode_cursor` names."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, request_id = raw.split("|", 1)
+        return datetime.fromisoformat(created_at), request_id
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationFailed("cursor: not a cursor this API returned") from exc

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -137,3 +140,27 @@ def test_user_create_refuses_a_taken_name_and_a_short_password(tmp_path: Path) -
     empty = loopgate("user", "create", "dave", stdin="", cwd=tmp_path)
     assert empty.returncode == 2
     assert "password" in empty.stderr
+
+
+def test_a_user_made_on_the_command_line_signs_in_at_the_console_url_serve_logs(
+    tmp_path: Path,
+) -> None:
+    created = loopgate("user", "create", "alice", stdin=PASSWORD + "\n", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    env = {"LOOPGATE_AUTH__JWT_SECRET": SECRET}
+    with running_server(cwd=tmp_path, env=env) as (base, process):
+        with browser.open(f"{base}/console", timeout=5) as signed_out:
+            assert signed_out.url == f"{base}/console/login"  # redirected, then followed
+            token = re.search(r'name="csrf_token" value="([^"]+)"', signed_out.read().decode())
+        assert token is not None
+        form = {"csrf_token": token.group(1), "username": "alice", "password": PASSWORD}
+        data = urllib.parse.urlencode(form).encode()
+        with browser.open(f"{base}/console/login", data=data, timeout=5) as queue:
+            assert queue.url == f"{base}/console"
+            assert "Signed in as" in queue.read().decode()
+        output = stop(process)
+    (listening,) = [line for line in log_lines(output) if line["event"] == "loopgate listening"]
+    assert listening["console"] == f"{base}/console"

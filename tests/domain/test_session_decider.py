@@ -26,6 +26,8 @@ from loopgate.events import (
     AnyEvent,
     ApiKeyCreated,
     ApiKeyRevoked,
+    ConsoleSignedIn,
+    ConsoleSignedOut,
     DeliveryFailed,
     Event,
     LoginFailed,
@@ -268,6 +270,8 @@ FOREIGN_EVENTS: list[Event] = [
     LoginFailed(user_id="u", reason="invalid_password", failed_at=T0),
     ApiKeyCreated(key_id="k", user_id="u", label="l", key_hash="h", prefix="p", created_at=T0),
     ApiKeyRevoked(key_id="k", revoked_at=T0),
+    ConsoleSignedIn(session_id="c1", user_id="u", username="u", signed_in_at=T0, expires_at=T0),
+    ConsoleSignedOut(session_id="c1", signed_out_at=T0),
 ]
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from account_helpers import TEST_JWT_SECRET, AppClientFactory, Client, FakeClock
+from account_helpers import TEST_JWT_SECRET, AppClientFactory, Client, FakeClock, User
 from aiohttp import web
+from console_helpers import agent_session, operator
 
 from loopgate.config import AuthConfig, Config
 from loopgate.store.base import EventStore
@@ -47,3 +48,11 @@ async def keyed_client(app_client: AppClientFactory) -> Client:
 async def open_client(app_client: AppClientFactory) -> Client:
     """The app in the loopback quick-start mode (anonymous callers allowed), with a known secret."""
     return await app_client()
+
+
+@pytest.fixture
+async def user(open_client: Client) -> User:
+    """A user signed in to the console in ``open_client``, with the agent session ``deploys``."""
+    user = await operator(open_client)
+    await agent_session(open_client, user)
+    return user

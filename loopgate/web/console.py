@@ -1,0 +1,382 @@
+"""The operator's web console: sign-in, the live queue, a request's page and its answer.
+
+Server-rendered with aiohttp-jinja2 (``loopgate/templates/console/``), styled
+and scripted by static files shipped in the package
+(``loopgate/static/console/``): no CDN, no build step. The queue stays live
+through an ``EventSource`` on ``/console/events``, the tenant's event stream
+(``web/stream.py``) authenticated by the console's cookie: a new request's
+card is fetched from ``/console/requests/{id}/card`` and slotted in by expiry,
+a decided one is taken out. Times are sent as ISO 8601 in ``<time>`` elements
+and shown in the viewer's own time zone by the script (UTC without it).
+
+Every page here needs a signed-in browser and every form a CSRF token; both
+are checked before a handler runs (``web/console_session.py``). Errors on
+console pages are HTML pages with the error's status, never the JSON shape.
+History, sessions, API keys and export are in ``web/console_admin.py``, what
+all pages share in ``web/console_pages.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+import jinja2
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from loopgate.console_sessions import ConsoleSessions
+from loopgate.domain.approval import approves
+from loopgate.errors import (
+    AlreadyDecided,
+    DomainError,
+    LoopgateError,
+    RequestClosed,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from loopgate.service import RequestView
+from loopgate.web import console_admin, stream
+from loopgate.web.api import decided_by, outcome_of
+from loopgate.web.audit import timeline_entry
+from loopgate.web.auth import actor_of
+from loopgate.web.console_pages import (
+    OPEN,
+    actor_names,
+    decode_form,
+    error_page,
+    form_field,
+    named,
+    render,
+    see_other,
+)
+from loopgate.web.console_session import (
+    HOME,
+    LOGIN,
+    STATIC,
+    end_session,
+    is_console_path,
+    login_csrf,
+    remember_login_nonce,
+    safe_next,
+    start_session,
+)
+from loopgate.web.keys import (
+    ACCOUNTS,
+    CONFIG,
+    CONSOLE_SESSION,
+    CONSOLE_SESSIONS,
+    HUB,
+    REQUEST_ID,
+    SERVICE,
+    STORE,
+)
+from loopgate.web.wire import AnswerBody
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+
+STATIC_DIR = Path(str(files("loopgate") / "static" / "console"))
+QUEUE_LIMIT = 200
+LIVE_TYPES = "request.created,request.response_received,request.cancelled,request.expired"
+NOTICES = {
+    "answered": "Your answer was recorded; the agent has it.",
+    "already_decided": "This request was decided before your answer arrived. Here is the outcome.",
+    "closed": "This request expired before your answer arrived.",
+    "decided": "This request was decided while you were looking at it.",
+}
+# No inline script or style anywhere, so the policy can forbid both.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",  # an answer button must never be clicked inside another site
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+_HTTP_MESSAGES = {
+    404: "There is no such page in the console.",
+    405: "That page cannot be used this way.",
+}
+
+
+def setup(app: web.Application) -> None:
+    """Templates, static files, routes and console sessions for ``create_app``."""
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("loopgate", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        default_helpers=False,
+    )
+    env.filters["iso"] = lambda moment: moment.astimezone(UTC).isoformat()
+    env.filters["utc"] = lambda moment: moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    env.globals["approves"] = approves
+    app.router.add_static(STATIC.rstrip("/"), STATIC_DIR)
+    app.add_routes(routes)
+    app.add_routes(console_admin.routes)
+    app.cleanup_ctx.append(_sessions_context)
+
+
+async def _sessions_context(app: web.Application) -> AsyncIterator[None]:
+    # After the runtime context (app.py): sessions share the accounts' clock.
+    app[CONSOLE_SESSIONS] = ConsoleSessions(
+        app[STORE],
+        ttl_seconds=app[CONFIG].console.session_ttl_seconds,
+        clock=app[ACCOUNTS].clock,
+    )
+    yield
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Console pages: errors as HTML pages, and headers that keep pages out of frames and caches."""
+    if not is_console_path(request.path):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except LoopgateError as exc:
+        if exc.status >= 500:
+            log.error("console page failed", code=exc.code, error=exc.message)
+        response = error_page(request, exc.status, exc.message)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_page(request, exc.status, _HTTP_MESSAGES.get(exc.status, exc.reason))
+    except Exception:
+        log.exception("unhandled error")
+        response = error_page(request, 500, "Something went wrong; the server log says what.")
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+        if not request.path.startswith(STATIC):
+            response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- signing in and out ---------------------------------------------------------------
+
+
+@routes.get(LOGIN)
+async def login_page(request: web.Request) -> web.Response:
+    if CONSOLE_SESSION in request:
+        return see_other(safe_next(request.query.get("next")))
+    signed_out = "signed_out" in request.query
+    notice = "You are signed out." if signed_out else None
+    return _login_form(request, next_page=request.query.get("next"), notice=notice)
+
+
+def _login_form(
+    request: web.Request,
+    *,
+    next_page: str | None,
+    username: str = "",
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    token, fresh_nonce = login_csrf(request)
+    context = {
+        "login_token": token,
+        "next_page": safe_next(next_page),
+        "username": username,
+        "error": error,
+        "notice": notice,
+    }
+    response = render(request, "login.html", context, status=status)
+    if fresh_nonce is not None:
+        remember_login_nonce(request, response, fresh_nonce)
+    return response
+
+
+@routes.post(LOGIN)
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    username, password = form_field(form, "username") or "", form_field(form, "password") or ""
+    next_page = form_field(form, "next")
+    if not username.strip() or not password:
+        return _login_form(
+            request,
+            next_page=next_page,
+            username=username,
+            error="Enter your username and your password.",
+            status=400,
+        )
+    try:
+        _token, user = await request.app[ACCOUNTS].login(
+            username.strip(), password, correlation_id=request.get(REQUEST_ID)
+        )
+    except TooManyRequests as exc:
+        minutes = max(1, round(exc.retry_after / 60))
+        response = _login_form(
+            request,
+            next_page=next_page,
+            username=username,
+            error=f"Too many failed sign-ins for this user. Try again in about {minutes} "
+            f"minute{'s' if minutes != 1 else ''}.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except Unauthorized:
+        response = _login_form(
+            request,
+            next_page=next_page,
+            username=username,
+            error="Wrong username or password.",
+            status=401,
+        )
+        # RFC 9110 wants a challenge on every 401; "Form" is one no browser prompts for.
+        response.headers["WWW-Authenticate"] = 'Form realm="loopgate console"'
+        return response
+    session = await request.app[CONSOLE_SESSIONS].sign_in(user, request.get(REQUEST_ID))
+    log.info("console sign-in", user_id=user.user_id, session_id=session.session_id)
+    response = see_other(safe_next(next_page))
+    start_session(request, response, session)
+    return response
+
+
+@routes.post("/console/logout")
+async def logout(request: web.Request) -> web.Response:
+    session = request[CONSOLE_SESSION]
+    await request.app[CONSOLE_SESSIONS].sign_out(session.session_id, actor_of(request))
+    response = see_other(f"{LOGIN}?signed_out")
+    end_session(response)
+    return response
+
+
+# --- the queue and a request's page -----------------------------------------------------
+
+
+@routes.get(HOME)
+async def queue(request: web.Request) -> web.Response:
+    service, actor = request.app[SERVICE], actor_of(request)
+    # The live stream resumes after the head read before the list, so a request
+    # created in between is sent to the page rather than lost (the script skips
+    # a card it already shows).
+    head = await service.store.head()
+    pending = await service.list_requests(
+        actor, statuses=OPEN, soonest_expiry_first=True, limit=QUEUE_LIMIT
+    )
+    events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
+    context = {"requests": pending, "events_url": events, "limit": QUEUE_LIMIT, "nav": "queue"}
+    return render(request, "queue.html", context)
+
+
+@routes.get("/console/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """The tenant's event stream (``web/stream.py``), for as long as the browser's session holds."""
+    ending = asyncio.create_task(_hang_up_when_the_session_ends(request))
+    try:
+        return await stream.tenant_events(request)
+    finally:
+        ending.cancel()
+
+
+async def _hang_up_when_the_session_ends(request: web.Request) -> None:
+    # The gate checks the session once, when the stream opens; a sign-out
+    # elsewhere, or the session's expiry, must end a stream that is already open.
+    session, sessions = request[CONSOLE_SESSION], request.app[CONSOLE_SESSIONS]
+    with request.app[HUB].watch(f"console-{session.session_id}") as changed:
+        if await sessions.usable(session.session_id) is not None:  # not ended meanwhile
+            lifetime = (session.expires_at - sessions.clock()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max(lifetime, 0))
+    if request.transport is not None:
+        request.transport.close()  # the stream sees its client gone and ends
+
+
+async def _requested(request: web.Request) -> RequestView:
+    """The request the URL names, if it is the signed-in user's tenant's; NotFound otherwise."""
+    return await request.app[SERVICE].get_request(
+        request.match_info["request_id"], actor_of(request)
+    )
+
+
+@routes.get("/console/requests/{request_id}/card")
+async def card(request: web.Request) -> web.Response:
+    view = await _requested(request)
+    if view.final:  # decided before the page asked: nothing to add to the queue
+        return web.Response(status=204)
+    return render(request, "_card.html", {"item": view})
+
+
+@routes.get("/console/requests/{request_id}")
+async def request_page(request: web.Request) -> web.Response:
+    head = await request.app[STORE].head()  # before the read: see _request_page
+    view = await _requested(request)
+    notice = NOTICES.get(request.query.get("notice", ""))
+    return await _request_page(request, view, head, notice=notice)
+
+
+async def _request_page(
+    request: web.Request,
+    view: RequestView,
+    head: int,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    text: str = "",
+    status: int = 200,
+) -> web.Response:
+    service = request.app[SERVICE]
+    names = await actor_names(request)
+    records = await service.store.read_stream(f"request-{view.request_id}")
+    timeline = [
+        {**entry, "summary": named(entry["summary"], names)}
+        for entry in map(timeline_entry, records)
+    ]
+    decider = decided_by(view)
+    context = {
+        "view": view,
+        "outcome": outcome_of(view),
+        "decider": named(decider["id"] or "", names) if decider else None,
+        "timeline": timeline,
+        "text_allowed": view.allow_text or not view.options,
+        "notice": notice,
+        "error": error,
+        "text": text,
+        # An open page follows the decisions committed after ``head``, read before
+        # ``view``: one that lands in between is replayed, not missed.
+        "watch_url": None
+        if view.final
+        else "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head}),
+        "nav": "queue",
+    }
+    return render(request, "request.html", context, status=status)
+
+
+@routes.post("/console/requests/{request_id}/answer")
+async def answer(request: web.Request) -> web.Response:
+    service, actor = request.app[SERVICE], actor_of(request)
+    head = await service.store.head()
+    view = await _requested(request)
+    form = await request.post()
+    option, text = form_field(form, "option"), form_field(form, "text")
+    try:
+        body = decode_form({"option": option} if option is not None else {"text": text}, AnswerBody)
+        await service.answer(
+            view.request_id, option=body.option, text=body.text, channel="console", actor=actor
+        )
+        notice = "answered"
+    except AlreadyDecided:
+        notice = "already_decided"
+    except RequestClosed:
+        notice = "closed"
+    except (ValidationFailed, DomainError) as exc:
+        return await _request_page(
+            request, view, head, error=exc.message, text=text or "", status=exc.status
+        )
+    return see_other(f"/console/requests/{view.request_id}?notice={notice}")
