@@ -398,21 +398,29 @@ class Progress:
 
 
 async def audit_export(config: Config, args: argparse.Namespace) -> int:
-    """Stream the selected events to ``args.output`` (or stdout); 0, or 1 on a closed pipe."""
+    """Stream the selected events to ``args.output`` (or stdout); 0, or 1 on a closed pipe.
+
+    A file is written under a temporary name beside it and renamed into place
+    only once the export is complete, so a failed or interrupted export never
+    leaves a truncated file (nor replaces an older, complete one).
+    """
     from loopgate import audit
     from loopgate.store import open_store
 
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise UsageError("audit export: --since must be before --until")
     output: IO[bytes]
+    partial: Path | None = None
     if args.output is None:
         output = sys.stdout.buffer
     else:
+        partial = args.output.with_name(f".{args.output.name}.partial")
         try:
-            output = args.output.open("wb")
+            output = partial.open("wb")
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from exc
     exported = 0
+    complete = False
     try:
         store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
         try:
@@ -439,6 +447,7 @@ async def audit_export(config: Config, args: argparse.Namespace) -> int:
                     exported += len(batch)
                     progress(exported)
             output.flush()
+            complete = True
         finally:
             await store.close()
     except BrokenPipeError:
@@ -447,8 +456,12 @@ async def audit_export(config: Config, args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        if args.output is not None:
+        if partial is not None:
             output.close()
+            if complete:
+                partial.replace(args.output)
+            else:
+                partial.unlink(missing_ok=True)
     if args.output is not None:
         print(f"exported {exported} events to {args.output}", file=sys.stderr)
     return 0

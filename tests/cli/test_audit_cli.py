@@ -236,6 +236,25 @@ def test_export_csv_round_trips_through_a_csv_reader(
     assert json.loads(created[column["data"]])["message"] == MESSAGE
 
 
+def test_an_export_file_appears_only_once_complete(fresh_database_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit.ndjson"
+    out.write_text("an older, complete export\n")
+    unreachable = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'loopgate.db'}"
+
+    failed = run_cli("audit", "export", "--db", unreachable, "-o", str(out), cwd=tmp_path)
+
+    assert failed.returncode == 1, failed.stderr
+    assert out.read_text() == "an older, complete export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.ndjson"]
+
+    create_activity(fresh_database_url)
+    done = run_cli("audit", "export", "--db", fresh_database_url, "-o", str(out), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["position"] for line in out.read_text().splitlines()][:1] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.ndjson"]
+
+
 def test_export_csv_has_its_header_when_nothing_matches(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
