@@ -2,8 +2,8 @@
 
 A projection is a module with ``TABLE`` (the table it owns), ``EVENTS`` (the
 event types it handles) and ``apply(record) -> list[Statement]``: pure SQL for
-one event, which the store
-executes inside the append's transaction, so a read after a write sees it.
+one event, which the store executes inside the append's transaction, so a
+read after a write sees it.
 SQL uses ``?`` placeholders; the Postgres backend renumbers them. Timestamps
 are passed as ``datetime`` and JSON as text; each backend adapts them.
 
