@@ -32,6 +32,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from loopgate.config import api_keys_required
 from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.approval import approves
 from loopgate.errors import (
@@ -271,7 +272,14 @@ async def queue(request: web.Request) -> web.Response:
         actor, statuses=OPEN, soonest_expiry_first=True, limit=QUEUE_LIMIT
     )
     events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
-    context = {"requests": pending, "events_url": events, "limit": QUEUE_LIMIT, "nav": "queue"}
+    context = {
+        "requests": pending,
+        "events_url": events,
+        "limit": QUEUE_LIMIT,
+        "nav": "queue",
+        # Anonymous agents' requests go to the "local" tenant, which no console user sees.
+        "anonymous_agents": not api_keys_required(request.app[CONFIG]),
+    }
     return render(request, "queue.html", context)
 
 

@@ -58,6 +58,19 @@ async def test_an_empty_queue_says_so(open_client: Client) -> None:
     assert "data-queue-empty hidden" not in page
 
 
+async def test_the_queue_says_where_anonymous_agents_requests_go_only_where_they_are_taken(
+    open_client: Client, keyed_client: Client
+) -> None:
+    await operator(open_client)
+    open_page = await (await open_client.get("/console")).text()
+    assert "data-anonymous-hint" in open_page
+    assert "shared local tenant" in text_of(open_page)
+
+    await operator(keyed_client, "bob")
+    keyed_page = await (await keyed_client.get("/console")).text()
+    assert "data-anonymous-hint" not in keyed_page
+
+
 async def test_the_queue_stream_brings_new_requests_and_decisions_after_the_page_was_read(
     open_client: Client, user: User
 ) -> None:
