@@ -20,7 +20,9 @@ A by-hand benchmark: it prints figures next to the targets and asserts nothing.
    export's memory grows with the log. The floor is the same subprocess that
    only imports ``loopgate.audit`` and opens the store.
 3. **Verify:** ``loopgate.audit.verify_log(store)`` over the N events, in this process.
-4. **Rebuild:** ``store.rebuild_projections()`` over the N events, in this process.
+4. **Rebuild:** ``store.rebuild_projections()`` in a subprocess too (``--child
+   rebuild``), at N/10 and at N, so its peak RSS shows whether the rebuild's
+   memory grows with the log.
 
 Every run works in a fresh database: ``loopgate_bench_<random>`` created through
 the admin URL and dropped with ``WITH (FORCE)`` at the end, or a SQLite file in
@@ -308,7 +310,8 @@ class ChildResult(msgspec.Struct, frozen=True):
 
 
 async def child_run(mode: str, url: str, output: str) -> ChildResult:
-    """``floor``: open the store and close it; ``export``: export the whole log to ``output``."""
+    """``floor``: open the store and close it; ``export``: export the whole log to ``output``;
+    ``rebuild``: rebuild the projections."""
     store = await open_store(url, migrate=False)
     events = written = 0
     start = time.perf_counter()
@@ -318,6 +321,8 @@ async def child_run(mode: str, url: str, output: str) -> ChildResult:
                 async for records in export_batches(store, ExportFilter()):
                     written += out.write(ndjson(records))
                     events += len(records)
+        elif mode == "rebuild":
+            events = await store.rebuild_projections()
         else:
             await store.head()
     finally:
@@ -334,7 +339,7 @@ async def child_run(mode: str, url: str, output: str) -> ChildResult:
 
 def child_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.audit")
-    parser.add_argument("--child", required=True, choices=("floor", "export"))
+    parser.add_argument("--child", required=True, choices=("floor", "export", "rebuild"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--output", default=os.devnull)
     args = parser.parse_args(argv)
@@ -407,7 +412,8 @@ class Report:
     verify: Timed
     verify_ok: bool
     verify_reason: str | None
-    rebuild: Timed
+    small_rebuild: ChildResult
+    rebuild: ChildResult
     errors: list[str]
 
 
@@ -431,6 +437,7 @@ async def measure(url: str, settings: Settings) -> Report:
         await generator.fill(small_n, settings.concurrency)
         floor = await run_child("floor", url, settings.output)
         small = await run_child("export", url, settings.output)
+        small_rebuild = await run_child("rebuild", url, settings.output)
         progress(f"generating up to {n:,} events")
         await generator.fill(n, settings.concurrency)
         generate = Timed(n, generator.seconds)
@@ -442,14 +449,15 @@ async def measure(url: str, settings: Settings) -> Report:
         verify, verification = await timed("verify_log", n, lambda: verify_log(store))
         if verification.events != n or not verification.ok:
             errors.append(f"verify_log: {verification}")
-        rebuild, replayed = await timed("rebuild_projections", n, store.rebuild_projections)
-        if replayed != n:
-            errors.append(f"rebuild_projections replayed {replayed}, expected {n}")
+        rebuild = await run_child("rebuild", url, settings.output)
+        for result, expected in ((small_rebuild, small_n), (rebuild, n)):
+            if result.events != expected:
+                errors.append(f"rebuild_projections replayed {result.events}, expected {expected}")
     finally:
         await store.close()
     return Report(
         settings, generate, floor, small, full, verify, verification.ok, verification.reason,
-        rebuild, errors,
+        small_rebuild, rebuild, errors,
     )  # fmt: skip
 
 
@@ -485,6 +493,8 @@ def format_report(report: Report) -> str:
     s = report.settings
     small, full, floor = report.small, report.full, report.floor
     rss_ratio = full.hwm_kb / small.hwm_kb if small.hwm_kb else float("inf")
+    rebuilds = report.small_rebuild, report.rebuild
+    rebuild_ratio = rebuilds[1].hwm_kb / rebuilds[0].hwm_kb if rebuilds[0].hwm_kb else float("inf")
     rebuild_limit = REBUILD_TARGET_SECONDS * s.events / REBUILD_TARGET_EVENTS
     rebuild_target = f"< {rebuild_limit:g} s" + (
         "" if s.events == REBUILD_TARGET_EVENTS else " (60 s/1M scaled)"
@@ -508,10 +518,14 @@ def format_report(report: Report) -> str:
         ("verify_log", f"{report.verify.events:,}", f"{report.verify.seconds:.2f}",
          _rate(report.verify.events, report.verify.seconds), "-", "-",
          "chain ok" if report.verify_ok else "BROKEN"),
-        ("rebuild_projections", f"{report.rebuild.events:,}", f"{report.rebuild.seconds:.2f}",
-         _rate(report.rebuild.events, report.rebuild.seconds), "-",
+        ("rebuild @ N/10", f"{rebuilds[0].events:,}", f"{rebuilds[0].seconds:.2f}",
+         _rate(rebuilds[0].events, rebuilds[0].seconds), _mib(rebuilds[0].hwm_kb), "-", "-"),
+        ("rebuild @ N", f"{rebuilds[1].events:,}", f"{rebuilds[1].seconds:.2f}",
+         _rate(rebuilds[1].events, rebuilds[1].seconds), _mib(rebuilds[1].hwm_kb),
          rebuild_target if s.store == "postgres" else f"{rebuild_target} (postgres)",
-         _verdict(report.rebuild.seconds < rebuild_limit) if s.store == "postgres" else "-"),
+         _verdict(rebuilds[1].seconds < rebuild_limit) if s.store == "postgres" else "-"),
+        ("rebuild RSS N / N/10", "-", "-", "-", f"{rebuild_ratio:.2f}x",
+         f"<= {RSS_RATIO_TARGET:.2f}x", _verdict(rebuild_ratio <= RSS_RATIO_TARGET)),
     ]  # fmt: skip
     above_floor = (
         f"{(full.hwm_kb - floor.hwm_kb) / 1024:,.1f} MiB at N vs"
@@ -525,8 +539,8 @@ def format_report(report: Report) -> str:
         "",
         *table_lines(header, rows),
         "",
-        "peak RSS = the export subprocess's VmHWM; floor = the same subprocess that only"
-        " imports loopgate.audit and opens the store",
+        "peak RSS = the export or rebuild subprocess's VmHWM; floor = the same subprocess"
+        " that only imports loopgate.audit and opens the store",
     ]
     if not report.verify_ok:
         lines.append(f"verify_log: {report.verify_reason}")
@@ -547,7 +561,8 @@ def add_subcommand(subcommands: Any) -> None:
         ),
         epilog=(
             "The log is filled to N/10, exported in a subprocess (time and peak RSS), filled"
-            " to N and exported again; then verify_log and rebuild_projections run over N."
+            " to N and exported again; then verify_log runs over N. rebuild_projections runs in"
+            " a subprocess at N/10 and at N (time and peak RSS)."
             " Targets: export >= 50,000 events/s with peak RSS independent of the log size;"
             " rebuild of 1M events < 60 s on Postgres. 1M events take a few minutes."
         ),

@@ -26,7 +26,7 @@ from loopgate.projections import Statement, grouped
 from loopgate.store.migrations import migrations_for
 from loopgate.store.sqlite import split_sql, sqlite_value
 
-CACHE_KIB = 64 * 1024  # SQLite's page cache for the scratch file (it defaults to 2 MiB)
+CACHE_KIB = 16 * 1024  # the scratch file's page cache: bounds the memory a rebuild takes
 
 
 class ScratchTables:
