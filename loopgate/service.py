@@ -35,6 +35,7 @@ from loopgate.events import (
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 from loopgate.store.codec import RecordedEvent
+from loopgate.webhooks import check_callback_url
 
 APPEND_ATTEMPTS = 5
 FINAL_STATUSES = ("answered", "cancelled", "expired")
@@ -151,8 +152,10 @@ class Service:
         default_timeout_seconds: int = 300,
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
+        allow_private_callbacks: bool = False,
     ) -> None:
         self.store = store
+        self.allow_private_callbacks = allow_private_callbacks
         self.hub = hub
         self.default_timeout_seconds = default_timeout_seconds
         self.clock = clock
@@ -275,6 +278,8 @@ class Service:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
                 return earlier, False
+        if callback_url is not None and not self.allow_private_callbacks:
+            await check_callback_url(callback_url)
         session_history = await self.store.read_stream(f"session-{session_id}")
         _check_tenant(session_history, actor, f"session-{session_id}")
         session_domain.ensure_active(
