@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the service checks callback URLs with this module: no runti
 DELIVERY_HEADER = "Loopgate-Delivery-Id"
 SIGNATURE_HEADER = "Loopgate-Signature"
 TOLERANCE_SECONDS = 300
+RESOLVE_SECONDS = 5
 SECRET_PREFIX = "whsec_"
 # Delivery ids are uuid5s in this namespace: derived from the request id alone,
 # so every attempt, in any process, before and after a restart, carries the same.
@@ -134,9 +135,17 @@ async def check_callback_url(url: str) -> None:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # Bounded: a resolver that hangs must not hang request creation with it.
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
     except (socket.gaierror, UnicodeError) as exc:
         raise CallbackUrlRefused(f"callback_url: host {host!r} does not resolve: {exc}") from None
+    except TimeoutError:
+        raise CallbackUrlRefused(
+            f"callback_url: host {host!r} did not resolve within {RESOLVE_SECONDS} s"
+        ) from None
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
         if _refused_address(address):

@@ -21,7 +21,7 @@ from loopgate.config import Config, RequestsConfig, WebhooksConfig
 from loopgate.events import WebhookDelivered, WebhookFailed
 from loopgate.hub import Hub
 from loopgate.reactors.checkpoint import Checkpoint
-from loopgate.reactors.lease import AlwaysHeld
+from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.reactors.webhook_sender import NAME, WebhookSender
 from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
@@ -280,3 +280,52 @@ async def test_a_private_callback_url_is_refused_without_the_setting(
         assert (await response.json())["error"]["code"] == "callback_url_not_allowed"
     listed = await (await client.get("/v1/requests")).json()
     assert listed["requests"] == []
+
+
+async def test_two_processes_send_each_delivery_once_and_hand_over_on_stop(
+    store_url: str,
+    open_test_store: Callable[[], Awaitable[EventStore]],
+    aiohttp_server: ServerFactory,
+) -> None:
+    if store_url.startswith("sqlite"):
+        pytest.skip("one process per SQLite file: its lease is always held, so nothing to share")
+    receiver = Receiver()
+    url = await serve(receiver, aiohttp_server)
+    processes = []
+    for _ in range(2):  # two stores on one database: as two server processes see it
+        store = await open_test_store()
+        service = Service(store, Hub(store), allow_private_callbacks=True)
+        await service.hub.start()
+        sender = WebhookSender(service, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST)
+        await sender.start()
+        processes.append((service, sender))
+    (service, holder), (other_service, standby) = sorted(processes, key=lambda p: not p[1].held)
+    assert (holder.held, standby.held) == (True, False)
+    try:
+        first = await _decided_request(service, url)
+        await _eventually(lambda: webhook_events(service.store, first), 1)
+        await holder.stop()
+        await until(_async(lambda: standby.held))
+        await other_service.register_session("s2", "ci", None, Actor(id="agent"))
+        view, _ = await other_service.create_request(
+            session_id="s2",
+            client_id="ci",
+            message="Again?",
+            request_type="confirmation",
+            callback_url=url,
+            actor=Actor(id="agent"),
+        )
+        await other_service.cancel(view.request_id, None, Actor(id="agent"))
+        await _eventually(lambda: webhook_events(service.store, view.request_id), 1)
+    finally:
+        for each_service, sender in processes:
+            await sender.stop()
+            await each_service.hub.stop()
+    assert sorted(receiver.ids) == sorted([delivery_id(first), delivery_id(view.request_id)])
+
+
+def _async(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
