@@ -7,6 +7,9 @@ server, then answers (or cancels, or lets it expire) over REST.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
 import subprocess
 import sys
 import time
@@ -148,3 +151,27 @@ def test_ask_has_help_listing_the_exit_codes() -> None:
     assert "0 approved, 1 answered without approval, 2 timed out, 3 cancelled or error" in (
         " ".join(stdout.split())
     )
+
+
+def test_on_a_terminal_a_spinner_shows_the_time_left(server: str) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "loopgate", "ask", "Ship? (tty)", "--timeout", "1"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env={**clean_env(), "LOOPGATE_URL": server},
+        )
+        os.close(terminal)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(controller, 4096):
+                drawn += chunk
+        assert process.wait(timeout=TIMEOUT) == 2
+        assert process.stdout is not None
+        process.stdout.close()
+    finally:
+        os.close(controller)
+    assert "waiting for an answer, 0:01 left" in drawn.decode()
+    assert "\x1b[K" in drawn.decode()  # the spinner's line is erased at the end
