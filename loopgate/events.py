@@ -64,11 +64,15 @@ class Option(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionRegistered(Event, frozen=True, kw_only=True, tag="session.registered"):
-    """An agent session was registered, optionally bound to a Telegram operator."""
+    """An agent session was registered, optionally bound to a Telegram operator.
+
+    ``callback_url`` is the webhook of its requests that name none of their own.
+    """
 
     session_id: str
     client_id: str
     telegram_id: int | None = None
+    callback_url: str | None = None
     registered_at: datetime
 
 

@@ -75,6 +75,7 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     registered_at: datetime
     deactivated_at: datetime | None
     version: int
+    callback_url: str | None = None
 
 
 class RequestView(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,11 +200,26 @@ class Service:
     # --- sessions -------------------------------------------------------------
 
     async def register_session(
-        self, session_id: str, client_id: str, telegram_id: int | None, actor: Actor
+        self,
+        session_id: str,
+        client_id: str,
+        telegram_id: int | None,
+        actor: Actor,
+        *,
+        callback_url: str | None = None,
     ) -> tuple[SessionView, bool]:
-        """Register (or idempotently re-register) a session; True if anything changed."""
+        """Register (or idempotently re-register) a session; True if anything changed.
+
+        ``callback_url`` becomes the default webhook of the session's requests.
+        """
+        if callback_url is not None and not self.allow_private_callbacks:
+            await check_callback_url(callback_url)
         command = session_domain.RegisterSession(
-            session_id=session_id, client_id=client_id, telegram_id=telegram_id, now=self.clock()
+            session_id=session_id,
+            client_id=client_id,
+            telegram_id=telegram_id,
+            callback_url=callback_url,
+            now=self.clock(),
         )
         appended = await self._execute(
             f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
@@ -278,13 +294,13 @@ class Service:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
                 return earlier, False
-        if callback_url is not None and not self.allow_private_callbacks:
-            await check_callback_url(callback_url)
         session_history = await self.store.read_stream(f"session-{session_id}")
         _check_tenant(session_history, actor, f"session-{session_id}")
         session_domain.ensure_active(
             session_domain.fold(r.event for r in session_history), session_id
         )
+        if callback_url is not None and not self.allow_private_callbacks:
+            await check_callback_url(callback_url)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
         events = request_domain.decide(command, request_domain.initial)
         try:
@@ -429,6 +445,13 @@ class Service:
         if not rows:
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
         return _request_view(rows[0])
+
+    async def session_callback_url(self, session_id: str) -> str | None:
+        """The session's default webhook, for its requests that name none."""
+        rows = await self.store.fetch(
+            "SELECT callback_url FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return rows[0]["callback_url"] if rows else None
 
     async def telegram_operator(self, session_id: str) -> int | None:
         """The Telegram id of the session's operator (also their private chat), if any."""

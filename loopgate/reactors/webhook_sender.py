@@ -2,7 +2,8 @@
 
 It follows the log from its checkpoint and acts on the final events
 (``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``) of requests
-with a ``callback_url``: one task per delivery, so one slow receiver holds up
+with a ``callback_url``, or in a session that has one as its default (read
+when the request is decided): one task per delivery, so one slow receiver holds up
 nobody. Each attempt is signed (``loopgate/webhooks.py``) and recorded on the
 request's stream with the version read: ``WebhookDelivered`` for a 2xx,
 ``WebhookFailed`` otherwise. Failures are retried after
@@ -105,7 +106,7 @@ class WebhookSender(LogFollower):
 
     async def _deliver(self, request_id: str, decided: RecordedEvent) -> None:
         view = await self._service.find_request(request_id)
-        url = view.callback_url
+        url = view.callback_url or await self._service.session_callback_url(view.session_id)
         if url is None:
             return
         stream = f"request-{request_id}"

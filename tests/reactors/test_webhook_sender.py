@@ -320,3 +320,36 @@ def _async(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return condition()
 
     return check
+
+
+async def test_a_sessions_default_callback_url_serves_requests_that_name_none(
+    client: Client, store: EventStore, aiohttp_server: ServerFactory
+) -> None:
+    receiver = Receiver()
+    url = await serve(receiver, aiohttp_server)
+    response = await client.post(
+        "/v1/sessions", json={"session_id": "hooked", "client_id": "ci", "callback_url": url}
+    )
+    assert response.status == 201, await response.text()
+    assert (await response.json())["callback_url"] == url
+    response = await client.post(
+        "/v1/requests", json={"session_id": "hooked", "client_id": "ci", "message": "Go?"}
+    )
+    request_id = (await response.json())["request_id"]
+    response = await client.post(f"/v1/requests/{request_id}/cancel", json={})
+    assert response.status == 200, await response.text()
+    await asyncio.wait_for(receiver.arrived.wait(), 2.0)
+    assert receiver.ids == [delivery_id(request_id)]
+    assert msgspec.json.decode(receiver.deliveries[0][0])["status"] == "cancelled"
+
+
+async def test_a_private_session_callback_url_is_refused_without_the_setting(
+    store: EventStore, aiohttp_client: Callable[..., Awaitable[Client]]
+) -> None:
+    client = await aiohttp_client(create_app(Config(), store=store))
+    response = await client.post(
+        "/v1/sessions",
+        json={"session_id": "s1", "client_id": "ci", "callback_url": "http://10.0.0.8/hook"},
+    )
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "callback_url_not_allowed"
