@@ -1,7 +1,7 @@
 """Ask a human before deploying, the way a CI job would. Standard library only.
 
     loopgate serve &                      # in another terminal
-    python examples/deploy_gate.py        # waits for an answer
+    python examples/deploy_gate.py        # waits for an answer ($LOOPGATE_URL, if set)
     # answer it (the console and Telegram come later; the API works now):
     curl -X POST localhost:8080/v1/requests/<id>/response -d '{"option": "🚀 Deploy"}'
 
@@ -11,10 +11,11 @@ Exits 0 if the human approved, 1 otherwise, so a pipeline can gate on it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 
-BASE = "http://127.0.0.1:8080"
+BASE = os.environ.get("LOOPGATE_URL", "http://127.0.0.1:8080").rstrip("/")
 
 
 def call(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:

@@ -108,6 +108,14 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     secure_cookie: Literal["auto", "true"] = "auto"
 
 
+class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    timeout_seconds: float = 10.0
+    retry_seconds: float = 5.0
+    max_retry_seconds: float = 3600.0
+    max_age_seconds: int = 86400
+    allow_private_networks: bool = False
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -118,6 +126,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
 
 
 @dataclass(frozen=True)
@@ -323,6 +332,40 @@ SETTINGS: tuple[Setting, ...] = (
         "auto: the console's cookies are marked Secure when the request came over https. "
         "true: always, for a server behind a proxy that terminates TLS (the browser then "
         "sends them over https only).",
+    ),
+    _setting(
+        "webhooks.timeout_seconds",
+        "Seconds a callback_url receiver has to answer one delivery; a slower answer counts "
+        "as a failed attempt and is retried.",
+        minimum=0.1,
+        maximum=300,
+    ),
+    _setting(
+        "webhooks.retry_seconds",
+        "Wait before the first retry of a failed webhook delivery; it doubles with every "
+        "further try, up to webhooks.max_retry_seconds.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "webhooks.max_retry_seconds",
+        "Longest wait between two attempts of one webhook delivery.",
+        minimum=0.01,
+        maximum=86400,
+    ),
+    _setting(
+        "webhooks.max_age_seconds",
+        "How long after a decision its webhook is still retried; after that the delivery is "
+        "given up and WebhookFailed is recorded as final.",
+        minimum=1,
+        maximum=30 * 86400,
+    ),
+    _setting(
+        "webhooks.allow_private_networks",
+        "Allow callback_url hosts that resolve to loopback, private, link-local, reserved or "
+        "cloud-metadata addresses. Off (the default), such URLs are refused with 422 at "
+        "request creation and again at delivery, so a caller cannot make the server probe "
+        "its own network.",
     ),
 )
 

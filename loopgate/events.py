@@ -15,6 +15,7 @@ under which HTTP request) and lives in one stream:
 * ``user-<id>`` — :class:`UserRegistered`, :class:`UserLoggedIn`, :class:`LoginFailed`
 * ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
 * ``console-<id>`` — :class:`ConsoleSignedIn`, :class:`ConsoleSignedOut`
+* ``tenant-<tenant>`` — :class:`WebhookSecretRotated`
 
 Changing an event's fields is a schema change of the log: add optional fields
 with defaults, never remove or retype one.
@@ -63,11 +64,15 @@ class Option(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionRegistered(Event, frozen=True, kw_only=True, tag="session.registered"):
-    """An agent session was registered, optionally bound to a Telegram operator."""
+    """An agent session was registered, optionally bound to a Telegram operator.
+
+    ``callback_url`` is the webhook of its requests that name none of their own.
+    """
 
     session_id: str
     client_id: str
     telegram_id: int | None = None
+    callback_url: str | None = None
     registered_at: datetime
 
 
@@ -203,6 +208,20 @@ class WebhookFailed(Event, frozen=True, kw_only=True, tag="request.webhook_faile
     failed_at: datetime
 
 
+class WebhookSecretRotated(Event, frozen=True, kw_only=True, tag="tenant.webhook_secret_rotated"):
+    """A tenant's webhook signing secret was made (on first use) or replaced.
+
+    The latest one signs every delivery from then on. It is kept in the log
+    because the server must sign with it (a hash would not do); the tenant's
+    audit export therefore shows it, to the same tenant who may read it at
+    ``GET /v1/webhook-secret`` anyway.
+    """
+
+    tenant: str
+    secret: str
+    rotated_at: datetime
+
+
 # --- accounts ---------------------------------------------------------------
 
 
@@ -296,6 +315,7 @@ AnyEvent = (
     | RequestExpired
     | WebhookDelivered
     | WebhookFailed
+    | WebhookSecretRotated
     | UserRegistered
     | UserLoggedIn
     | LoginFailed

@@ -35,6 +35,7 @@ from loopgate.events import (
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 from loopgate.store.codec import RecordedEvent
+from loopgate.webhooks import check_callback_url
 
 APPEND_ATTEMPTS = 5
 FINAL_STATUSES = ("answered", "cancelled", "expired")
@@ -74,6 +75,7 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     registered_at: datetime
     deactivated_at: datetime | None
     version: int
+    callback_url: str | None = None
 
 
 class RequestView(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,8 +153,10 @@ class Service:
         default_timeout_seconds: int = 300,
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
+        allow_private_callbacks: bool = False,
     ) -> None:
         self.store = store
+        self.allow_private_callbacks = allow_private_callbacks
         self.hub = hub
         self.default_timeout_seconds = default_timeout_seconds
         self.clock = clock
@@ -196,11 +200,26 @@ class Service:
     # --- sessions -------------------------------------------------------------
 
     async def register_session(
-        self, session_id: str, client_id: str, telegram_id: int | None, actor: Actor
+        self,
+        session_id: str,
+        client_id: str,
+        telegram_id: int | None,
+        actor: Actor,
+        *,
+        callback_url: str | None = None,
     ) -> tuple[SessionView, bool]:
-        """Register (or idempotently re-register) a session; True if anything changed."""
+        """Register (or idempotently re-register) a session; True if anything changed.
+
+        ``callback_url`` becomes the default webhook of the session's requests.
+        """
+        if callback_url is not None and not self.allow_private_callbacks:
+            await check_callback_url(callback_url)
         command = session_domain.RegisterSession(
-            session_id=session_id, client_id=client_id, telegram_id=telegram_id, now=self.clock()
+            session_id=session_id,
+            client_id=client_id,
+            telegram_id=telegram_id,
+            callback_url=callback_url,
+            now=self.clock(),
         )
         appended = await self._execute(
             f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
@@ -280,6 +299,8 @@ class Service:
         session_domain.ensure_active(
             session_domain.fold(r.event for r in session_history), session_id
         )
+        if callback_url is not None and not self.allow_private_callbacks:
+            await check_callback_url(callback_url)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
         events = request_domain.decide(command, request_domain.initial)
         try:
@@ -424,6 +445,13 @@ class Service:
         if not rows:
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
         return _request_view(rows[0])
+
+    async def session_callback_url(self, session_id: str) -> str | None:
+        """The session's default webhook, for its requests that name none."""
+        rows = await self.store.fetch(
+            "SELECT callback_url FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        return rows[0]["callback_url"] if rows else None
 
     async def telegram_operator(self, session_id: str) -> int | None:
         """The Telegram id of the session's operator (also their private chat), if any."""

@@ -13,6 +13,9 @@ Rules:
   ``telegram_id`` is a :class:`StateConflict` (``session_exists``, 409): one
   agent must not silently take over another's session and its operator.
 * Registering a deactivated session reactivates it, with the new binding.
+* A ``callback_url`` given on registration becomes the session's default
+  webhook; one left out keeps the current default, since reference agents
+  re-register on every start without one. Changing it alone re-registers.
 * Deactivating an unknown session is :class:`NotFound`, an inactive one a
   :class:`StateConflict` (``session_inactive``, 409).
 
@@ -47,6 +50,7 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     active: bool
     registered_at: datetime
     deactivated_at: datetime | None = None
+    callback_url: str | None = None
 
 
 State: TypeAlias = NotRegistered | Session
@@ -63,6 +67,7 @@ class RegisterSession(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     client_id: str
     telegram_id: int | None = None
+    callback_url: str | None = None
     now: datetime
 
 
@@ -91,13 +96,16 @@ def decide(command: Command, state: State) -> list[Event]:
 
 
 def _register(command: RegisterSession, state: State) -> list[Event]:
+    callback_url = command.callback_url
+    if callback_url is None and isinstance(state, Session):
+        callback_url = state.callback_url
+    binding = (command.client_id, command.telegram_id)
     match state:
-        case Session(active=True) if (state.client_id, state.telegram_id) == (
-            command.client_id,
-            command.telegram_id,
+        case Session(active=True) if (state.client_id, state.telegram_id) == binding and (
+            state.callback_url == callback_url
         ):
             return []
-        case Session(active=True):
+        case Session(active=True) if (state.client_id, state.telegram_id) != binding:
             raise StateConflict(
                 f"session {command.session_id!r} is registered to client {state.client_id!r}"
                 f" with another operator; deactivate it first or use another session id",
@@ -109,6 +117,7 @@ def _register(command: RegisterSession, state: State) -> list[Event]:
                     session_id=command.session_id,
                     client_id=command.client_id,
                     telegram_id=command.telegram_id,
+                    callback_url=callback_url,
                     registered_at=command.now,
                 )
             ]
@@ -140,6 +149,7 @@ def evolve(state: State, event: Event) -> State:
                 telegram_id=registered.telegram_id,
                 active=True,
                 registered_at=registered.registered_at,
+                callback_url=registered.callback_url,
             )
         case Session(active=True) as session, SessionDeactivated() as deactivated:
             return msgspec.structs.replace(

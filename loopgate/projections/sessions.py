@@ -16,16 +16,19 @@ EVENTS = (SessionRegistered, SessionDeactivated)
 
 def apply(record: RecordedEvent) -> list[Statement]:
     match record.event:
-        case SessionRegistered(session_id=sid, client_id=client, telegram_id=tg, registered_at=at):
+        case SessionRegistered(
+            session_id=sid, client_id=client, telegram_id=tg, callback_url=url, registered_at=at
+        ):
             return [
                 (
-                    "INSERT INTO sessions (session_id, client_id, telegram_id, tenant, active,"
-                    " registered_at, deactivated_at, version) VALUES (?, ?, ?, ?, TRUE, ?, NULL, ?)"
+                    "INSERT INTO sessions (session_id, client_id, telegram_id, callback_url,"
+                    " tenant, active, registered_at, deactivated_at, version)"
+                    " VALUES (?, ?, ?, ?, ?, TRUE, ?, NULL, ?)"
                     " ON CONFLICT (session_id) DO UPDATE SET client_id = excluded.client_id,"
-                    " telegram_id = excluded.telegram_id, active = TRUE,"
-                    " registered_at = excluded.registered_at, deactivated_at = NULL,"
-                    " version = excluded.version",
-                    (sid, client, tg, record.meta.tenant, at, record.version),
+                    " telegram_id = excluded.telegram_id, callback_url = excluded.callback_url,"
+                    " active = TRUE, registered_at = excluded.registered_at,"
+                    " deactivated_at = NULL, version = excluded.version",
+                    (sid, client, tg, url, record.meta.tenant, at, record.version),
                 )
             ]
         case SessionDeactivated(session_id=sid, deactivated_at=at):

@@ -25,7 +25,6 @@ The one gap left: a crash between Telegram accepting a message and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -50,7 +49,7 @@ from loopgate.events import (
     RequestExpired,
     ResponseReceived,
 )
-from loopgate.reactors.checkpoint import Checkpoint, Progress
+from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
 from loopgate.store.codec import RecordedEvent
 from loopgate.telegram.desk import OperatorDesk
@@ -60,7 +59,6 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 NAME = "telegram-sender"
-SAVE_EVERY_SECONDS = 0.5
 CONCURRENT_SENDS = 8
 _PERMANENT = (
     TelegramBadRequest,
@@ -78,7 +76,9 @@ class GaveUp(Exception):
         self.error, self.attempts = error, attempts
 
 
-class TelegramSender:
+class TelegramSender(LogFollower):
+    name = NAME
+
     def __init__(
         self,
         desk: OperatorDesk,
@@ -87,104 +87,24 @@ class TelegramSender:
         attempts: int = 5,
         retry_seconds: float = 2.0,
     ) -> None:
+        super().__init__(desk.service, lease)
         self._desk = desk
-        self._service = desk.service
-        self._lease = lease
         self._attempts = attempts
         self._retry_seconds = retry_seconds
-        self._checkpoint = Checkpoint(desk.service.store, NAME)
         self._sending = asyncio.Semaphore(CONCURRENT_SENDS)
-        self._follower: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._progress: Progress | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._lease.held
-
-    async def start(self) -> None:
-        """Take part in the lease; returns once it was tried (uncontested: following by then)."""
-        await self._lease.start(self._follow_from_checkpoint, self._stand_down)
-
-    async def stop(self) -> None:
-        await self._lease.stop()
-        progress = self._progress
-        await self._halt()
-        if progress is not None:
-            # Work cancelled just now stays in flight, so the next start redoes it.
-            await self._checkpoint.save(progress.safe, self._service.clock())
-
-    def _stand_down(self) -> None:
-        """The lease was lost: stop at once, without saving (another process owns it now)."""
-        self._progress = None
-        for task in (self._follower, *self._tasks):
-            if task is not None:
-                task.cancel()
-
-    async def _halt(self) -> None:
-        tasks = [t for t in (self._follower, *self._tasks) if t is not None]
-        self._stand_down()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._follower = None
-
-    async def _follow_from_checkpoint(self) -> None:
-        after = await self._checkpoint.load()
-        if after is None:
-            # First run on this store: requests from before Telegram was set up
-            # are not sent now, possibly days late.
-            after = await self._service.store.head()
-            await self._checkpoint.save(after, self._service.clock())
-        self._progress = Progress(after)
-        self._follower = asyncio.create_task(self._follow(self._progress), name=NAME)
-        log.info("telegram sender following the log", after=after)
-
-    async def _follow(self, progress: Progress) -> None:
-        saver = asyncio.create_task(self._save_periodically(progress))
-        try:
-            async for record in self._service.store.subscribe(progress.safe):
-                match record.event:
-                    case RequestCreated():
-                        self._spawn(progress, record, self._deliver(record))
-                    case (
-                        ResponseReceived(request_id=rid)
-                        | RequestCancelled(request_id=rid)
-                        | RequestExpired(request_id=rid)
-                    ):
-                        self._spawn(progress, record, self._show_outcome(rid))
-                progress.read(record.position)
-        finally:
-            saver.cancel()
-
-    async def _save_periodically(self, progress: Progress) -> None:
-        saved = progress.safe
-        while True:
-            await asyncio.sleep(SAVE_EVERY_SECONDS)
-            if progress.safe != saved:
-                saved = progress.safe
-                try:
-                    await self._checkpoint.save(saved, self._service.clock())
-                except Exception as exc:
-                    log.warning("telegram checkpoint not saved", error=str(exc))
-
-    def _spawn(
-        self, progress: Progress, record: RecordedEvent, work: Coroutine[Any, Any, None]
-    ) -> None:
-        progress.begin(record.position)
-
-        async def run() -> None:
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise  # left in flight: redone after the restart
-            except Exception:
-                log.exception("telegram sender failed", position=record.position)
-            progress.done(record.position)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def work_for(self, record: RecordedEvent) -> Coroutine[Any, Any, None] | None:
+        match record.event:
+            case RequestCreated():
+                return self._deliver(record)
+            case (
+                ResponseReceived(request_id=rid)
+                | RequestCancelled(request_id=rid)
+                | RequestExpired(request_id=rid)
+            ):
+                return self._show_outcome(rid)
+            case _:
+                return None
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str, **context: Any) -> T:
         """``call()``, retried on errors retrying can fix; raises ``GaveUp`` otherwise."""

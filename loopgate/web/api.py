@@ -96,6 +96,7 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "session_id": view.session_id,
         "client_id": view.client_id,
         "telegram_id": view.telegram_id,
+        "callback_url": view.callback_url,
         "active": view.active,
         "registered_at": _iso(view.registered_at),
         "deactivated_at": _iso(view.deactivated_at),
@@ -110,7 +111,11 @@ def _iso(moment: datetime | None) -> str | None:
 async def create_session(request: web.Request) -> web.Response:
     body = await read_body(request, CreateSessionBody)
     session, changed = await request.app[SERVICE].register_session(
-        body.session_id, body.client_id, body.telegram_id, actor_of(request)
+        body.session_id,
+        body.client_id,
+        body.telegram_id,
+        actor_of(request),
+        callback_url=body.callback_url,
     )
     return json_response(session_json(session), status=201 if changed else 200)
 

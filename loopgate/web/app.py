@@ -26,11 +26,12 @@ from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.lease import TELEGRAM_LEASE, lease_for
+from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.webhook_sender import WebhookSender
 from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream
+from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.keys import (
@@ -42,6 +43,7 @@ from loopgate.web.keys import (
     SERVICE,
     STORE,
     TELEGRAM,
+    WEBHOOKS,
 )
 
 log = structlog.get_logger(__name__)
@@ -119,6 +121,7 @@ def create_app(
     app.add_routes(accounts.routes)
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
+    app.add_routes(webhooks.routes)
     console.setup(app)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":
@@ -147,11 +150,16 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
 async def _runtime_context(
     app: web.Application, *, jwt_secret: str, clock: Callable[[], datetime] | None
 ) -> AsyncIterator[None]:
-    """The hub, the command handlers, the accounts and the expirer, over the app's store."""
+    """The hub, the command handlers, the accounts and the reactors, over the app's store."""
     config, store = app[CONFIG], app[STORE]
     hub = Hub(store)
     await hub.start()
-    service = Service(store, hub, default_timeout_seconds=config.requests.default_timeout_seconds)
+    service = Service(
+        store,
+        hub,
+        default_timeout_seconds=config.requests.default_timeout_seconds,
+        allow_private_callbacks=config.webhooks.allow_private_networks,
+    )
     app[ACCOUNTS] = AccountService(
         store,
         jwt_secret=jwt_secret,
@@ -160,7 +168,9 @@ async def _runtime_context(
     )
     expirer = Expirer(service, hub, lease_for(store))
     await expirer.start()
-    app[HUB], app[SERVICE], app[EXPIRER] = hub, service, expirer
+    webhooks = WebhookSender(service, lease_for(store, "webhooks", WEBHOOK_LEASE), config.webhooks)
+    await webhooks.start()
+    app[HUB], app[SERVICE], app[EXPIRER], app[WEBHOOKS] = hub, service, expirer, webhooks
     bot = app.get(TELEGRAM)
     if bot is not None:
         await bot.start(service, lease_for(store, "telegram", TELEGRAM_LEASE))
@@ -169,5 +179,6 @@ async def _runtime_context(
     yield
     if bot is not None:
         await bot.stop()
+    await webhooks.stop()
     await expirer.stop()
     await hub.stop()

@@ -12,6 +12,7 @@ from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
+from loopgate.reactors.webhook_sender import WebhookSender
 from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 
@@ -24,6 +25,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 HUB = web.AppKey("hub", Hub)
 SERVICE = web.AppKey("service", Service)
 EXPIRER = web.AppKey("expirer", Expirer)
+WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")

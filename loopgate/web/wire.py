@@ -66,11 +66,16 @@ class RegisterSessionBody(Body, frozen=True, kw_only=True):
 
 
 class CreateSessionBody(Body, frozen=True, kw_only=True):
-    """``POST /v1/sessions``: the Telegram operator is optional."""
+    """``POST /v1/sessions``: the Telegram operator and the default webhook are optional."""
 
     session_id: NonEmptyId
     client_id: NonEmptyId
     telegram_id: int | None = None
+    callback_url: Url | None = None
+
+    def __post_init__(self) -> None:
+        if self.callback_url is not None:
+            _check_url("callback_url", self.callback_url)
 
 
 class SessionRef(Body, frozen=True, kw_only=True):

@@ -65,6 +65,7 @@ from loopgate.events import (
     UserRegistered,
     WebhookDelivered,
     WebhookFailed,
+    WebhookSecretRotated,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -644,6 +645,7 @@ ALL_EVENTS: list[Event] = [
     ApiKeyRevoked(key_id="k", revoked_at=T0),
     ConsoleSignedIn(session_id="c1", user_id="u", username="u", signed_in_at=T0, expires_at=T0),
     ConsoleSignedOut(session_id="c1", signed_out_at=T0),
+    WebhookSecretRotated(tenant="local", secret="whsec_x", rotated_at=T0),
 ]
 LIFECYCLE = (
     RequestCreated,

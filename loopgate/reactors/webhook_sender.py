@@ -1,0 +1,212 @@
+"""The webhook sender: POSTs each decision to its request's ``callback_url``.
+
+It follows the log from its checkpoint and acts on the final events
+(``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``) of requests
+with a ``callback_url``, or in a session that has one as its default (read
+when the request is decided): one task per delivery, so one slow receiver holds up
+nobody. Each attempt is signed (``loopgate/webhooks.py``) and recorded on the
+request's stream with the version read: ``WebhookDelivered`` for a 2xx,
+``WebhookFailed`` otherwise. Failures are retried after
+``webhooks.retry_seconds``, doubling up to ``webhooks.max_retry_seconds``,
+while the decision is younger than ``webhooks.max_age_seconds``; the last
+failure is recorded with ``final=True``.
+
+The request's stream is the delivery's state: before each attempt it is read
+again, so after a restart (the checkpoint is saved behind work in flight) a
+delivery resumes with the next attempt number, after what is left of its
+backoff, under the same delivery id, and one recorded delivered is never sent
+again. One process holds the ``webhooks`` lease. The gap left, as with
+Telegram: a crash between the receiver's 2xx and the append sends that
+attempt again, with the same delivery id, so the receiver can drop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import msgspec
+import structlog
+
+from loopgate import __version__
+from loopgate.config import WebhooksConfig
+from loopgate.errors import ConcurrencyError
+from loopgate.events import (
+    Event,
+    Meta,
+    RequestCancelled,
+    RequestExpired,
+    ResponseReceived,
+    WebhookDelivered,
+    WebhookFailed,
+)
+from loopgate.reactors.follower import LogFollower
+from loopgate.reactors.lease import Lease
+from loopgate.service import Service
+from loopgate.store.codec import RecordedEvent
+from loopgate.webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    CallbackUrlRefused,
+    WebhookSecrets,
+    check_callback_url,
+    delivery_id,
+    payload,
+    sign,
+)
+
+log = structlog.get_logger(__name__)
+
+NAME = "webhook-sender"
+CONCURRENT_POSTS = 32
+RECORD_ATTEMPTS = 5
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """Why one attempt failed; ``final`` when retrying cannot help."""
+
+    message: str
+    final: bool = False
+
+
+class WebhookSender(LogFollower):
+    name = NAME
+
+    def __init__(self, service: Service, lease: Lease, settings: WebhooksConfig) -> None:
+        super().__init__(service, lease)
+        self._settings = settings
+        self._secrets = WebhookSecrets(service.store, service.clock)
+        self._posting = asyncio.Semaphore(CONCURRENT_POSTS)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def work_for(self, record: RecordedEvent) -> Coroutine[Any, Any, None] | None:
+        match record.event:
+            case (
+                ResponseReceived(request_id=rid)
+                | RequestCancelled(request_id=rid)
+                | RequestExpired(request_id=rid)
+            ):
+                return self._deliver(rid, record)
+            case _:
+                return None
+
+    def _backoff(self, failures: int) -> float:
+        """The wait after ``failures`` failed attempts."""
+        wait = self._settings.retry_seconds * 2 ** (failures - 1)
+        return float(min(wait, self._settings.max_retry_seconds))
+
+    async def _deliver(self, request_id: str, decided: RecordedEvent) -> None:
+        view = await self._service.find_request(request_id)
+        url = view.callback_url or await self._service.session_callback_url(view.session_id)
+        if url is None:
+            return
+        stream = f"request-{request_id}"
+        body = msgspec.json.encode(payload(view))
+        deadline = decided.recorded_at + timedelta(seconds=self._settings.max_age_seconds)
+        tenant = decided.meta.tenant
+        while True:
+            history = await self._service.store.read_stream(stream)
+            failures = [r.event for r in history if isinstance(r.event, WebhookFailed)]
+            if any(
+                isinstance(r.event, WebhookDelivered)
+                or (isinstance(r.event, WebhookFailed) and r.event.final)
+                for r in history
+            ):
+                return  # done before a restart, or by the previous lease holder
+            if failures:
+                waited = (self._service.clock() - failures[-1].failed_at).total_seconds()
+                await asyncio.sleep(max(0.0, self._backoff(len(failures)) - waited))
+            attempt = len(failures) + 1
+            outcome = await self._attempt(url, body, request_id, tenant)
+            now = self._service.clock()
+            event: Event
+            if isinstance(outcome, int):
+                event = WebhookDelivered(
+                    request_id=request_id,
+                    url=url,
+                    status_code=outcome,
+                    attempt=attempt,
+                    delivered_at=now,
+                )
+            else:
+                retry_at = now + timedelta(seconds=self._backoff(attempt))
+                event = WebhookFailed(
+                    request_id=request_id,
+                    url=url,
+                    error=outcome.message,
+                    attempt=attempt,
+                    final=outcome.final or retry_at > deadline,
+                    failed_at=now,
+                )
+            await self._record(
+                stream, event, Meta(tenant=tenant, causation_id=str(decided.position))
+            )
+            log.info(
+                "webhook delivered" if isinstance(outcome, int) else "webhook attempt failed",
+                request_id=request_id,
+                attempt=attempt,
+                **({"status": outcome} if isinstance(outcome, int) else {"error": outcome.message}),
+            )
+            if isinstance(event, WebhookDelivered) or event.final:
+                return
+
+    async def _attempt(self, url: str, body: bytes, request_id: str, tenant: str) -> int | Failure:
+        """One signed POST: the 2xx status it got, or why it failed."""
+        if not self._settings.allow_private_networks:
+            try:
+                # Again at delivery: the host's DNS may have changed since creation.
+                await check_callback_url(url)
+            except CallbackUrlRefused as refused:
+                return Failure(str(refused), final=True)
+        secret = await self._secrets.current(tenant)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"loopgate-webhooks/{__version__}",
+            DELIVERY_HEADER: delivery_id(request_id),
+            SIGNATURE_HEADER: sign(body, secret, int(self._service.clock().timestamp())),
+        }
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        try:
+            async with (
+                self._posting,
+                self._http.post(
+                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response,
+            ):
+                status = response.status
+        except TimeoutError:
+            return Failure(f"no answer within {self._settings.timeout_seconds:g} s")
+        except aiohttp.ClientError as exc:
+            return Failure(f"{type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return status
+        return Failure(f"HTTP {status}")
+
+    async def _record(
+        self, stream: str, event: WebhookDelivered | WebhookFailed, meta: Meta
+    ) -> None:
+        """Append ``event`` after whatever the stream holds now (no new decision can be there)."""
+        for attempt in range(RECORD_ATTEMPTS):
+            history = await self._service.store.read_stream(stream)
+            if any(
+                isinstance(r.event, type(event)) and r.event.attempt == event.attempt
+                for r in history
+            ):
+                return  # recorded by an overlapping lease holder
+            try:
+                await self._service.store.append(stream, history[-1].version, [event], meta)
+                return
+            except ConcurrencyError:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise

@@ -1,0 +1,38 @@
+"""``GET``/``POST /v1/webhook-secret``: read or rotate the tenant's webhook signing secret.
+
+Receivers check ``Loopgate-Signature`` with this secret (``loopgate.client.
+verify_webhook``). Reading it the first time makes one; rotating replaces it
+at once, so a receiver should accept both for the few seconds its own
+configuration takes to catch up.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loopgate.web.auth import actor_of
+from loopgate.web.keys import SERVICE
+from loopgate.web.responses import json_response
+from loopgate.webhooks import SIGNATURE_HEADER, WebhookSecrets
+
+routes = web.RouteTableDef()
+
+
+def _secrets(request: web.Request) -> WebhookSecrets:
+    service = request.app[SERVICE]
+    return WebhookSecrets(service.store, service.clock)
+
+
+def _shape(secret: str) -> dict[str, str]:
+    return {"secret": secret, "header": SIGNATURE_HEADER, "algorithm": "hmac-sha256"}
+
+
+@routes.get("/v1/webhook-secret")
+async def read_secret(request: web.Request) -> web.Response:
+    return json_response(_shape(await _secrets(request).current(actor_of(request).tenant)))
+
+
+@routes.post("/v1/webhook-secret")
+async def rotate_secret(request: web.Request) -> web.Response:
+    actor = actor_of(request)
+    return json_response(_shape(await _secrets(request).rotate(actor.tenant, actor.meta())))

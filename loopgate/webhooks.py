@@ -1,0 +1,206 @@
+"""Outgoing webhooks: the payload, its signature, the tenant's secret and the SSRF guard.
+
+A decided request with a ``callback_url`` gets one POST (retried until it
+lands; see ``reactors/webhook_sender.py``) whose body is :func:`payload` and
+whose headers are:
+
+* ``Loopgate-Delivery-Id``: :func:`delivery_id`, the same on every retry, so a
+  receiver can drop repeats;
+* ``Loopgate-Signature: t=<unix seconds>,v1=<hex>``: HMAC-SHA256 of
+  ``"<t>.<body>"`` keyed by the tenant's webhook secret. The timestamp is
+  signed with the body so a captured delivery cannot be replayed later than
+  the receiver's tolerance (:func:`verify_signature`, five minutes).
+
+Callback URLs are checked when a request is created and again before each
+POST (:func:`check_callback_url`): a host that resolves to a loopback,
+private, link-local, reserved, multicast or metadata address is refused, so
+a caller cannot make the server probe the network it runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from loopgate.errors import ConcurrencyError, DomainError
+from loopgate.events import Meta, WebhookSecretRotated
+from loopgate.store.base import EventStore
+
+if TYPE_CHECKING:  # the service checks callback URLs with this module: no runtime import
+    from loopgate.service import RequestView
+
+DELIVERY_HEADER = "Loopgate-Delivery-Id"
+SIGNATURE_HEADER = "Loopgate-Signature"
+TOLERANCE_SECONDS = 300
+RESOLVE_SECONDS = 5
+SECRET_PREFIX = "whsec_"
+# Delivery ids are uuid5s in this namespace: derived from the request id alone,
+# so every attempt, in any process, before and after a restart, carries the same.
+_DELIVERY_NAMESPACE = uuid.UUID("6f1c2a9e-3d4b-5c6d-8e7f-0a1b2c3d4e5f")
+# The cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS IPv6: fd00:ec2::254).
+_METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254"))
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class CallbackUrlRefused(DomainError):
+    code = "callback_url_not_allowed"
+
+
+class InvalidSignature(ValueError):
+    """A webhook's signature is missing, malformed, stale or does not match its body."""
+
+
+def delivery_id(request_id: str) -> str:
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, request_id))
+
+
+def payload(view: RequestView) -> dict[str, Any]:
+    """The JSON body POSTed to ``callback_url`` once ``view`` is decided."""
+    from loopgate.web.api import decided_by, outcome_of  # the API's words, not a copy
+
+    return {
+        "type": f"request.{view.status}",
+        "request_id": view.request_id,
+        "session_id": view.session_id,
+        "status": view.status,
+        "approved": view.approved,
+        "response": view.response,
+        "outcome": outcome_of(view),
+        "decided_by": decided_by(view),
+        "decided_at": view.decided_at.isoformat() if view.decided_at else None,
+    }
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The ``Loopgate-Signature`` header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    tolerance_seconds: float = TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> None:
+    """Raise :class:`InvalidSignature` unless ``headers`` sign ``body`` with ``secret``."""
+    header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(fields["t"])
+        given = fields["v1"]
+    except (KeyError, ValueError):
+        raise InvalidSignature(f"no valid {SIGNATURE_HEADER} header") from None
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_seconds:
+        raise InvalidSignature("signature timestamp is outside the tolerance")
+    expected = sign(body, secret, timestamp).rpartition("v1=")[2]
+    if not hmac.compare_digest(expected, given):
+        raise InvalidSignature("signature does not match the body")
+
+
+# --- the SSRF guard -----------------------------------------------------------
+
+
+def _refused_address(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return (
+        address in _METADATA
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+        or not address.is_global  # e.g. 100.64.0.0/10, shared carrier-grade NAT space
+    )
+
+
+async def check_callback_url(url: str) -> None:
+    """Raise :class:`CallbackUrlRefused` unless every address of ``url``'s host is public."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        # Bounded: a resolver that hangs must not hang request creation with it.
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CallbackUrlRefused(f"callback_url: host {host!r} does not resolve: {exc}") from None
+    except TimeoutError:
+        raise CallbackUrlRefused(
+            f"callback_url: host {host!r} did not resolve within {RESOLVE_SECONDS} s"
+        ) from None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        if _refused_address(address):
+            raise CallbackUrlRefused(
+                f"callback_url: {host!r} resolves to {address}, a loopback, private or "
+                "reserved address (set webhooks.allow_private_networks to allow it)"
+            )
+
+
+# --- the tenant's secret ------------------------------------------------------
+
+
+class WebhookSecrets:
+    """Each tenant's signing secret, kept as events on the ``tenant-<tenant>`` stream."""
+
+    def __init__(self, store: EventStore, clock: Callable[[], datetime]) -> None:
+        self.store, self.clock = store, clock
+
+    async def current(self, tenant: str) -> str:
+        """The tenant's secret; the first call makes one."""
+        for _ in range(3):
+            secret, version = await self._latest(tenant)
+            if secret is not None:
+                return secret
+            try:
+                return await self._append(tenant, version, Meta(tenant=tenant))
+            except ConcurrencyError:
+                continue  # another caller made it first: read theirs
+        raise AssertionError("unreachable: a stream of secrets cannot keep conflicting")
+
+    async def rotate(self, tenant: str, meta: Meta) -> str:
+        """Replace the tenant's secret; deliveries are signed with the new one from now on."""
+        for attempt in range(3):
+            _, version = await self._latest(tenant)
+            try:
+                return await self._append(tenant, version, meta)
+            except ConcurrencyError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _latest(self, tenant: str) -> tuple[str | None, int]:
+        history = await self.store.read_stream(f"tenant-{tenant}")
+        secret = next(
+            (
+                r.event.secret
+                for r in reversed(history)
+                if isinstance(r.event, WebhookSecretRotated)
+            ),
+            None,
+        )
+        return secret, history[-1].version if history else 0
+
+    async def _append(self, tenant: str, version: int, meta: Meta) -> str:
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        event = WebhookSecretRotated(tenant=tenant, secret=secret, rotated_at=self.clock())
+        await self.store.append(f"tenant-{tenant}", version, [event], meta)
+        return secret
