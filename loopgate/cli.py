@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the HTTP server",
-        description="Run the server: the HITL API, SSE streams, MCP at /mcp, the audit routes, "
-        "health checks and, with a bot token, Telegram.",
+        description="Run the server: the HITL API, SSE streams, MCP at /mcp, the web console at "
+        "/console, the audit routes, outgoing webhooks, health checks and, with a bot token, "
+        "Telegram.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
