@@ -333,3 +333,20 @@ def event_type(event: Event) -> str:
     tag = type(event).__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: its place in the log, its stream and its chain link."""
+
+    position: int
+    stream: str
+    version: int
+    event: Event
+    meta: Meta
+    recorded_at: datetime
+    prev_hash: str
+    hash: str
+
+    @property
+    def type(self) -> str:
+        return event_type(self.event)

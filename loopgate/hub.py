@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import structlog
 
+from loopgate.events import RecordedEvent
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 
 log = structlog.get_logger(__name__)
 

@@ -29,12 +29,12 @@ from loopgate.events import (
     Meta,
     OnTimeout,
     Option,
+    RecordedEvent,
     RequestCreated,
     RequestType,
 )
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 from loopgate.webhooks import check_callback_url
 
 APPEND_ATTEMPTS = 5

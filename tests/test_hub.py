@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from loopgate import hub as hub_module
-from loopgate.events import Event, Meta, SessionDeactivated, SessionRegistered
+from loopgate.events import Event, Meta, RecordedEvent, SessionDeactivated, SessionRegistered
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 META = Meta(actor="test")

@@ -11,11 +11,10 @@ import pytest
 
 from loopgate import service as service_module
 from loopgate.errors import AlreadyDecided, ConcurrencyError, Conflict, NotFound
-from loopgate.events import Event, Meta, RequestCreated, ResponseReceived
+from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, ResponseReceived
 from loopgate.hub import Hub
 from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 
 ALICE = Actor(id="alice", tenant="a")
 BOB = Actor(id="bob", tenant="b")

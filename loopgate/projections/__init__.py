@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from loopgate.events import AnyEvent, Event
-
-if TYPE_CHECKING:  # the stores import this package: a runtime import would be circular
-    from loopgate.store.codec import RecordedEvent
+from loopgate.events import AnyEvent, Event, RecordedEvent
 
 Statement = tuple[str, tuple[Any, ...]]
 

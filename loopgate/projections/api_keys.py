@@ -9,13 +9,8 @@ empty until the key is used again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from loopgate.events import ApiKeyCreated, ApiKeyRevoked
+from loopgate.events import ApiKeyCreated, ApiKeyRevoked, RecordedEvent
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "api_keys"
 EVENTS = (ApiKeyCreated, ApiKeyRevoked)

@@ -9,14 +9,9 @@ however long an attack goes on, and a rebuild prunes exactly the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from loopgate.domain.account import LOGIN_FAILURE_WINDOW
-from loopgate.events import LoginFailed, UserLoggedIn
+from loopgate.events import LoginFailed, RecordedEvent, UserLoggedIn
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "login_failures"
 EVENTS = (UserLoggedIn, LoginFailed)

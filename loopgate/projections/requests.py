@@ -7,13 +7,12 @@ not emit one, and the ``WHERE`` clauses make replays of odd logs harmless).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import msgspec
 
 from loopgate.events import (
     AnswerRefused,
     DeliveryFailed,
+    RecordedEvent,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
@@ -24,9 +23,6 @@ from loopgate.events import (
     WebhookFailed,
 )
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "requests"
 EVENTS = (

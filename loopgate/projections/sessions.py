@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from loopgate.events import SessionDeactivated, SessionRegistered
+from loopgate.events import RecordedEvent, SessionDeactivated, SessionRegistered
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "sessions"
 EVENTS = (SessionRegistered, SessionDeactivated)

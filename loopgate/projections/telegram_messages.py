@@ -8,13 +8,8 @@ parsing the message's text.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from loopgate.events import RequestDelivered
+from loopgate.events import RecordedEvent, RequestDelivered
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "telegram_messages"
 EVENTS = (RequestDelivered,)

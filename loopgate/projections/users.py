@@ -8,14 +8,9 @@ upgrades made at login.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from loopgate.domain.account import username_key
-from loopgate.events import LoginFailed, UserLoggedIn, UserRegistered
+from loopgate.events import LoginFailed, RecordedEvent, UserLoggedIn, UserRegistered
 from loopgate.projections import Statement
-
-if TYPE_CHECKING:  # a runtime import would be circular: the stores import projections
-    from loopgate.store.codec import RecordedEvent
 
 TABLE = "users"
 EVENTS = (UserRegistered, UserLoggedIn, LoginFailed)

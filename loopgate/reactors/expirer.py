@@ -21,11 +21,16 @@ from datetime import datetime
 import structlog
 
 from loopgate.errors import DomainError, NotFound
-from loopgate.events import RequestCancelled, RequestCreated, RequestExpired, ResponseReceived
+from loopgate.events import (
+    RecordedEvent,
+    RequestCancelled,
+    RequestCreated,
+    RequestExpired,
+    ResponseReceived,
+)
 from loopgate.hub import Hub
 from loopgate.reactors.lease import AlwaysHeld, Lease
 from loopgate.service import Service
-from loopgate.store.codec import RecordedEvent
 
 log = structlog.get_logger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
+from loopgate.events import RecordedEvent
 from loopgate.reactors.checkpoint import Checkpoint, Progress
 from loopgate.reactors.lease import Lease
 from loopgate.service import Service
-from loopgate.store.codec import RecordedEvent
 
 log = structlog.get_logger(__name__)
 

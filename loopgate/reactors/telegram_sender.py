@@ -43,6 +43,7 @@ from aiogram.exceptions import (
 from loopgate.domain import request as request_domain
 from loopgate.events import (
     DeliveryFailed,
+    RecordedEvent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
@@ -51,7 +52,6 @@ from loopgate.events import (
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
-from loopgate.store.codec import RecordedEvent
 from loopgate.telegram.desk import OperatorDesk
 
 log = structlog.get_logger(__name__)

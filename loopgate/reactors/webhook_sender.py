@@ -37,6 +37,7 @@ from loopgate.errors import ConcurrencyError
 from loopgate.events import (
     Event,
     Meta,
+    RecordedEvent,
     RequestCancelled,
     RequestExpired,
     ResponseReceived,
@@ -46,7 +47,6 @@ from loopgate.events import (
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
 from loopgate.service import Service
-from loopgate.store.codec import RecordedEvent
 from loopgate.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

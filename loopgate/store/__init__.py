@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from loopgate.config import database_kind, sqlite_path
+from loopgate.events import RecordedEvent
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 from loopgate.store.postgres import PostgresStore
 from loopgate.store.sqlite import SqliteStore
 

@@ -29,11 +29,10 @@ from typing import Any, Protocol
 import msgspec
 
 from loopgate.errors import ConcurrencyError, LoopgateError
-from loopgate.events import Event, Meta, event_type
+from loopgate.events import Event, Meta, RecordedEvent, event_type
 from loopgate.projections import Statement, batch_statements
 from loopgate.store.codec import (
     GENESIS_HASH,
-    RecordedEvent,
     Row,
     decode_row,
     encode_event,

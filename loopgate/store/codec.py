@@ -21,26 +21,9 @@ from typing import Any
 import msgspec
 
 from loopgate.errors import CorruptEvent
-from loopgate.events import EVENT_TYPES, Event, Meta, event_type
+from loopgate.events import EVENT_TYPES, Event, Meta, RecordedEvent
 
 GENESIS_HASH = "0" * 64
-
-
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An event as stored: its place in the log, its stream and its chain link."""
-
-    position: int
-    stream: str
-    version: int
-    event: Event
-    meta: Meta
-    recorded_at: datetime
-    prev_hash: str
-    hash: str
-
-    @property
-    def type(self) -> str:
-        return event_type(self.event)
 
 
 class Row(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,7 @@ import msgspec
 import structlog
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
+from loopgate.events import RecordedEvent
 from loopgate.projections import PROJECTIONS, Statement, batch_statements, grouped
 from loopgate.store.base import (
     BatchPlan,
@@ -39,7 +40,7 @@ from loopgate.store.base import (
     recorded,
     replay,
 )
-from loopgate.store.codec import RecordedEvent, Row, decode_row, row_of
+from loopgate.store.codec import Row, decode_row, row_of
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
 from loopgate.store.scratch import ScratchTables
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiosqlite
 
 from loopgate.errors import ConcurrencyError, StoreUnavailable
+from loopgate.events import RecordedEvent
 from loopgate.projections import PROJECTIONS, Statement, batch_statements, grouped
 from loopgate.store.base import (
     BatchPlan,
@@ -30,7 +31,7 @@ from loopgate.store.base import (
     recorded,
     replay,
 )
-from loopgate.store.codec import RecordedEvent, Row, decode_row, row_of
+from loopgate.store.codec import Row, decode_row, row_of
 from loopgate.store.migrations import SCHEMA_MIGRATIONS, migrations_for
 
 EXTERNAL_CHECK_SECONDS = 0.25

@@ -21,6 +21,7 @@ from loopgate.events import (
     AnswerRefused,
     DeliveryFailed,
     Event,
+    RecordedEvent,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
@@ -31,7 +32,6 @@ from loopgate.events import (
     WebhookFailed,
 )
 from loopgate.service import Actor, Service
-from loopgate.store.codec import RecordedEvent
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.responses import json_response

@@ -30,10 +30,9 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from loopgate.errors import ValidationFailed
-from loopgate.events import EVENT_TYPES, RequestCreated
+from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated
 from loopgate.service import Actor
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, SERVICE, STORE
 from loopgate.web.params import client_gone

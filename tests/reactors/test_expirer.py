@@ -20,6 +20,7 @@ from loopgate.errors import RequestClosed
 from loopgate.events import (
     Event,
     Meta,
+    RecordedEvent,
     RequestDelivered,
     RequestExpired,
     ResponseReceived,
@@ -29,7 +30,6 @@ from loopgate.reactors import expirer as expirer_module
 from loopgate.reactors.expirer import Expirer
 from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
-from loopgate.store.codec import RecordedEvent
 from loopgate.web.keys import EXPIRER
 
 Client = TestClient[Any, Any]

@@ -8,13 +8,13 @@ from loopgate.events import (
     Event,
     LoginFailed,
     Meta,
+    RecordedEvent,
     RequestCreated,
     RequestDelivered,
     ResponseReceived,
     UserLoggedIn,
 )
 from loopgate.projections import batch_statements, grouped, statements_for
-from loopgate.store.codec import RecordedEvent
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -14,9 +14,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from loopgate.events import AnyEvent, Event, Meta
+from loopgate.events import AnyEvent, Event, Meta, RecordedEvent
 from loopgate.projections import PROJECTIONS, Projection, statements_for
-from loopgate.store.codec import RecordedEvent
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 EVENT_CLASSES: tuple[type[Event], ...] = AnyEvent.__args__

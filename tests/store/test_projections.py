@@ -19,6 +19,7 @@ from loopgate.events import (
     Event,
     Meta,
     Option,
+    RecordedEvent,
     RequestDelivered,
     RequestExpired,
     ResponseReceived,
@@ -27,7 +28,6 @@ from loopgate.events import (
 )
 from loopgate.projections import requests as requests_projection
 from loopgate.store import PostgresStore, SqliteStore
-from loopgate.store.codec import RecordedEvent
 from loopgate.store.postgres import numbered
 
 Store = SqliteStore | PostgresStore

@@ -16,9 +16,9 @@ import pytest
 
 from loopgate.config import sqlite_path
 from loopgate.errors import ConcurrencyError, CorruptEvent
-from loopgate.events import Meta, RequestCreated, SessionRegistered
+from loopgate.events import Meta, RecordedEvent, RequestCreated, SessionRegistered
 from loopgate.store import PostgresStore, SqliteStore
-from loopgate.store.codec import GENESIS_HASH, RecordedEvent, row_hash
+from loopgate.store.codec import GENESIS_HASH, row_hash
 from loopgate.store.postgres import LISTENER_NAME
 
 Store = SqliteStore | PostgresStore
