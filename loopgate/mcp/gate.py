@@ -17,7 +17,7 @@ from loopgate.errors import NotFound
 from loopgate.service import Actor, Service
 from loopgate.web.api import request_json, session_json
 from loopgate.web.hitl import create_request_from
-from loopgate.web.wire import CreateRequestBody, decode_body
+from loopgate.wire import CreateRequestBody, decode_body
 
 MCP_CLIENT_ID = "mcp"
 OPEN_STATUSES = ("pending", "delivered")

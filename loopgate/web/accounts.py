@@ -20,7 +20,7 @@ from loopgate.errors import Forbidden
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import ACCOUNTS, CONFIG, REQUEST_ID
 from loopgate.web.responses import json_response
-from loopgate.web.wire import Body, decode_body, read_body
+from loopgate.wire import Body, decode_body, read_body
 
 routes = web.RouteTableDef()
 

@@ -20,7 +20,7 @@ from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, decode_cursor, encode_cursor, wait_seconds
 from loopgate.web.responses import json_response
-from loopgate.web.wire import (
+from loopgate.wire import (
     AnswerBody,
     Body,
     CreateSessionBody,

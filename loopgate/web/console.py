@@ -80,7 +80,7 @@ from loopgate.web.keys import (
     SERVICE,
     STORE,
 )
-from loopgate.web.wire import AnswerBody
+from loopgate.wire import AnswerBody
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,7 @@ from loopgate.web.console_pages import (
 )
 from loopgate.web.keys import ACCOUNTS, SERVICE
 from loopgate.web.params import decode_cursor, encode_cursor
-from loopgate.web.wire import CreateSessionBody, SessionRef
+from loopgate.wire import CreateSessionBody, SessionRef
 
 routes = web.RouteTableDef()
 

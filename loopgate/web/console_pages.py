@@ -17,7 +17,7 @@ from loopgate import __version__
 from loopgate.web.auth import actor_of
 from loopgate.web.console_session import csrf_token
 from loopgate.web.keys import ACCOUNTS, CONSOLE_SESSION
-from loopgate.web.wire import decode_body
+from loopgate.wire import decode_body
 
 T = TypeVar("T", bound=msgspec.Struct)
 

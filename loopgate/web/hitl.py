@@ -19,7 +19,7 @@ from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, required, wait_seconds
 from loopgate.web.responses import json_response
-from loopgate.web.wire import (
+from loopgate.wire import (
     CreateRequestBody,
     RegisterSessionBody,
     RequestRef,

@@ -28,7 +28,7 @@ from loopgate.config import Config, telegram_mode
 from loopgate.errors import BadRequest, Unauthorized
 from loopgate.telegram.runtime import TelegramRuntime
 from loopgate.web.keys import TELEGRAM
-from loopgate.web.wire import decode_body
+from loopgate.wire import decode_body
 
 log = structlog.get_logger(__name__)
 

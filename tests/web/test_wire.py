@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from loopgate.errors import InvalidJSON, LoopgateError, ValidationFailed
 from loopgate.events import Option
 from loopgate.web.errors import error_middleware
-from loopgate.web.wire import (
+from loopgate.wire import (
     MAX_MESSAGE_CHARS,
     MAX_METADATA_BYTES,
     MAX_OPTION_CHARS,
