@@ -1,4 +1,4 @@
-"""The request bodies of the HTTP API, and :func:`read_body`, which decodes them.
+"""The request bodies of the API (REST and MCP alike), and :func:`decode_body`, which decodes them.
 
 Each body is a frozen ``msgspec.Struct``. Limits are declared on the types
 (``msgspec.Meta``); rules that span fields, or that msgspec cannot express, live
@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 from urllib.parse import urlsplit
 
 import msgspec
-from aiohttp import web
 
 from loopgate.errors import InvalidJSON, ValidationFailed
 from loopgate.events import OnTimeout, Option, RequestType
@@ -183,16 +182,6 @@ class AnswerBody(Body, frozen=True, kw_only=True):
         _no_nul("text", self.text)
         if self.text is not None and not self.text.strip():
             raise ValueError("text: must not be blank")
-
-
-async def read_body(request: web.Request, shape: type[T]) -> T:
-    """Read the request's body and decode it as JSON into ``shape``.
-
-    The Content-Type header is not checked (curl users forget it). A body over
-    ``client_max_size`` raises aiohttp's 413, which the error middleware renders.
-    Raises :class:`InvalidJSON` or :class:`ValidationFailed` otherwise.
-    """
-    return decode_body(await request.read(), shape)
 
 
 def decode_body(raw: bytes, shape: type[T]) -> T:

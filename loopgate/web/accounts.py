@@ -19,8 +19,9 @@ from loopgate.domain.account import MAX_LABEL_CHARS
 from loopgate.errors import Forbidden
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import ACCOUNTS, CONFIG, REQUEST_ID
+from loopgate.web.params import read_body
 from loopgate.web.responses import json_response
-from loopgate.wire import Body, decode_body, read_body
+from loopgate.wire import Body, decode_body
 
 routes = web.RouteTableDef()
 

@@ -18,14 +18,13 @@ from loopgate.service import RequestView, SessionView
 from loopgate.web.auth import actor_of
 from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import SERVICE
-from loopgate.web.params import client_gone, decode_cursor, encode_cursor, wait_seconds
+from loopgate.web.params import client_gone, decode_cursor, encode_cursor, read_body, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
     AnswerBody,
     Body,
     CreateSessionBody,
     decode_body,
-    read_body,
 )
 
 routes = web.RouteTableDef()

@@ -17,14 +17,13 @@ from aiohttp import web
 from loopgate.service import Actor, RequestView, Service
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
-from loopgate.web.params import client_gone, required, wait_seconds
+from loopgate.web.params import client_gone, read_body, required, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
     CreateRequestBody,
     RegisterSessionBody,
     RequestRef,
     SessionRef,
-    read_body,
 )
 
 routes = web.RouteTableDef()

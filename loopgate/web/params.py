@@ -1,4 +1,4 @@
-"""Query-string parameters shared by the HTTP surfaces."""
+"""Query-string parameters and JSON bodies, read the same way by every HTTP surface."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import base64
 import binascii
 import math
 from datetime import datetime
+from typing import TypeVar
 
+import msgspec
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
 from loopgate.service import RequestView
 from loopgate.web.keys import CONFIG
+from loopgate.wire import decode_body
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 def required(request: web.Request, name: str) -> str:
@@ -55,3 +60,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created_at), request_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationFailed("cursor: not a cursor this API returned") from exc
+
+
+async def read_body(request: web.Request, shape: type[T]) -> T:
+    """Read the request's body and decode it as JSON into ``shape``.
+
+    The Content-Type header is not checked (curl users forget it). A body over
+    ``client_max_size`` raises aiohttp's 413, which the error middleware renders.
+    Raises :class:`InvalidJSON` or :class:`ValidationFailed` otherwise.
+    """
+    return decode_body(await request.read(), shape)
