@@ -16,7 +16,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -30,15 +30,14 @@ from loopgate.events import (
     OnTimeout,
     Option,
     RecordedEvent,
-    RequestCreated,
     RequestType,
 )
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
+from loopgate.views import RequestView, SessionView, new_request_view, request_view
 from loopgate.webhooks import check_callback_url
 
 APPEND_ATTEMPTS = 5
-FINAL_STATUSES = ("answered", "cancelled", "expired")
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -64,82 +63,6 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SYSTEM = Actor(id="system")
-
-
-class SessionView(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
-    client_id: str
-    telegram_id: int | None
-    tenant: str
-    active: bool
-    registered_at: datetime
-    deactivated_at: datetime | None
-    version: int
-    callback_url: str | None = None
-
-
-class RequestView(msgspec.Struct, frozen=True, kw_only=True):
-    """A request as the ``requests`` projection has it."""
-
-    request_id: str
-    session_id: str
-    client_id: str
-    tenant: str
-    message: str
-    request_type: RequestType
-    options: tuple[Option, ...]
-    allow_text: bool
-    metadata: dict[str, Any]
-    timeout_seconds: int
-    on_timeout: OnTimeout
-    callback_url: str | None
-    idempotency_key: str | None
-    status: Literal["pending", "delivered", "answered", "cancelled", "expired"]
-    approved: bool | None
-    response_option: str | None
-    response_text: str | None
-    responder: str | None
-    channel: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    delivered_at: datetime | None
-    decided_at: datetime | None
-    version: int
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def response(self) -> str | None:
-        """The human's answer: the chosen option's label, else the free text."""
-        return self.response_option if self.response_option is not None else self.response_text
-
-
-def _request_view(row: dict[str, Any]) -> RequestView:
-    row = dict(row)
-    row["options"] = msgspec.json.decode(row["options"], type=tuple[Option, ...])
-    row["metadata"] = msgspec.json.decode(row["metadata"])
-    return msgspec.convert(row, RequestView, strict=False)
-
-
-def _new_request_view(record: RecordedEvent) -> RequestView:
-    """The view of a request just created, from its event: no read-back needed."""
-    created = record.event
-    assert isinstance(created, RequestCreated)
-    return RequestView(
-        **msgspec.structs.asdict(created),
-        tenant=record.meta.tenant,
-        status="pending",
-        approved=None,
-        response_option=None,
-        response_text=None,
-        responder=None,
-        channel=None,
-        delivered_at=None,
-        decided_at=None,
-        version=record.version,
-    )
 
 
 class Service:
@@ -313,7 +236,7 @@ class Service:
             if earlier is None:
                 raise
             return earlier, False
-        return _new_request_view(created), True
+        return new_request_view(created), True
 
     async def _idempotent_repeat(
         self, command: request_domain.CreateRequest, actor: Actor
@@ -350,7 +273,7 @@ class Service:
         rows = await self.store.fetch("SELECT * FROM requests WHERE request_id = ?", (request_id,))
         if not rows or rows[0]["tenant"] != actor.tenant:  # see get_session
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
-        return _request_view(rows[0])
+        return request_view(rows[0])
 
     async def list_requests(
         self,
@@ -398,7 +321,7 @@ class Service:
             f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
             (*params, limit),
         )
-        return [_request_view(row) for row in rows]
+        return [request_view(row) for row in rows]
 
     async def answer(
         self,
@@ -444,7 +367,7 @@ class Service:
         rows = await self.store.fetch("SELECT * FROM requests WHERE request_id = ?", (request_id,))
         if not rows:
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
-        return _request_view(rows[0])
+        return request_view(rows[0])
 
     async def session_callback_url(self, session_id: str) -> str | None:
         """The session's default webhook, for its requests that name none."""
@@ -537,7 +460,7 @@ class Service:
             " ORDER BY r.created_at, r.request_id LIMIT ?",
             (telegram_user_id, limit),
         )
-        return [_request_view(row) for row in rows]
+        return [request_view(row) for row in rows]
 
     async def wait_for_decision(
         self,

@@ -29,15 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from loopgate.errors import ConcurrencyError, DomainError
 from loopgate.events import Meta, WebhookSecretRotated
 from loopgate.store.base import EventStore
-
-if TYPE_CHECKING:  # the service checks callback URLs with this module: no runtime import
-    from loopgate.service import RequestView
+from loopgate.views import RequestView, decided_by, outcome_of
 
 DELIVERY_HEADER = "Loopgate-Delivery-Id"
 SIGNATURE_HEADER = "Loopgate-Signature"
@@ -67,8 +65,6 @@ def delivery_id(request_id: str) -> str:
 
 def payload(view: RequestView) -> dict[str, Any]:
     """The JSON body POSTed to ``callback_url`` once ``view`` is decided."""
-    from loopgate.web.api import decided_by, outcome_of  # the API's words, not a copy
-
     return {
         "type": f"request.{view.status}",
         "request_id": view.request_id,

@@ -15,7 +15,7 @@ import msgspec
 from loopgate.client import LoopgateClient, LoopgateClientError
 from loopgate.errors import NotFound
 from loopgate.service import Actor, Service
-from loopgate.web.api import request_json, session_json
+from loopgate.views import request_json, session_json
 from loopgate.web.hitl import create_request_from
 from loopgate.wire import CreateRequestBody, decode_body
 

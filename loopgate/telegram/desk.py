@@ -16,9 +16,10 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
-from loopgate.service import RequestView, Service
+from loopgate.service import Service
 from loopgate.telegram.callbacks import CallbackSigner
 from loopgate.telegram.render import keyboard, outcome_text, request_text
+from loopgate.views import RequestView
 
 log = structlog.get_logger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
-from loopgate.service import RequestView
 from loopgate.telegram.callbacks import CallbackSigner
+from loopgate.views import RequestView
 
 # Telegram allows 4096 characters after entity parsing; these limits keep the
 # visible text under it: 2500 + 10 x (30 + 60 + 5) + ids, deadline and outcome.

@@ -1,20 +1,15 @@
 """Loopgate's own API, versioned under ``/v1``: sessions, requests, answers.
 
-Beyond the reference's routes, a request here says how it was decided:
-``outcome`` (approved, rejected, answered, expired, cancelled) and
-``decided_by`` (``{kind: human|policy|agent, id, channel}``), so a timeout is
-never mistaken for a human's decision.
+Beyond the reference's routes, a request here says how it was decided
+(``outcome`` and ``decided_by``: its JSON is :func:`loopgate.views.request_json`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
-from loopgate.service import RequestView, SessionView
+from loopgate.views import request_json, session_json
 from loopgate.web.auth import actor_of
 from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import SERVICE
@@ -38,72 +33,6 @@ class CancelBody(Body, frozen=True, kw_only=True):
 
 STATUSES = ("pending", "delivered", "answered", "cancelled", "expired")
 MAX_PAGE = 200
-
-
-def outcome_of(view: RequestView) -> str | None:
-    match view.status:
-        case "answered" if view.response_option is None:
-            return "answered"
-        case "answered":
-            return "approved" if view.approved else "rejected"
-        case "expired" | "cancelled":
-            return view.status
-        case _:
-            return None
-
-
-def decided_by(view: RequestView) -> dict[str, Any] | None:
-    match view.status:
-        case "answered":
-            return {"kind": "human", "id": view.responder, "channel": view.channel}
-        case "expired":
-            return {"kind": "policy", "id": f"on_timeout:{view.on_timeout}", "channel": "system"}
-        case "cancelled":
-            return {"kind": "agent", "id": view.responder, "channel": "api"}
-        case _:
-            return None
-
-
-def request_json(view: RequestView) -> dict[str, Any]:
-    return {
-        "request_id": view.request_id,
-        "session_id": view.session_id,
-        "client_id": view.client_id,
-        "message": view.message,
-        "request_type": view.request_type,
-        "options": [{"label": o.label, "approves": o.approves} for o in view.options],
-        "allow_text": view.allow_text,
-        "metadata": view.metadata,
-        "timeout_seconds": view.timeout_seconds,
-        "on_timeout": view.on_timeout,
-        "callback_url": view.callback_url,
-        "status": view.status,
-        "completed": view.final,
-        "approved": view.approved,
-        "response": view.response,
-        "outcome": outcome_of(view),
-        "decided_by": decided_by(view),
-        "created_at": _iso(view.created_at),
-        "expires_at": _iso(view.expires_at),
-        "delivered_at": _iso(view.delivered_at),
-        "decided_at": _iso(view.decided_at),
-    }
-
-
-def session_json(view: SessionView) -> dict[str, Any]:
-    return {
-        "session_id": view.session_id,
-        "client_id": view.client_id,
-        "telegram_id": view.telegram_id,
-        "callback_url": view.callback_url,
-        "active": view.active,
-        "registered_at": _iso(view.registered_at),
-        "deactivated_at": _iso(view.deactivated_at),
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 @routes.post("/v1/sessions")

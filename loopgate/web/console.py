@@ -44,9 +44,8 @@ from loopgate.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from loopgate.service import RequestView
+from loopgate.views import RequestView, decided_by, outcome_of
 from loopgate.web import console_admin, stream
-from loopgate.web.api import decided_by, outcome_of
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
 from loopgate.web.console_pages import (

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from loopgate.service import Actor, RequestView, Service
+from loopgate.service import Actor, Service
+from loopgate.views import RequestView
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.params import client_gone, read_body, required, wait_seconds

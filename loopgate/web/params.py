@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
-from loopgate.service import RequestView
+from loopgate.views import RequestView
 from loopgate.web.keys import CONFIG
 from loopgate.wire import decode_body
 

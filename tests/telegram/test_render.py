@@ -11,9 +11,9 @@ import pytest
 from aiogram.types import ForceReply, InlineKeyboardMarkup
 
 from loopgate.events import Option
-from loopgate.service import RequestView
 from loopgate.telegram.callbacks import CallbackSigner
 from loopgate.telegram.render import escape, keyboard, outcome_text, request_text
+from loopgate.views import RequestView
 
 REQUEST_ID = "7c09e0a4-3f1b-4c5d-9e8f-0123456789ab"
 CREATED = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -1,0 +1,164 @@
+"""What a request and a session look like to every reader.
+
+:class:`RequestView` and :class:`SessionView` are the ``requests`` and
+``sessions`` projections' rows as structs. :func:`request_json` is a request's
+public JSON (the ``/v1`` API's, and what MCP, webhooks, Telegram, the console
+and the Python client read), with the two words that say how it was decided:
+``outcome`` (approved, rejected, answered, expired, cancelled) and
+``decided_by`` (``{kind: human|policy|agent, id, channel}``), so a timeout is
+never mistaken for a human's decision. One module, so every surface says the
+same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from loopgate.events import OnTimeout, Option, RecordedEvent, RequestCreated, RequestType
+
+FINAL_STATUSES = ("answered", "cancelled", "expired")
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    client_id: str
+    telegram_id: int | None
+    tenant: str
+    active: bool
+    registered_at: datetime
+    deactivated_at: datetime | None
+    version: int
+    callback_url: str | None = None
+
+
+class RequestView(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the ``requests`` projection has it."""
+
+    request_id: str
+    session_id: str
+    client_id: str
+    tenant: str
+    message: str
+    request_type: RequestType
+    options: tuple[Option, ...]
+    allow_text: bool
+    metadata: dict[str, Any]
+    timeout_seconds: int
+    on_timeout: OnTimeout
+    callback_url: str | None
+    idempotency_key: str | None
+    status: Literal["pending", "delivered", "answered", "cancelled", "expired"]
+    approved: bool | None
+    response_option: str | None
+    response_text: str | None
+    responder: str | None
+    channel: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    delivered_at: datetime | None
+    decided_at: datetime | None
+    version: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def response(self) -> str | None:
+        """The human's answer: the chosen option's label, else the free text."""
+        return self.response_option if self.response_option is not None else self.response_text
+
+
+def request_view(row: dict[str, Any]) -> RequestView:
+    row = dict(row)
+    row["options"] = msgspec.json.decode(row["options"], type=tuple[Option, ...])
+    row["metadata"] = msgspec.json.decode(row["metadata"])
+    return msgspec.convert(row, RequestView, strict=False)
+
+
+def new_request_view(record: RecordedEvent) -> RequestView:
+    """The view of a request just created, from its event: no read-back needed."""
+    created = record.event
+    assert isinstance(created, RequestCreated)
+    return RequestView(
+        **msgspec.structs.asdict(created),
+        tenant=record.meta.tenant,
+        status="pending",
+        approved=None,
+        response_option=None,
+        response_text=None,
+        responder=None,
+        channel=None,
+        delivered_at=None,
+        decided_at=None,
+        version=record.version,
+    )
+
+
+def outcome_of(view: RequestView) -> str | None:
+    match view.status:
+        case "answered" if view.response_option is None:
+            return "answered"
+        case "answered":
+            return "approved" if view.approved else "rejected"
+        case "expired" | "cancelled":
+            return view.status
+        case _:
+            return None
+
+
+def decided_by(view: RequestView) -> dict[str, Any] | None:
+    match view.status:
+        case "answered":
+            return {"kind": "human", "id": view.responder, "channel": view.channel}
+        case "expired":
+            return {"kind": "policy", "id": f"on_timeout:{view.on_timeout}", "channel": "system"}
+        case "cancelled":
+            return {"kind": "agent", "id": view.responder, "channel": "api"}
+        case _:
+            return None
+
+
+def request_json(view: RequestView) -> dict[str, Any]:
+    return {
+        "request_id": view.request_id,
+        "session_id": view.session_id,
+        "client_id": view.client_id,
+        "message": view.message,
+        "request_type": view.request_type,
+        "options": [{"label": o.label, "approves": o.approves} for o in view.options],
+        "allow_text": view.allow_text,
+        "metadata": view.metadata,
+        "timeout_seconds": view.timeout_seconds,
+        "on_timeout": view.on_timeout,
+        "callback_url": view.callback_url,
+        "status": view.status,
+        "completed": view.final,
+        "approved": view.approved,
+        "response": view.response,
+        "outcome": outcome_of(view),
+        "decided_by": decided_by(view),
+        "created_at": _iso(view.created_at),
+        "expires_at": _iso(view.expires_at),
+        "delivered_at": _iso(view.delivered_at),
+        "decided_at": _iso(view.decided_at),
+    }
+
+
+def session_json(view: SessionView) -> dict[str, Any]:
+    return {
+        "session_id": view.session_id,
+        "client_id": view.client_id,
+        "telegram_id": view.telegram_id,
+        "callback_url": view.callback_url,
+        "active": view.active,
+        "registered_at": _iso(view.registered_at),
+        "deactivated_at": _iso(view.deactivated_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
