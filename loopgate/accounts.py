@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 from passlib.context import CryptContext
 
+from loopgate.commands.requests import APPEND_ATTEMPTS, Actor, new_id, utcnow
 from loopgate.domain.account import (
     DEFAULT_LABEL,
     CreateApiKey,
@@ -58,7 +59,6 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.events import Meta
-from loopgate.service import APPEND_ATTEMPTS, Actor, new_id, utcnow
 from loopgate.store.base import EventStore
 from loopgate.tokens import issue_token, verify_token
 

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from loopgate.accounts import UserView
+from loopgate.commands.requests import Actor, new_id, utcnow
 from loopgate.domain import console as console_domain
 from loopgate.domain.console import ConsoleSession
 from loopgate.errors import ConcurrencyError
 from loopgate.events import Meta
-from loopgate.service import Actor, new_id, utcnow
 from loopgate.store.base import EventStore
 
 

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from loopgate.accounts import AccountService, password_context
+from loopgate.commands.requests import Actor
 from loopgate.config import sqlite_path
 from loopgate.domain.account import LOGIN_FAILURE_WINDOW
 from loopgate.errors import (
@@ -31,7 +32,6 @@ from loopgate.events import (
     UserLoggedIn,
     UserRegistered,
 )
-from loopgate.service import Actor
 from loopgate.store.base import EventStore
 from loopgate.tokens import verify_token
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from loopgate import service as service_module
+from loopgate.commands.requests import Actor, Service
 from loopgate.errors import AlreadyDecided, ConcurrencyError, Conflict, NotFound
 from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, ResponseReceived
 from loopgate.hub import Hub
-from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 
 ALICE = Actor(id="alice", tenant="a")

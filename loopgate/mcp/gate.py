@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import msgspec
 
 from loopgate.client import LoopgateClient, LoopgateClientError
+from loopgate.commands.requests import Actor, Service
 from loopgate.errors import NotFound
-from loopgate.service import Actor, Service
 from loopgate.views import request_json, session_json
 from loopgate.web.hitl import create_request_from
 from loopgate.wire import CreateRequestBody, decode_body

@@ -20,6 +20,7 @@ from datetime import datetime
 
 import structlog
 
+from loopgate.commands.requests import Service
 from loopgate.errors import DomainError, NotFound
 from loopgate.events import (
     RecordedEvent,
@@ -30,7 +31,6 @@ from loopgate.events import (
 )
 from loopgate.hub import Hub
 from loopgate.reactors.lease import AlwaysHeld, Lease
-from loopgate.service import Service
 
 log = structlog.get_logger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
+from loopgate.commands.requests import Service
 from loopgate.events import RecordedEvent
 from loopgate.reactors.checkpoint import Checkpoint, Progress
 from loopgate.reactors.lease import Lease
-from loopgate.service import Service
 
 log = structlog.get_logger(__name__)
 

@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from loopgate import __version__
+from loopgate.commands.requests import Service
 from loopgate.config import WebhooksConfig
 from loopgate.errors import ConcurrencyError
 from loopgate.events import (
@@ -46,7 +47,6 @@ from loopgate.events import (
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
-from loopgate.service import Service
 from loopgate.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

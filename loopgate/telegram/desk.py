@@ -15,8 +15,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
+from loopgate.commands.requests import Service
 from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
-from loopgate.service import Service
 from loopgate.telegram.callbacks import CallbackSigner
 from loopgate.telegram.render import keyboard, outcome_text, request_text
 from loopgate.views import RequestView

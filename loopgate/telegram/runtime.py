@@ -21,10 +21,10 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.token import TokenValidationError
 
+from loopgate.commands.requests import Service
 from loopgate.config import ConfigError, TelegramConfig, TelegramMode
 from loopgate.reactors.lease import Lease
 from loopgate.reactors.telegram_sender import TelegramSender
-from loopgate.service import Service
 from loopgate.telegram.callbacks import CallbackSigner
 from loopgate.telegram.desk import OperatorDesk
 from loopgate.telegram.handlers import build_router

@@ -22,13 +22,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts import AccountService
+from loopgate.commands.requests import Service, utcnow
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.reactors.webhook_sender import WebhookSender
-from loopgate.service import Service, utcnow
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks

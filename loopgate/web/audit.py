@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from loopgate.audit import ExportFilter, csv_rows, export_batches, ndjson, session_streams
+from loopgate.commands.requests import Actor, Service
 from loopgate.errors import ValidationFailed
 from loopgate.events import (
     EVENT_TYPES,
@@ -31,7 +32,6 @@ from loopgate.events import (
     WebhookDelivered,
     WebhookFailed,
 )
-from loopgate.service import Actor, Service
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE
 from loopgate.web.responses import json_response

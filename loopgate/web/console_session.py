@@ -36,9 +36,9 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from loopgate.commands.requests import Actor
 from loopgate.domain.console import ConsoleSession
 from loopgate.errors import Forbidden
-from loopgate.service import Actor
 from loopgate.web.keys import (
     ACCOUNTS,
     ACTOR,

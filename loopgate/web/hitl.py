@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopgate.service import Actor, Service
+from loopgate.commands.requests import Actor, Service
 from loopgate.views import RequestView
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import SERVICE

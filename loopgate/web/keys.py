@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from loopgate.accounts import AccountService
+from loopgate.commands.requests import Actor, Service
 from loopgate.config import Config
 from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.webhook_sender import WebhookSender
-from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 
 if TYPE_CHECKING:  # aiogram takes seconds to import; only a server with Telegram on pays that

@@ -29,9 +29,9 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from loopgate.commands.requests import Actor
 from loopgate.errors import ValidationFailed
 from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated
-from loopgate.service import Actor
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, SERVICE, STORE

@@ -23,9 +23,9 @@ import asyncpg
 import pytest
 from cli_server import TIMEOUT, clean_env
 
+from loopgate.commands.requests import Actor, Service
 from loopgate.config import sqlite_path
 from loopgate.hub import Hub
-from loopgate.service import Actor, Service
 from loopgate.store import open_store
 
 MESSAGE = 'Deploy, "now"\nto Zürich ✓'

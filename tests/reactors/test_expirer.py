@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from loopgate.commands.requests import Actor, Service
 from loopgate.errors import RequestClosed
 from loopgate.events import (
     Event,
@@ -28,7 +29,6 @@ from loopgate.events import (
 from loopgate.hub import Hub
 from loopgate.reactors import expirer as expirer_module
 from loopgate.reactors.expirer import Expirer
-from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 from loopgate.web.keys import EXPIRER
 

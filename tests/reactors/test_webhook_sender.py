@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from loopgate.commands.requests import Actor, Service
 from loopgate.config import Config, RequestsConfig, WebhooksConfig
 from loopgate.events import WebhookDelivered, WebhookFailed
 from loopgate.hub import Hub
 from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.reactors.webhook_sender import NAME, WebhookSender
-from loopgate.service import Actor, Service
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from loopgate.webhooks import (
