@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 from passlib.context import CryptContext
 
-from loopgate.commands.requests import APPEND_ATTEMPTS, Actor, new_id, utcnow
+from loopgate.commands.base import APPEND_ATTEMPTS, Actor, new_id, utcnow
 from loopgate.domain.account import (
     DEFAULT_LABEL,
     CreateApiKey,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from loopgate.accounts import UserView
-from loopgate.commands.requests import Actor, new_id, utcnow
+from loopgate.commands.base import Actor, new_id, utcnow
 from loopgate.domain import console as console_domain
 from loopgate.domain.console import ConsoleSession
 from loopgate.errors import ConcurrencyError

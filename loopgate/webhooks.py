@@ -1,4 +1,4 @@
-"""Outgoing webhooks: the payload, its signature, the tenant's secret and the SSRF guard.
+"""Outgoing webhooks: the payload, its signature and the tenant's secret.
 
 A decided request with a ``callback_url`` gets one POST (retried until it
 lands; see ``reactors/webhook_sender.py``) whose body is :func:`payload` and
@@ -12,27 +12,22 @@ whose headers are:
   the receiver's tolerance (:func:`verify_signature`, five minutes).
 
 Callback URLs are checked when a request is created and again before each
-POST (:func:`check_callback_url`): a host that resolves to a loopback,
-private, link-local, reserved, multicast or metadata address is refused, so
-a caller cannot make the server probe the network it runs in.
+POST (``loopgate/commands/callback_urls.py``), so a caller cannot make the
+server probe the network it runs in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from loopgate.errors import ConcurrencyError, DomainError
+from loopgate.errors import ConcurrencyError
 from loopgate.events import Meta, WebhookSecretRotated
 from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, outcome_of
@@ -40,19 +35,10 @@ from loopgate.views import RequestView, decided_by, outcome_of
 DELIVERY_HEADER = "Loopgate-Delivery-Id"
 SIGNATURE_HEADER = "Loopgate-Signature"
 TOLERANCE_SECONDS = 300
-RESOLVE_SECONDS = 5
 SECRET_PREFIX = "whsec_"
 # Delivery ids are uuid5s in this namespace: derived from the request id alone,
 # so every attempt, in any process, before and after a restart, carries the same.
 _DELIVERY_NAMESPACE = uuid.UUID("6f1c2a9e-3d4b-5c6d-8e7f-0a1b2c3d4e5f")
-# The cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS IPv6: fd00:ec2::254).
-_METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254"))
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class CallbackUrlRefused(DomainError):
-    code = "callback_url_not_allowed"
 
 
 class InvalidSignature(ValueError):
@@ -105,50 +91,6 @@ def verify_signature(
     expected = sign(body, secret, timestamp).rpartition("v1=")[2]
     if not hmac.compare_digest(expected, given):
         raise InvalidSignature("signature does not match the body")
-
-
-# --- the SSRF guard -----------------------------------------------------------
-
-
-def _refused_address(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    return (
-        address in _METADATA
-        or address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-        or not address.is_global  # e.g. 100.64.0.0/10, shared carrier-grade NAT space
-    )
-
-
-async def check_callback_url(url: str) -> None:
-    """Raise :class:`CallbackUrlRefused` unless every address of ``url``'s host is public."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        # Bounded: a resolver that hangs must not hang request creation with it.
-        async with asyncio.timeout(RESOLVE_SECONDS):
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-    except (socket.gaierror, UnicodeError) as exc:
-        raise CallbackUrlRefused(f"callback_url: host {host!r} does not resolve: {exc}") from None
-    except TimeoutError:
-        raise CallbackUrlRefused(
-            f"callback_url: host {host!r} did not resolve within {RESOLVE_SECONDS} s"
-        ) from None
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
-        if _refused_address(address):
-            raise CallbackUrlRefused(
-                f"callback_url: {host!r} resolves to {address}, a loopback, private or "
-                "reserved address (set webhooks.allow_private_networks to allow it)"
-            )
 
 
 # --- the tenant's secret ------------------------------------------------------

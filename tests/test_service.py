@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from loopgate import service as service_module
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import APPEND_ATTEMPTS, Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.errors import AlreadyDecided, ConcurrencyError, Conflict, NotFound
 from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, ResponseReceived
 from loopgate.hub import Hub
@@ -34,15 +35,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def service(store: EventStore, clock: Clock) -> AsyncIterator[Service]:
+async def service(store: EventStore, clock: Clock) -> AsyncIterator[Requests]:
     hub = Hub(store)
     await hub.start()
-    yield Service(store, hub, clock=clock)
+    yield Requests(store, hub, Sessions(store, clock=clock), clock=clock)
     await hub.stop()
 
 
-async def open_request(service: Service, actor: Actor = ALICE, **fields: Any) -> str:
-    await service.register_session("s1", "agent", None, actor)
+async def open_request(service: Requests, actor: Actor = ALICE, **fields: Any) -> str:
+    await service.sessions.register_session("s1", "agent", None, actor)
     view, created = await service.create_request(
         session_id="s1",
         client_id="agent",
@@ -89,7 +90,7 @@ class ConflictingAppends:
 
 
 async def test_a_conflicting_first_attempt_is_retried_into_one_decision(
-    store: EventStore, service: Service, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, service: Requests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request_id = await open_request(service)
     appends = ConflictingAppends(store, monkeypatch)
@@ -104,7 +105,7 @@ async def test_a_conflicting_first_attempt_is_retried_into_one_decision(
 
 
 async def test_losing_to_the_same_answer_is_a_no_op(
-    store: EventStore, service: Service, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, service: Requests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A replayed Telegram update racing the first delivery of the same answer.
     request_id = await open_request(service)
@@ -138,7 +139,7 @@ async def test_losing_to_the_same_answer_is_a_no_op(
 
 
 async def test_losing_to_another_answer_is_already_decided(
-    store: EventStore, service: Service, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, service: Requests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request_id = await open_request(service)
     appends = ConflictingAppends(store, monkeypatch)
@@ -160,21 +161,21 @@ async def test_losing_to_another_answer_is_already_decided(
 
 
 async def test_endless_conflicts_give_up_with_the_concurrency_error(
-    store: EventStore, service: Service, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, service: Requests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request_id = await open_request(service)
     appends = ConflictingAppends(store, monkeypatch)
-    appends.stream, appends.times = f"request-{request_id}", service_module.APPEND_ATTEMPTS
+    appends.stream, appends.times = f"request-{request_id}", APPEND_ATTEMPTS
 
     with pytest.raises(ConcurrencyError):
         await service.answer(request_id, option="Approve", channel="api", actor=ALICE)
 
-    assert appends.calls == service_module.APPEND_ATTEMPTS
+    assert appends.calls == APPEND_ATTEMPTS
     assert (await service.get_request(request_id, ALICE)).status == "pending"
 
 
 async def test_concurrent_answers_make_exactly_one_decision(
-    store: EventStore, service: Service
+    store: EventStore, service: Requests
 ) -> None:
     request_id = await open_request(service)
     results = await asyncio.gather(
@@ -197,7 +198,7 @@ async def test_concurrent_answers_make_exactly_one_decision(
 
 
 async def test_another_tenant_cannot_see_or_touch_a_request_or_session(
-    store: EventStore, service: Service
+    store: EventStore, service: Requests
 ) -> None:
     request_id = await open_request(service, ALICE)
 
@@ -216,9 +217,9 @@ async def test_another_tenant_cannot_see_or_touch_a_request_or_session(
     assert await service.list_requests(BOB) == []
 
     session_commands: list[Callable[[], Awaitable[object]]] = [
-        lambda: service.get_session("s1", BOB),
-        lambda: service.deactivate_session("s1", BOB),
-        lambda: service.register_session("s1", "agent", None, BOB),
+        lambda: service.sessions.get_session("s1", BOB),
+        lambda: service.sessions.deactivate_session("s1", BOB),
+        lambda: service.sessions.register_session("s1", "agent", None, BOB),
         lambda: service.create_request(
             session_id="s1", client_id="agent", message="Mine?", request_type="input", actor=BOB
         ),
@@ -231,12 +232,12 @@ async def test_another_tenant_cannot_see_or_touch_a_request_or_session(
     # Nothing of tenant "a" changed, and nothing was written for "b".
     view = await service.get_request(request_id, ALICE)
     assert (view.status, view.version) == ("pending", 1)
-    assert (await service.get_session("s1", ALICE)).active
+    assert (await service.sessions.get_session("s1", ALICE)).active
     assert all(r.meta.tenant == "a" for r in await store.read_all())
 
 
 async def test_an_idempotent_repeat_returns_the_same_request(
-    store: EventStore, service: Service, clock: Clock
+    store: EventStore, service: Requests, clock: Clock
 ) -> None:
     first_id = await open_request(service, idempotency_key="deploy-42", metadata={"pr": 42})
     clock.now += timedelta(seconds=5)
@@ -259,7 +260,7 @@ async def test_an_idempotent_repeat_returns_the_same_request(
 
 
 async def test_the_same_key_with_another_body_is_a_conflict(
-    store: EventStore, service: Service
+    store: EventStore, service: Requests
 ) -> None:
     await open_request(service, idempotency_key="deploy-42")
     with pytest.raises(Conflict) as caught:
@@ -274,9 +275,9 @@ async def test_the_same_key_with_another_body_is_a_conflict(
     assert caught.value.code == "idempotency_conflict"
 
 
-async def test_idempotency_keys_are_per_tenant(store: EventStore, service: Service) -> None:
+async def test_idempotency_keys_are_per_tenant(store: EventStore, service: Requests) -> None:
     ours = await open_request(service, ALICE, idempotency_key="k")
-    await service.register_session("s2", "agent", None, BOB)
+    await service.sessions.register_session("s2", "agent", None, BOB)
     theirs, created = await service.create_request(
         session_id="s2",
         client_id="agent",
@@ -290,9 +291,9 @@ async def test_idempotency_keys_are_per_tenant(store: EventStore, service: Servi
 
 
 async def test_concurrent_creates_with_one_key_make_one_request(
-    store: EventStore, service: Service
+    store: EventStore, service: Requests
 ) -> None:
-    await service.register_session("s1", "agent", None, ALICE)
+    await service.sessions.register_session("s1", "agent", None, ALICE)
     results = await asyncio.gather(
         *(
             service.create_request(
@@ -312,9 +313,11 @@ async def test_concurrent_creates_with_one_key_make_one_request(
     assert len(created_events) == 1
 
 
-async def test_a_repeated_registration_changes_nothing(store: EventStore, service: Service) -> None:
-    first, changed = await service.register_session("s1", "agent", 7, ALICE)
-    again, changed_again = await service.register_session("s1", "agent", 7, ALICE)
+async def test_a_repeated_registration_changes_nothing(
+    store: EventStore, service: Requests
+) -> None:
+    first, changed = await service.sessions.register_session("s1", "agent", 7, ALICE)
+    again, changed_again = await service.sessions.register_session("s1", "agent", 7, ALICE)
     assert (changed, changed_again) == (True, False)
     assert again == first
     assert len(await store.read_stream("session-s1")) == 1
@@ -323,7 +326,9 @@ async def test_a_repeated_registration_changes_nothing(store: EventStore, servic
 async def test_the_default_timeout_comes_from_the_service(store: EventStore) -> None:
     hub = Hub(store)
     clock = Clock()
-    service = Service(store, hub, default_timeout_seconds=90, clock=clock)
+    service = Requests(
+        store, hub, Sessions(store, clock=clock), default_timeout_seconds=90, clock=clock
+    )
     request_id = await open_request(service)
     view = await service.get_request(request_id, ALICE)
     assert view.timeout_seconds == 90
@@ -332,7 +337,7 @@ async def test_the_default_timeout_comes_from_the_service(store: EventStore) -> 
     assert (await service.get_request(never, ALICE)).expires_at is None
 
 
-async def test_reads_right_after_concurrent_writes_see_them(service: Service) -> None:
+async def test_reads_right_after_concurrent_writes_see_them(service: Requests) -> None:
     # Under load, a read sharing the SQLite reader connection with other reads
     # once kept an old snapshot open and missed the commit it followed.
     request_ids = await asyncio.gather(*(open_request(service) for _ in range(64)))
@@ -344,7 +349,7 @@ async def test_reads_right_after_concurrent_writes_see_them(service: Service) ->
     assert {v.status for v in answered} == {"answered"}
 
 
-async def test_lists_requests_created_within_a_time_range(service: Service, clock: Clock) -> None:
+async def test_lists_requests_created_within_a_time_range(service: Requests, clock: Clock) -> None:
     early = await open_request(service)
     clock.now += timedelta(hours=1)
     middle = await open_request(service)
@@ -363,7 +368,7 @@ async def test_lists_requests_created_within_a_time_range(service: Service, cloc
 
 
 async def test_lists_a_queue_soonest_expiry_first_with_the_never_expiring_last(
-    service: Service, clock: Clock
+    service: Requests, clock: Clock
 ) -> None:
     never = await open_request(service, timeout_seconds=0)
     slow = await open_request(service, timeout_seconds=3600)
@@ -375,18 +380,18 @@ async def test_lists_a_queue_soonest_expiry_first_with_the_never_expiring_last(
         await service.list_requests(ALICE, soonest_expiry_first=True, after=(clock.now, soon))
 
 
-async def test_lists_the_tenants_sessions_active_first(service: Service, clock: Clock) -> None:
-    await service.register_session("old", "agent", None, ALICE)
+async def test_lists_the_tenants_sessions_active_first(service: Requests, clock: Clock) -> None:
+    await service.sessions.register_session("old", "agent", None, ALICE)
     clock.now += timedelta(minutes=1)
-    await service.register_session("gone", "agent", 7, ALICE)
-    await service.deactivate_session("gone", ALICE)
+    await service.sessions.register_session("gone", "agent", 7, ALICE)
+    await service.sessions.deactivate_session("gone", ALICE)
     clock.now += timedelta(minutes=1)
-    await service.register_session("new", "agent", None, ALICE)
-    await service.register_session("bobs", "agent", None, BOB)
-    listed = await service.list_sessions(ALICE)
+    await service.sessions.register_session("new", "agent", None, ALICE)
+    await service.sessions.register_session("bobs", "agent", None, BOB)
+    listed = await service.sessions.list_sessions(ALICE)
     assert [(s.session_id, s.active) for s in listed] == [
         ("new", True),
         ("old", True),
         ("gone", False),
     ]
-    assert [s.session_id for s in await service.list_sessions(BOB)] == ["bobs"]
+    assert [s.session_id for s in await service.sessions.list_sessions(BOB)] == ["bobs"]

@@ -6,12 +6,10 @@ import ipaddress
 
 import pytest
 
+from loopgate.commands.callback_urls import CallbackUrlRefused, _refused_address, check_callback_url
 from loopgate.webhooks import (
     SIGNATURE_HEADER,
-    CallbackUrlRefused,
     InvalidSignature,
-    _refused_address,
-    check_callback_url,
     delivery_id,
     sign,
     verify_signature,

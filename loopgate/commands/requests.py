@@ -1,177 +1,66 @@
-"""The command handlers: what every surface (HTTP, MCP, Telegram, console) calls.
+"""Request commands: create, answer, cancel, expire, record deliveries, and wait.
 
-Each command reads its stream, folds it, asks the pure decider for events and
-appends them with the version it read. A stale version means someone else
-appended in between; the handler re-reads and decides again, and the decider
-then says what the second writer gets (a no-op, or ``AlreadyDecided``). That
-is how "first answer wins" holds across processes.
+Every surface (REST, MCP, Telegram, the console) calls these. Each command
+goes through :func:`loopgate.commands.base.execute` (decide on the stream's
+state, append with the version read, retry on a conflict), which is how
+"first answer wins" holds across processes.
 
-Reads come from the projections, which the append updated in its own
-transaction, so a read right after a command sees it.
+Reads come from the ``requests`` projection, which the append updated in its
+own transaction, so a read right after a command sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 import msgspec
 
+from loopgate.commands.base import SYSTEM, Actor, execute, new_id, utcnow
+from loopgate.commands.callback_urls import check_callback_url
+from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.domain import session as session_domain
-from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
-from loopgate.events import (
-    Channel,
-    Event,
-    Meta,
-    OnTimeout,
-    Option,
-    RecordedEvent,
-    RequestType,
-)
+from loopgate.errors import ConcurrencyError, Conflict, NotFound
+from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
-from loopgate.views import RequestView, SessionView, new_request_view, request_view
-from loopgate.webhooks import check_callback_url
-
-APPEND_ATTEMPTS = 5
-
-S = TypeVar("S")
-C = TypeVar("C")
+from loopgate.views import RequestView, new_request_view, request_view
+from loopgate.wire import CreateRequestBody
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is acting, for whom, under which HTTP request."""
-
-    id: str = "anonymous"
-    tenant: str = "local"
-    correlation_id: str | None = None
-
-    def meta(self) -> Meta:
-        return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)
-
-
-SYSTEM = Actor(id="system")
-
-
-class Service:
-    """Loopgate's use cases, over one store and one hub."""
+class Requests:
+    """The requests agents ask and humans decide, over one store and one hub."""
 
     def __init__(
         self,
         store: EventStore,
         hub: Hub,
+        sessions: Sessions,
         *,
         default_timeout_seconds: int = 300,
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
         allow_private_callbacks: bool = False,
     ) -> None:
-        self.store = store
+        self.store, self.hub, self.sessions = store, hub, sessions
         self.allow_private_callbacks = allow_private_callbacks
-        self.hub = hub
         self.default_timeout_seconds = default_timeout_seconds
         self.clock = clock
         self.ids = ids
 
-    async def _execute(
-        self,
-        stream: str,
-        fold: Callable[[Iterable[Event]], S],
-        decide: Callable[[C, S], list[Event]],
-        command: C,
-        actor: Actor,
-    ) -> list[RecordedEvent]:
-        """Decide on the stream's current state and append; retry on a stale version."""
-        for attempt in range(APPEND_ATTEMPTS):
-            history = await self.store.read_stream(stream)
-            _check_tenant(history, actor, stream)
-            events = decide(command, fold(r.event for r in history))
-            if not events:
-                return []
-            try:
-                return await self.store.append(
-                    stream, history[-1].version if history else 0, events, actor.meta()
-                )
-            except ConcurrencyError:
-                if attempt == APPEND_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
-
     async def _on_request(
         self, command: request_domain.Command, actor: Actor
     ) -> list[RecordedEvent]:
-        return await self._execute(
+        return await execute(
+            self.store,
             f"request-{command.request_id}",
             request_domain.fold,
             request_domain.decide,
             command,
             actor,
         )
-
-    # --- sessions -------------------------------------------------------------
-
-    async def register_session(
-        self,
-        session_id: str,
-        client_id: str,
-        telegram_id: int | None,
-        actor: Actor,
-        *,
-        callback_url: str | None = None,
-    ) -> tuple[SessionView, bool]:
-        """Register (or idempotently re-register) a session; True if anything changed.
-
-        ``callback_url`` becomes the default webhook of the session's requests.
-        """
-        if callback_url is not None and not self.allow_private_callbacks:
-            await check_callback_url(callback_url)
-        command = session_domain.RegisterSession(
-            session_id=session_id,
-            client_id=client_id,
-            telegram_id=telegram_id,
-            callback_url=callback_url,
-            now=self.clock(),
-        )
-        appended = await self._execute(
-            f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
-        )
-        return await self.get_session(session_id, actor), bool(appended)
-
-    async def deactivate_session(self, session_id: str, actor: Actor) -> SessionView:
-        command = session_domain.DeactivateSession(session_id=session_id, now=self.clock())
-        await self._execute(
-            f"session-{session_id}", session_domain.fold, session_domain.decide, command, actor
-        )
-        return await self.get_session(session_id, actor)
-
-    async def get_session(self, session_id: str, actor: Actor) -> SessionView:
-        # By primary key alone: "AND tenant = ?" lets Postgres pick a generic
-        # plan on the tenant index that scans a tenant's every row.
-        rows = await self.store.fetch("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
-        if not rows or rows[0]["tenant"] != actor.tenant:
-            raise NotFound(f"session {session_id!r} not found", code="session_not_found")
-        return msgspec.convert(rows[0], SessionView, strict=False)
-
-    async def list_sessions(self, actor: Actor, *, limit: int = 500) -> list[SessionView]:
-        """The tenant's sessions, active ones first, then the most recently registered."""
-        rows = await self.store.fetch(
-            "SELECT * FROM sessions WHERE tenant = ?"
-            " ORDER BY active DESC, registered_at DESC, session_id LIMIT ?",
-            (actor.tenant, limit),
-        )
-        return msgspec.convert(rows, list[SessionView], strict=False)
 
     # --- requests -------------------------------------------------------------
 
@@ -217,11 +106,7 @@ class Service:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
                 return earlier, False
-        session_history = await self.store.read_stream(f"session-{session_id}")
-        _check_tenant(session_history, actor, f"session-{session_id}")
-        session_domain.ensure_active(
-            session_domain.fold(r.event for r in session_history), session_id
-        )
+        await self.sessions.ensure_active(session_id, actor)
         if callback_url is not None and not self.allow_private_callbacks:
             await check_callback_url(callback_url)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
@@ -237,6 +122,25 @@ class Service:
                 raise
             return earlier, False
         return new_request_view(created), True
+
+    async def create_from_body(
+        self, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
+    ) -> tuple[RequestView, bool]:
+        """Create a request from a decoded API body (REST or MCP); True if it is new."""
+        return await self.create_request(
+            session_id=body.session_id,
+            client_id=body.client_id,
+            message=body.message,
+            request_type=body.resolved_request_type(),
+            options=body.option_list(),
+            allow_text=bool(body.allow_text),
+            metadata=body.metadata,
+            timeout_seconds=body.timeout_seconds,
+            on_timeout=body.on_timeout,
+            callback_url=body.callback_url,
+            idempotency_key=idempotency_key,
+            actor=actor,
+        )
 
     async def _idempotent_repeat(
         self, command: request_domain.CreateRequest, actor: Actor
@@ -354,7 +258,7 @@ class Service:
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
         command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
-        return await self._on_request(command, Actor(id="system", tenant=tenant))
+        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
 
     # --- operator channels --------------------------------------------------------
 
@@ -369,50 +273,18 @@ class Service:
             raise NotFound(f"request {request_id!r} not found", code="request_not_found")
         return request_view(rows[0])
 
-    async def session_callback_url(self, session_id: str) -> str | None:
-        """The session's default webhook, for its requests that name none."""
-        rows = await self.store.fetch(
-            "SELECT callback_url FROM sessions WHERE session_id = ?", (session_id,)
+    async def refuse_answer(
+        self, request_id: str, *, responder: str, channel: Channel, reason: str, tenant: str
+    ) -> None:
+        """Record that ``responder`` tried to answer and may not; the request is unchanged."""
+        command = request_domain.RefuseAnswer(
+            request_id=request_id,
+            responder=responder,
+            channel=channel,
+            reason=reason,
+            now=self.clock(),
         )
-        return rows[0]["callback_url"] if rows else None
-
-    async def telegram_operator(self, session_id: str) -> int | None:
-        """The Telegram id of the session's operator (also their private chat), if any."""
-        rows = await self.store.fetch(
-            "SELECT telegram_id FROM sessions WHERE session_id = ?", (session_id,)
-        )
-        return rows[0]["telegram_id"] if rows else None
-
-    async def answer_as_telegram_user(
-        self,
-        request_id: str,
-        telegram_user_id: int,
-        *,
-        option: str | None = None,
-        text: str | None = None,
-    ) -> RequestView:
-        """Answer for a Telegram user, who must be the operator of the request's session.
-
-        Anyone else's attempt is recorded as ``AnswerRefused`` and raised as
-        ``Forbidden`` (``not_operator``); the request is left as it was.
-        """
-        view = await self.find_request(request_id)
-        actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
-        if await self.telegram_operator(view.session_id) != telegram_user_id:
-            command = request_domain.RefuseAnswer(
-                request_id=request_id,
-                responder=actor.id,
-                channel="telegram",
-                reason="not the session's operator",
-                now=self.clock(),
-            )
-            await self._on_request(command, actor)
-            raise Forbidden(
-                "only the operator of this request's session may answer it", code="not_operator"
-            )
-        return await self.answer(
-            request_id, option=option, text=text, channel="telegram", actor=actor
-        )
+        await self._on_request(command, Actor(id=responder, tenant=tenant))
 
     async def mark_delivered(
         self,
@@ -435,7 +307,7 @@ class Service:
             shown_options=shown_options,
             now=self.clock(),
         )
-        return await self._on_request(command, Actor(id="system", tenant=tenant))
+        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
 
     async def record_delivery_failure(
         self, request_id: str, tenant: str, *, channel: Channel, error: str, attempts: int
@@ -448,19 +320,7 @@ class Service:
             attempts=attempts,
             now=self.clock(),
         )
-        return await self._on_request(command, Actor(id="system", tenant=tenant))
-
-    async def open_requests_for_telegram_user(
-        self, telegram_user_id: int, limit: int = 20
-    ) -> list[RequestView]:
-        """Open requests of every session this Telegram user operates, oldest first."""
-        rows = await self.store.fetch(
-            "SELECT r.* FROM requests r JOIN sessions s ON s.session_id = r.session_id"
-            " WHERE s.telegram_id = ? AND r.status IN ('pending', 'delivered')"
-            " ORDER BY r.created_at, r.request_id LIMIT ?",
-            (telegram_user_id, limit),
-        )
-        return [request_view(row) for row in rows]
+        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
 
     async def wait_for_decision(
         self,
@@ -491,10 +351,3 @@ class Service:
                 changed.clear()
                 view = await self.get_request(request_id, actor)
         return view
-
-
-def _check_tenant(history: list[RecordedEvent], actor: Actor, stream: str) -> None:
-    # Another tenant's stream looks exactly like a missing one.
-    if history and history[0].meta.tenant != actor.tenant:
-        kind = stream.split("-", 1)[0]
-        raise NotFound(f"{kind} {stream.split('-', 1)[1]!r} not found", code=f"{kind}_not_found")

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import msgspec
 
 from loopgate.client import LoopgateClient, LoopgateClientError
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.errors import NotFound
 from loopgate.views import request_json, session_json
-from loopgate.web.hitl import create_request_from
 from loopgate.wire import CreateRequestBody, decode_body
 
 MCP_CLIENT_ID = "mcp"
@@ -56,21 +57,24 @@ class Gate(Protocol):
 
 
 class LocalGate:
-    """The server's own service, acting for the caller the HTTP layer resolved."""
+    """The server's own command handlers, acting for the caller the HTTP layer resolved."""
 
-    def __init__(self, service: Service, actor: Actor, default_session: str) -> None:
-        self.service, self.actor, self.default_session = service, actor, default_session
+    def __init__(
+        self, requests: Requests, sessions: Sessions, actor: Actor, default_session: str
+    ) -> None:
+        self.requests, self.sessions = requests, sessions
+        self.actor, self.default_session = actor, default_session
 
     async def ensure_session(self, session_id: str) -> None:
         try:
-            await self.service.get_session(session_id, self.actor)
+            await self.sessions.get_session(session_id, self.actor)
         except NotFound:
-            await self.service.register_session(session_id, MCP_CLIENT_ID, None, self.actor)
+            await self.sessions.register_session(session_id, MCP_CLIENT_ID, None, self.actor)
 
     async def register_session(
         self, session_id: str, client_id: str, telegram_id: int | None
     ) -> dict[str, Any]:
-        view, _ = await self.service.register_session(
+        view, _ = await self.sessions.register_session(
             session_id, client_id, telegram_id, self.actor
         )
         return session_json(view)
@@ -78,20 +82,18 @@ class LocalGate:
     async def create_request(self, body: dict[str, Any]) -> dict[str, Any]:
         # Through the REST body's decoder: the same checks and the same error messages.
         parsed = decode_body(msgspec.json.encode(body), CreateRequestBody)
-        view, _ = await create_request_from(
-            self.service, parsed, self.actor, parsed.idempotency_key
-        )
+        view, _ = await self.requests.create_from_body(parsed, self.actor, parsed.idempotency_key)
         return request_json(view)
 
     async def get_request(self, request_id: str, wait_seconds: float) -> dict[str, Any]:
-        view = await self.service.wait_for_decision(request_id, self.actor, wait_seconds)
+        view = await self.requests.wait_for_decision(request_id, self.actor, wait_seconds)
         return request_json(view)
 
     async def cancel_request(self, request_id: str, reason: str | None) -> dict[str, Any]:
-        return request_json(await self.service.cancel(request_id, reason, self.actor))
+        return request_json(await self.requests.cancel(request_id, reason, self.actor))
 
     async def list_open(self, session_id: str | None, limit: int) -> list[dict[str, Any]]:
-        views = await self.service.list_requests(
+        views = await self.requests.list_requests(
             self.actor, statuses=OPEN_STATUSES, session_id=session_id, limit=limit
         )
         return [request_json(view) for view in views]

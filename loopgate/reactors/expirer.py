@@ -20,7 +20,7 @@ from datetime import datetime
 
 import structlog
 
-from loopgate.commands.requests import Service
+from loopgate.commands.requests import Requests
 from loopgate.errors import DomainError, NotFound
 from loopgate.events import (
     RecordedEvent,
@@ -38,8 +38,8 @@ RETRY_SECONDS = 1.0
 
 
 class Expirer:
-    def __init__(self, service: Service, hub: Hub, lease: Lease | None = None) -> None:
-        self._service = service
+    def __init__(self, requests: Requests, hub: Hub, lease: Lease | None = None) -> None:
+        self._requests = requests
         self._hub = hub
         self._lease: Lease = lease if lease is not None else AlwaysHeld()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -55,7 +55,7 @@ class Expirer:
 
     async def _rearm(self) -> None:
         """Arm every open request (the lease was just acquired); hub events are already armed."""
-        rows = await self._service.store.fetch(
+        rows = await self._requests.store.fetch(
             "SELECT request_id, tenant, expires_at FROM requests"
             " WHERE status IN ('pending', 'delivered') AND expires_at IS NOT NULL",
         )
@@ -93,7 +93,7 @@ class Expirer:
         """Set a timer for ``request_id``; a no-op unless this process holds the lease."""
         if not self._lease.held:
             return
-        delay = max(0.0, (expires_at - self._service.clock()).total_seconds())
+        delay = max(0.0, (expires_at - self._requests.clock()).total_seconds())
         self.disarm(request_id)
         loop = asyncio.get_running_loop()
         self._timers[request_id] = loop.call_later(
@@ -124,7 +124,7 @@ class Expirer:
 
     async def _expire(self, request_id: str, tenant: str, expires_at: datetime) -> None:
         try:
-            expired = await self._service.expire(request_id, tenant)
+            expired = await self._requests.expire(request_id, tenant)
         except DomainError as exc:
             if exc.code == "not_due":  # the timer fired a hair early; try again on time
                 self.arm(request_id, tenant, expires_at)

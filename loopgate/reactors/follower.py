@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from loopgate.commands.requests import Service
 from loopgate.events import RecordedEvent
 from loopgate.reactors.checkpoint import Checkpoint, Progress
 from loopgate.reactors.lease import Lease
+from loopgate.store.base import EventStore
 
 log = structlog.get_logger(__name__)
 
@@ -33,10 +34,10 @@ class LogFollower:
 
     name = "follower"
 
-    def __init__(self, service: Service, lease: Lease) -> None:
-        self._service = service
+    def __init__(self, store: EventStore, clock: Callable[[], datetime], lease: Lease) -> None:
+        self._store, self._clock = store, clock
         self._lease = lease
-        self._checkpoint = Checkpoint(service.store, self.name)
+        self._checkpoint = Checkpoint(store, self.name)
         self._follower: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress: Progress | None = None
@@ -61,7 +62,7 @@ class LogFollower:
             return
         try:
             # Work cancelled just now stays in flight, so the next start redoes it.
-            await self._checkpoint.save(progress.safe, self._service.clock())
+            await self._checkpoint.save(progress.safe, self._clock())
         except Exception as exc:
             # E.g. the store was closed first: the next start resumes from the
             # last periodic save and redoes a little more, which is harmless.
@@ -87,8 +88,8 @@ class LogFollower:
         if after is None:
             # First run on this store: events from before this reactor was set
             # up are not acted on now, possibly days late.
-            after = await self._service.store.head()
-            await self._checkpoint.save(after, self._service.clock())
+            after = await self._store.head()
+            await self._checkpoint.save(after, self._clock())
         self._progress = Progress(after)
         self._follower = asyncio.create_task(self._follow(self._progress), name=self.name)
         log.info(f"{self.name} following the log", after=after)
@@ -96,7 +97,7 @@ class LogFollower:
     async def _follow(self, progress: Progress) -> None:
         saver = asyncio.create_task(self._save_periodically(progress))
         try:
-            async for record in self._service.store.subscribe(progress.safe):
+            async for record in self._store.subscribe(progress.safe):
                 work = self.work_for(record)
                 if work is not None:
                     self._spawn(progress, record, work)
@@ -111,7 +112,7 @@ class LogFollower:
             if progress.safe != saved:
                 saved = progress.safe
                 try:
-                    await self._checkpoint.save(saved, self._service.clock())
+                    await self._checkpoint.save(saved, self._clock())
                 except Exception as exc:
                     log.warning(f"{self.name} checkpoint not saved", error=str(exc))
 

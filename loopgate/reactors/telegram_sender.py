@@ -87,7 +87,7 @@ class TelegramSender(LogFollower):
         attempts: int = 5,
         retry_seconds: float = 2.0,
     ) -> None:
-        super().__init__(desk.service, lease)
+        super().__init__(desk.store, desk.requests.clock, lease)
         self._desk = desk
         self._attempts = attempts
         self._retry_seconds = retry_seconds
@@ -136,10 +136,10 @@ class TelegramSender(LogFollower):
     async def _deliver(self, record: RecordedEvent) -> None:
         created = record.event
         assert isinstance(created, RequestCreated)
-        chat_id = await self._service.telegram_operator(created.session_id)
+        chat_id = await self._desk.sessions.telegram_operator(created.session_id)
         if chat_id is None or not await self._still_to_deliver(created.request_id):
             return
-        view = await self._service.find_request(created.request_id)
+        view = await self._desk.requests.find_request(created.request_id)
         try:
             message = await self._retrying(
                 lambda: self._desk.send_request(chat_id, view),
@@ -154,7 +154,7 @@ class TelegramSender(LogFollower):
                 attempts=gave_up.attempts,
                 error=str(gave_up.error),
             )
-            await self._service.record_delivery_failure(
+            await self._desk.requests.record_delivery_failure(
                 created.request_id,
                 record.meta.tenant,
                 channel="telegram",
@@ -167,7 +167,7 @@ class TelegramSender(LogFollower):
 
     async def _still_to_deliver(self, request_id: str) -> bool:
         """False once the request is decided, shown on Telegram, or given up on."""
-        history = [r.event for r in await self._service.store.read_stream(f"request-{request_id}")]
+        history = [r.event for r in await self._store.read_stream(f"request-{request_id}")]
         if request_domain.is_terminal(request_domain.fold(history)):
             return False
         return not any(
@@ -179,7 +179,7 @@ class TelegramSender(LogFollower):
         messages = await self._desk.messages_of(request_id)
         if not messages:
             return
-        view = await self._service.find_request(request_id)
+        view = await self._desk.requests.find_request(request_id)
         for chat_id, message_id in messages:
             try:
                 await self._retrying(

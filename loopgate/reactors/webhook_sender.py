@@ -32,7 +32,9 @@ import msgspec
 import structlog
 
 from loopgate import __version__
-from loopgate.commands.requests import Service
+from loopgate.commands.callback_urls import CallbackUrlRefused, check_callback_url
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import WebhooksConfig
 from loopgate.errors import ConcurrencyError
 from loopgate.events import (
@@ -50,9 +52,7 @@ from loopgate.reactors.lease import Lease
 from loopgate.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
-    CallbackUrlRefused,
     WebhookSecrets,
-    check_callback_url,
     delivery_id,
     payload,
     sign,
@@ -75,10 +75,13 @@ class Failure(msgspec.Struct, frozen=True):
 class WebhookSender(LogFollower):
     name = NAME
 
-    def __init__(self, service: Service, lease: Lease, settings: WebhooksConfig) -> None:
-        super().__init__(service, lease)
+    def __init__(
+        self, requests: Requests, sessions: Sessions, lease: Lease, settings: WebhooksConfig
+    ) -> None:
+        super().__init__(requests.store, requests.clock, lease)
+        self._requests, self._sessions = requests, sessions
         self._settings = settings
-        self._secrets = WebhookSecrets(service.store, service.clock)
+        self._secrets = WebhookSecrets(requests.store, requests.clock)
         self._posting = asyncio.Semaphore(CONCURRENT_POSTS)
         self._http: aiohttp.ClientSession | None = None
 
@@ -105,8 +108,8 @@ class WebhookSender(LogFollower):
         return float(min(wait, self._settings.max_retry_seconds))
 
     async def _deliver(self, request_id: str, decided: RecordedEvent) -> None:
-        view = await self._service.find_request(request_id)
-        url = view.callback_url or await self._service.session_callback_url(view.session_id)
+        view = await self._requests.find_request(request_id)
+        url = view.callback_url or await self._sessions.session_callback_url(view.session_id)
         if url is None:
             return
         stream = f"request-{request_id}"
@@ -114,7 +117,7 @@ class WebhookSender(LogFollower):
         deadline = decided.recorded_at + timedelta(seconds=self._settings.max_age_seconds)
         tenant = decided.meta.tenant
         while True:
-            history = await self._service.store.read_stream(stream)
+            history = await self._store.read_stream(stream)
             failures = [r.event for r in history if isinstance(r.event, WebhookFailed)]
             if any(
                 isinstance(r.event, WebhookDelivered)
@@ -123,11 +126,11 @@ class WebhookSender(LogFollower):
             ):
                 return  # done before a restart, or by the previous lease holder
             if failures:
-                waited = (self._service.clock() - failures[-1].failed_at).total_seconds()
+                waited = (self._clock() - failures[-1].failed_at).total_seconds()
                 await asyncio.sleep(max(0.0, self._backoff(len(failures)) - waited))
             attempt = len(failures) + 1
             outcome = await self._attempt(url, body, request_id, tenant)
-            now = self._service.clock()
+            now = self._clock()
             event: Event
             if isinstance(outcome, int):
                 event = WebhookDelivered(
@@ -172,7 +175,7 @@ class WebhookSender(LogFollower):
             "Content-Type": "application/json",
             "User-Agent": f"loopgate-webhooks/{__version__}",
             DELIVERY_HEADER: delivery_id(request_id),
-            SIGNATURE_HEADER: sign(body, secret, int(self._service.clock().timestamp())),
+            SIGNATURE_HEADER: sign(body, secret, int(self._clock().timestamp())),
         }
         if self._http is None:
             self._http = aiohttp.ClientSession()
@@ -198,14 +201,14 @@ class WebhookSender(LogFollower):
     ) -> None:
         """Append ``event`` after whatever the stream holds now (no new decision can be there)."""
         for attempt in range(RECORD_ATTEMPTS):
-            history = await self._service.store.read_stream(stream)
+            history = await self._store.read_stream(stream)
             if any(
                 isinstance(r.event, type(event)) and r.event.attempt == event.attempt
                 for r in history
             ):
                 return  # recorded by an overlapping lease holder
             try:
-                await self._service.store.append(stream, history[-1].version, [event], meta)
+                await self._store.append(stream, history[-1].version, [event], meta)
                 return
             except ConcurrencyError:
                 if attempt == RECORD_ATTEMPTS - 1:

@@ -15,11 +15,13 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
-from loopgate.commands.requests import Service
-from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
+from loopgate.commands.base import Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
+from loopgate.errors import AlreadyDecided, Forbidden, RequestClosed, StoreUnavailable
 from loopgate.telegram.callbacks import CallbackSigner
 from loopgate.telegram.render import keyboard, outcome_text, request_text
-from loopgate.views import RequestView
+from loopgate.views import RequestView, request_view
 
 log = structlog.get_logger(__name__)
 
@@ -29,8 +31,52 @@ _RECORD_RETRY_SECONDS = 0.5
 
 
 class OperatorDesk:
-    def __init__(self, service: Service, bot: Bot, signer: CallbackSigner) -> None:
-        self.service, self.bot, self.signer = service, bot, signer
+    def __init__(
+        self, requests: Requests, sessions: Sessions, bot: Bot, signer: CallbackSigner
+    ) -> None:
+        self.requests, self.sessions = requests, sessions
+        self.store = requests.store
+        self.bot, self.signer = bot, signer
+
+    async def answer_as(
+        self,
+        request_id: str,
+        telegram_user_id: int,
+        *,
+        option: str | None = None,
+        text: str | None = None,
+    ) -> RequestView:
+        """Answer for a Telegram user, who must be the operator of the request's session.
+
+        Anyone else's attempt is recorded as ``AnswerRefused`` and raised as
+        ``Forbidden`` (``not_operator``); the request is left as it was.
+        """
+        view = await self.requests.find_request(request_id)
+        actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
+        if await self.sessions.telegram_operator(view.session_id) != telegram_user_id:
+            await self.requests.refuse_answer(
+                request_id,
+                responder=actor.id,
+                channel="telegram",
+                reason="not the session's operator",
+                tenant=view.tenant,
+            )
+            raise Forbidden(
+                "only the operator of this request's session may answer it", code="not_operator"
+            )
+        return await self.requests.answer(
+            request_id, option=option, text=text, channel="telegram", actor=actor
+        )
+
+    async def open_requests_of(self, telegram_user_id: int, limit: int = 20) -> list[RequestView]:
+        """Open requests of every session this Telegram user operates, oldest first."""
+        rows = await self.store.fetch(
+            "SELECT r.* FROM requests r JOIN sessions s ON s.session_id = r.session_id"
+            " WHERE s.telegram_id = ? AND r.status IN ('pending', 'delivered')"
+            " ORDER BY r.created_at, r.request_id LIMIT ?",
+            (telegram_user_id, limit),
+        )
+        return [request_view(row) for row in rows]
 
     async def send_request(self, chat_id: int, view: RequestView) -> Message:
         """Post the question with its buttons; Telegram errors propagate to the caller."""
@@ -45,7 +91,7 @@ class OperatorDesk:
         """Append ``RequestDelivered``; if the request was decided meanwhile, show that instead."""
         for attempt in range(1, _RECORD_ATTEMPTS + 1):
             try:
-                await self.service.mark_delivered(
+                await self.requests.mark_delivered(
                     view.request_id,
                     view.tenant,
                     channel="telegram",
@@ -57,7 +103,7 @@ class OperatorDesk:
                 )
                 return
             except (AlreadyDecided, RequestClosed):
-                decided = await self.service.find_request(view.request_id)
+                decided = await self.requests.find_request(view.request_id)
                 await self.show_outcome(message.chat.id, message.message_id, decided)
                 return
             except StoreUnavailable as exc:
@@ -103,7 +149,7 @@ class OperatorDesk:
 
     async def messages_of(self, request_id: str) -> list[tuple[int, int]]:
         """The (chat id, message id) of every message that shows ``request_id``."""
-        rows = await self.service.store.fetch(
+        rows = await self.store.fetch(
             "SELECT chat_id, message_id FROM telegram_messages WHERE request_id = ?"
             " ORDER BY delivered_at",
             (request_id,),
@@ -112,7 +158,7 @@ class OperatorDesk:
 
     async def request_of_message(self, chat_id: int, message_id: int) -> str | None:
         """The request a message shows, if it shows one."""
-        rows = await self.service.store.fetch(
+        rows = await self.store.fetch(
             "SELECT request_id FROM telegram_messages WHERE chat_id = ? AND message_id = ?",
             (chat_id, message_id),
         )

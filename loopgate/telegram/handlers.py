@@ -73,7 +73,7 @@ async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
         await query.answer(INVALID_BUTTON, show_alert=True)
         return
     try:
-        view = await desk.service.find_request(request_id)
+        view = await desk.requests.find_request(request_id)
     except NotFound as exc:
         await query.answer(explain(exc, None), show_alert=True)
         return
@@ -82,7 +82,7 @@ async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
         return
     label = view.options[index].label
     try:
-        await desk.service.answer_as_telegram_user(request_id, query.from_user.id, option=label)
+        await desk.answer_as(request_id, query.from_user.id, option=label)
     except (DomainError, Forbidden, NotFound) as exc:
         await _refused(query, desk, exc, request_id)
         return
@@ -93,7 +93,7 @@ async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
 async def _refused(
     query: CallbackQuery, desk: OperatorDesk, error: LoopgateError, request_id: str
 ) -> None:
-    view = await desk.service.find_request(request_id)
+    view = await desk.requests.find_request(request_id)
     await query.answer(explain(error, view), show_alert=True)
     if view.final and isinstance(error, DomainError) and query.message:
         # A press on a stale message: make the message say how it ended.
@@ -113,19 +113,19 @@ async def on_reply(message: Message, desk: OperatorDesk) -> None:
     if request_id is None:
         await message.reply("That message is not a request, so your reply answers nothing.")
         return
-    view = await desk.service.find_request(request_id)
+    view = await desk.requests.find_request(request_id)
     # Typing a button's label is the same as tapping it.
     typed = message.text.strip().casefold()
     option = next((o.label for o in view.options if o.label.strip().casefold() == typed), None)
     try:
-        answered = await desk.service.answer_as_telegram_user(
+        answered = await desk.answer_as(
             request_id,
             message.from_user.id,
             option=option,
             text=None if option is not None else message.text,
         )
     except (DomainError, Forbidden, NotFound) as exc:
-        await message.reply(explain(exc, await desk.service.find_request(request_id)))
+        await message.reply(explain(exc, await desk.requests.find_request(request_id)))
         return
     log.info("telegram answer", request_id=request_id, user_id=message.from_user.id, text=True)
     verdict = "approved" if answered.approved else "rejected"
@@ -150,9 +150,7 @@ async def on_start(message: Message) -> None:
 async def on_pending(message: Message, desk: OperatorDesk) -> None:
     if message.from_user is None:
         return
-    views = await desk.service.open_requests_for_telegram_user(
-        message.from_user.id, limit=PENDING_SHOWN + 1
-    )
+    views = await desk.open_requests_of(message.from_user.id, limit=PENDING_SHOWN + 1)
     if not views:
         await message.answer("Nothing is waiting for you. 🎉")
         return
@@ -166,11 +164,11 @@ async def on_pending(message: Message, desk: OperatorDesk) -> None:
 async def on_status(message: Message, desk: OperatorDesk) -> None:
     if message.from_user is None:
         return
-    rows = await desk.service.store.fetch(
+    rows = await desk.store.fetch(
         "SELECT COUNT(*) AS sessions FROM sessions WHERE telegram_id = ? AND active = TRUE",
         (message.from_user.id,),
     )
-    views = await desk.service.open_requests_for_telegram_user(message.from_user.id, limit=1000)
+    views = await desk.open_requests_of(message.from_user.id, limit=1000)
     lines = [
         "Loopgate is running.",
         f"Active sessions you operate: {rows[0]['sessions']}",

@@ -21,7 +21,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.token import TokenValidationError
 
-from loopgate.commands.requests import Service
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import ConfigError, TelegramConfig, TelegramMode
 from loopgate.reactors.lease import Lease
 from loopgate.reactors.telegram_sender import TelegramSender
@@ -57,10 +58,11 @@ class TelegramRuntime:
         self.sender: TelegramSender | None = None
         self._setup: asyncio.Task[None] | None = None
 
-    async def start(self, service: Service, lease: Lease) -> None:
-        desk = OperatorDesk(service, self.bot, CallbackSigner.for_bot_token(self.config.bot_token))
+    async def start(self, requests: Requests, sessions: Sessions, lease: Lease) -> None:
+        signer = CallbackSigner.for_bot_token(self.config.bot_token)
+        desk = OperatorDesk(requests, sessions, self.bot, signer)
         self.dispatcher["desk"] = desk
-        self.dispatcher.update.outer_middleware(UpdateInbox(service.store, service.clock))
+        self.dispatcher.update.outer_middleware(UpdateInbox(requests.store, requests.clock))
         self.sender = TelegramSender(
             desk,
             lease,

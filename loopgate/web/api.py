@@ -12,7 +12,7 @@ from loopgate.errors import ValidationFailed
 from loopgate.views import request_json, session_json
 from loopgate.web.auth import actor_of
 from loopgate.web.hitl import create_from_body
-from loopgate.web.keys import SERVICE
+from loopgate.web.keys import REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, decode_cursor, encode_cursor, read_body, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
@@ -38,7 +38,7 @@ MAX_PAGE = 200
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
     body = await read_body(request, CreateSessionBody)
-    session, changed = await request.app[SERVICE].register_session(
+    session, changed = await request.app[SESSIONS].register_session(
         body.session_id,
         body.client_id,
         body.telegram_id,
@@ -50,7 +50,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 @routes.get("/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
-    session = await request.app[SERVICE].get_session(
+    session = await request.app[SESSIONS].get_session(
         request.match_info["session_id"], actor_of(request)
     )
     return json_response(session_json(session))
@@ -64,7 +64,7 @@ async def create_request(request: web.Request) -> web.Response:
 
 @routes.get("/v1/requests/{request_id}")
 async def get_request(request: web.Request) -> web.Response:
-    view = await request.app[SERVICE].wait_for_decision(
+    view = await request.app[REQUESTS].wait_for_decision(
         request.match_info["request_id"],
         actor_of(request),
         wait_seconds(request),
@@ -86,7 +86,7 @@ async def list_requests(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed(f"limit: expected an integer from 1 to {MAX_PAGE}")
     cursor = request.query.get("cursor")
-    views = await request.app[SERVICE].list_requests(
+    views = await request.app[REQUESTS].list_requests(
         actor_of(request),
         statuses=statuses,
         session_id=request.query.get("session_id") or None,
@@ -101,7 +101,7 @@ async def list_requests(request: web.Request) -> web.Response:
 async def cancel_request(request: web.Request) -> web.Response:
     raw = await request.read()
     reason = decode_body(raw, CancelBody).reason if raw.strip() else None
-    view = await request.app[SERVICE].cancel(
+    view = await request.app[REQUESTS].cancel(
         request.match_info["request_id"], reason, actor_of(request)
     )
     return json_response(request_json(view))
@@ -110,7 +110,7 @@ async def cancel_request(request: web.Request) -> web.Response:
 @routes.post("/v1/requests/{request_id}/response")
 async def answer_request(request: web.Request) -> web.Response:
     body = await read_body(request, AnswerBody)
-    view = await request.app[SERVICE].answer(
+    view = await request.app[REQUESTS].answer(
         request.match_info["request_id"],
         option=body.option,
         text=body.text,

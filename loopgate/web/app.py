@@ -22,7 +22,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts import AccountService
-from loopgate.commands.requests import Service, utcnow
+from loopgate.commands.base import utcnow
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
@@ -40,7 +42,8 @@ from loopgate.web.keys import (
     EXPIRER,
     HUB,
     REQUEST_ID,
-    SERVICE,
+    REQUESTS,
+    SESSIONS,
     STORE,
     TELEGRAM,
     WEBHOOKS,
@@ -154,11 +157,14 @@ async def _runtime_context(
     config, store = app[CONFIG], app[STORE]
     hub = Hub(store)
     await hub.start()
-    service = Service(
+    private_ok = config.webhooks.allow_private_networks
+    sessions = Sessions(store, allow_private_callbacks=private_ok)
+    requests = Requests(
         store,
         hub,
+        sessions,
         default_timeout_seconds=config.requests.default_timeout_seconds,
-        allow_private_callbacks=config.webhooks.allow_private_networks,
+        allow_private_callbacks=private_ok,
     )
     app[ACCOUNTS] = AccountService(
         store,
@@ -166,14 +172,16 @@ async def _runtime_context(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         clock=clock or utcnow,
     )
-    expirer = Expirer(service, hub, lease_for(store))
+    expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
-    webhooks = WebhookSender(service, lease_for(store, "webhooks", WEBHOOK_LEASE), config.webhooks)
+    webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
+    webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks)
     await webhooks.start()
-    app[HUB], app[SERVICE], app[EXPIRER], app[WEBHOOKS] = hub, service, expirer, webhooks
+    app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
+    app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
-        await bot.start(service, lease_for(store, "telegram", TELEGRAM_LEASE))
+        await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE))
     else:
         log.info("telegram off", reason="no telegram.bot_token or telegram.mode = off")
     yield

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from loopgate.audit import ExportFilter, csv_rows, export_batches, ndjson, session_streams
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor
 from loopgate.errors import ValidationFailed
 from loopgate.events import (
     EVENT_TYPES,
@@ -33,7 +33,7 @@ from loopgate.events import (
     WebhookFailed,
 )
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import SERVICE
+from loopgate.web.keys import REQUESTS, STORE
 from loopgate.web.responses import json_response
 
 routes = web.RouteTableDef()
@@ -62,12 +62,12 @@ def _types(request: web.Request) -> frozenset[str] | None:
     return types or None
 
 
-async def _streams(request: web.Request, service: Service, actor: Actor) -> frozenset[str] | None:
+async def _streams(request: web.Request, actor: Actor) -> frozenset[str] | None:
     """The streams ``session_id`` and ``request_id`` narrow the export to (None: all)."""
     streams: frozenset[str] | None = None
     session_id = request.query.get("session_id", "").strip()
     if session_id:
-        streams = await session_streams(service.store, session_id, actor.tenant)
+        streams = await session_streams(request.app[STORE], session_id, actor.tenant)
     request_id = request.query.get("request_id", "").strip()
     if request_id:
         only = frozenset({f"request-{request_id}"})
@@ -86,10 +86,10 @@ def export_format(request: web.Request) -> str:
 @routes.get("/v1/audit/export")
 async def export(request: web.Request) -> web.StreamResponse:
     kind = export_format(request)
-    service, actor = request.app[SERVICE], actor_of(request)
+    actor = actor_of(request)
     only = ExportFilter(
         tenant=actor.tenant,
-        streams=await _streams(request, service, actor),
+        streams=await _streams(request, actor),
         types=_types(request),
         since=_moment(request, "since"),
         until=_moment(request, "until"),
@@ -99,8 +99,8 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 async def send_export(request: web.Request, only: ExportFilter, kind: str) -> web.StreamResponse:
     """Stream the events ``only`` selects as a file download, a batch at a time."""
-    service = request.app[SERVICE]
-    stamp = service.clock().strftime("%Y%m%dT%H%M%SZ")
+    requests = request.app[REQUESTS]
+    stamp = requests.clock().strftime("%Y%m%dT%H%M%SZ")
     response = web.StreamResponse(
         headers={
             "Content-Type": FORMATS[kind],
@@ -110,7 +110,7 @@ async def send_export(request: web.Request, only: ExportFilter, kind: str) -> we
     await response.prepare(request)
     if kind == "csv":
         await response.write(csv_rows([]))
-    async for records in export_batches(service.store, only):
+    async for records in export_batches(requests.store, only):
         await response.write(csv_rows(records, header=False) if kind == "csv" else ndjson(records))
     await response.write_eof()
     return response
@@ -118,9 +118,9 @@ async def send_export(request: web.Request, only: ExportFilter, kind: str) -> we
 
 @routes.get("/v1/requests/{request_id}/history")
 async def history(request: web.Request) -> web.Response:
-    service, actor = request.app[SERVICE], actor_of(request)
-    view = await service.get_request(request.match_info["request_id"], actor)
-    records = await service.store.read_stream(f"request-{view.request_id}")
+    requests, actor = request.app[REQUESTS], actor_of(request)
+    view = await requests.get_request(request.match_info["request_id"], actor)
+    records = await requests.store.read_stream(f"request-{view.request_id}")
     return json_response(
         {
             "request_id": view.request_id,

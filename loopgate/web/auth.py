@@ -40,7 +40,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from loopgate.commands.requests import Actor
+from loopgate.commands.base import Actor
 from loopgate.config import Config, ConfigError, api_keys_required, is_loopback
 from loopgate.errors import Unauthorized
 from loopgate.web.console_session import console_gate, is_console_path

@@ -76,7 +76,7 @@ from loopgate.web.keys import (
     CONSOLE_SESSIONS,
     HUB,
     REQUEST_ID,
-    SERVICE,
+    REQUESTS,
     STORE,
 )
 from loopgate.wire import AnswerBody
@@ -262,12 +262,12 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get(HOME)
 async def queue(request: web.Request) -> web.Response:
-    service, actor = request.app[SERVICE], actor_of(request)
+    requests, actor = request.app[REQUESTS], actor_of(request)
     # The live stream resumes after the head read before the list, so a request
     # created in between is sent to the page rather than lost (the script skips
     # a card it already shows).
-    head = await service.store.head()
-    pending = await service.list_requests(
+    head = await requests.store.head()
+    pending = await requests.list_requests(
         actor, statuses=OPEN, soonest_expiry_first=True, limit=QUEUE_LIMIT
     )
     events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
@@ -307,7 +307,7 @@ async def _hang_up_when_the_session_ends(request: web.Request) -> None:
 
 async def _requested(request: web.Request) -> RequestView:
     """The request the URL names, if it is the signed-in user's tenant's; NotFound otherwise."""
-    return await request.app[SERVICE].get_request(
+    return await request.app[REQUESTS].get_request(
         request.match_info["request_id"], actor_of(request)
     )
 
@@ -338,9 +338,9 @@ async def _request_page(
     text: str = "",
     status: int = 200,
 ) -> web.Response:
-    service = request.app[SERVICE]
+    requests = request.app[REQUESTS]
     names = await actor_names(request)
-    records = await service.store.read_stream(f"request-{view.request_id}")
+    records = await requests.store.read_stream(f"request-{view.request_id}")
     timeline = [
         {**entry, "summary": named(entry["summary"], names)}
         for entry in map(timeline_entry, records)
@@ -367,14 +367,14 @@ async def _request_page(
 
 @routes.post("/console/requests/{request_id}/answer")
 async def answer(request: web.Request) -> web.Response:
-    service, actor = request.app[SERVICE], actor_of(request)
-    head = await service.store.head()
+    requests, actor = request.app[REQUESTS], actor_of(request)
+    head = await requests.store.head()
     view = await _requested(request)
     form = await request.post()
     option, text = form_field(form, "option"), form_field(form, "text")
     try:
         body = decode_form({"option": option} if option is not None else {"text": text}, AnswerBody)
-        await service.answer(
+        await requests.answer(
             view.request_id, option=body.option, text=body.text, channel="console", actor=actor
         )
         notice = "answered"

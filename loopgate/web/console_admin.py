@@ -29,7 +29,7 @@ from loopgate.web.console_pages import (
     render,
     see_other,
 )
-from loopgate.web.keys import ACCOUNTS, SERVICE
+from loopgate.web.keys import ACCOUNTS, REQUESTS, SESSIONS
 from loopgate.web.params import decode_cursor, encode_cursor
 from loopgate.wire import CreateSessionBody, SessionRef
 
@@ -81,14 +81,14 @@ def _filters(request: web.Request) -> dict[str, str]:
 
 @routes.get("/console/history")
 async def history(request: web.Request) -> web.Response:
-    service, actor = request.app[SERVICE], actor_of(request)
+    requests, actor = request.app[REQUESTS], actor_of(request)
     status = request.query.get("status", "")
     if status not in STATUS_FILTERS:
         raise ValidationFailed(f"status: expected one of {sorted(STATUS_FILTERS)}, got {status!r}")
     zone, filters = _zone(request.query.get("tz")), _filters(request)
     cursor = request.query.get("cursor", "").strip()
     # One more than a page: whether it came says if there is a next page.
-    views = await service.list_requests(
+    views = await requests.list_requests(
         actor,
         statuses=STATUS_FILTERS[status],
         session_id=filters["session_id"] or None,
@@ -104,7 +104,7 @@ async def history(request: web.Request) -> web.Response:
         "filters": kept,
         "zone": str(zone),
         "names": await actor_names(request),
-        "sessions": await service.list_sessions(actor),
+        "sessions": await request.app[SESSIONS].list_sessions(actor),
         "next_url": "?" + urlencode({**kept, "cursor": encode_cursor(page[-1])}) if more else None,
         "first_url": "?" + urlencode(kept) if cursor else None,
         "nav": "history",
@@ -128,7 +128,7 @@ async def _sessions_page(
     entered: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    listed = await request.app[SERVICE].list_sessions(actor_of(request))
+    listed = await request.app[SESSIONS].list_sessions(actor_of(request))
     context = {
         "sessions": listed,
         "notice": notice,
@@ -150,7 +150,7 @@ async def register_session(request: web.Request) -> web.Response:
         telegram_id = _telegram_id(entered["telegram_id"])
         fields = {**entered, "telegram_id": telegram_id}
         body = decode_form(fields, CreateSessionBody)
-        _, changed = await request.app[SERVICE].register_session(
+        _, changed = await request.app[SESSIONS].register_session(
             body.session_id, body.client_id, body.telegram_id, actor_of(request)
         )
     except (ValidationFailed, StateConflict) as exc:
@@ -175,7 +175,7 @@ async def deactivate_session(request: web.Request) -> web.Response:
     form = await request.post()
     body = decode_form({"session_id": form_field(form, "session_id")}, SessionRef)
     try:
-        await request.app[SERVICE].deactivate_session(body.session_id, actor_of(request))
+        await request.app[SESSIONS].deactivate_session(body.session_id, actor_of(request))
     except StateConflict as exc:  # already inactive, e.g. from another tab
         return await _sessions_page(request, error=exc.message, status=exc.status)
     return see_other("/console/sessions?notice=deactivated")
@@ -245,19 +245,19 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 @routes.get("/console/export")
 async def export_page(request: web.Request) -> web.Response:
-    listed = await request.app[SERVICE].list_sessions(actor_of(request))
+    listed = await request.app[SESSIONS].list_sessions(actor_of(request))
     return render(request, "export.html", {"sessions": listed, "nav": "export"})
 
 
 @routes.get("/console/export/download")
 async def export_download(request: web.Request) -> web.StreamResponse:
     kind = export_format(request)
-    service, actor = request.app[SERVICE], actor_of(request)
+    requests, actor = request.app[REQUESTS], actor_of(request)
     zone, filters = _zone(request.query.get("tz")), _filters(request)
     session_id = filters["session_id"]
     only = ExportFilter(
         tenant=actor.tenant,
-        streams=await session_streams(service.store, session_id, actor.tenant)
+        streams=await session_streams(requests.store, session_id, actor.tenant)
         if session_id
         else None,
         since=_day(request, "from", zone, next_day=False),

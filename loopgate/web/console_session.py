@@ -36,7 +36,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from loopgate.commands.requests import Actor
+from loopgate.commands.base import Actor
 from loopgate.domain.console import ConsoleSession
 from loopgate.errors import Forbidden
 from loopgate.web.keys import (

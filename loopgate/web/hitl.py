@@ -14,10 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from loopgate.commands.requests import Actor, Service
 from loopgate.views import RequestView
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import SERVICE
+from loopgate.web.keys import REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, read_body, required, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
@@ -56,7 +55,7 @@ def poll_shape(view: RequestView) -> dict[str, Any]:
 
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, RegisterSessionBody)
-    session, changed = await request.app[SERVICE].register_session(
+    session, changed = await request.app[SESSIONS].register_session(
         body.session_id, body.client_id, body.telegram_id, actor_of(request)
     )
     return json_response(
@@ -77,31 +76,8 @@ routes.post("/sessions/register")(register)  # the name the reference's README u
 async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
     """Create a request from the body of ``/hitl/request`` or ``/v1/requests``."""
     body = await read_body(request, CreateRequestBody)
-    return await create_request_from(
-        request.app[SERVICE],
-        body,
-        actor_of(request),
-        request.headers.get("Idempotency-Key") or body.idempotency_key,
-    )
-
-
-async def create_request_from(
-    service: Service, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
-) -> tuple[RequestView, bool]:
-    """Create a request from a decoded body (REST or MCP); True if it is new."""
-    return await service.create_request(
-        session_id=body.session_id,
-        client_id=body.client_id,
-        message=body.message,
-        request_type=body.resolved_request_type(),
-        options=body.option_list(),
-        allow_text=bool(body.allow_text),
-        metadata=body.metadata,
-        timeout_seconds=body.timeout_seconds,
-        on_timeout=body.on_timeout,
-        callback_url=body.callback_url,
-        idempotency_key=idempotency_key,
-        actor=actor,
+    return await request.app[REQUESTS].create_from_body(
+        body, actor_of(request), request.headers.get("Idempotency-Key") or body.idempotency_key
     )
 
 
@@ -121,7 +97,7 @@ async def create_request(request: web.Request) -> web.Response:
 
 @routes.get("/hitl/poll")
 async def poll(request: web.Request) -> web.Response:
-    view = await request.app[SERVICE].wait_for_decision(
+    view = await request.app[REQUESTS].wait_for_decision(
         required(request, "request_id"),
         actor_of(request),
         wait_seconds(request),
@@ -132,9 +108,9 @@ async def poll(request: web.Request) -> web.Response:
 
 @routes.get("/hitl/status")
 async def session_status(request: web.Request) -> web.Response:
-    service, actor = request.app[SERVICE], actor_of(request)
-    session = await service.get_session(required(request, "session_id"), actor)
-    pending = await service.list_requests(
+    actor = actor_of(request)
+    session = await request.app[SESSIONS].get_session(required(request, "session_id"), actor)
+    pending = await request.app[REQUESTS].list_requests(
         actor, statuses=("pending", "delivered"), session_id=session.session_id, limit=1000
     )
     return json_response(
@@ -153,7 +129,7 @@ async def session_status(request: web.Request) -> web.Response:
 @routes.post("/hitl/deactivate")
 async def deactivate(request: web.Request) -> web.Response:
     body = await read_body(request, SessionRef)
-    session = await request.app[SERVICE].deactivate_session(body.session_id, actor_of(request))
+    session = await request.app[SESSIONS].deactivate_session(body.session_id, actor_of(request))
     return json_response(
         {"success": True, "session_id": session.session_id, "message": "Session deactivated"}
     )
@@ -161,7 +137,7 @@ async def deactivate(request: web.Request) -> web.Response:
 
 @routes.get("/hitl/pending")
 async def pending(request: web.Request) -> web.Response:
-    views = await request.app[SERVICE].list_requests(
+    views = await request.app[REQUESTS].list_requests(
         actor_of(request), statuses=("pending", "delivered"), limit=1000
     )
     return json_response(
@@ -172,7 +148,7 @@ async def pending(request: web.Request) -> web.Response:
 @routes.post("/hitl/cancel")
 async def cancel(request: web.Request) -> web.Response:
     body = await read_body(request, RequestRef)
-    view = await request.app[SERVICE].cancel(body.request_id, body.reason, actor_of(request))
+    view = await request.app[REQUESTS].cancel(body.request_id, body.reason, actor_of(request))
     return json_response(
         {"success": True, "request_id": view.request_id, "status": REFERENCE_STATUS[view.status]}
     )

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from loopgate.accounts import AccountService
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import Config
 from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.console import ConsoleSession
@@ -23,7 +25,8 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey[EventStore]("store")
 REQUEST_ID = web.RequestKey("request_id", str)
 HUB = web.AppKey("hub", Hub)
-SERVICE = web.AppKey("service", Service)
+REQUESTS = web.AppKey("requests", Requests)
+SESSIONS = web.AppKey("sessions", Sessions)
 EXPIRER = web.AppKey("expirer", Expirer)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNTS = web.AppKey("accounts", AccountService)

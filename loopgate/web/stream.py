@@ -29,12 +29,12 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from loopgate.commands.requests import Actor
+from loopgate.commands.base import Actor
 from loopgate.errors import ValidationFailed
 from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, SERVICE, STORE
+from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, REQUESTS, SESSIONS, STORE
 from loopgate.web.params import client_gone
 
 routes = web.RouteTableDef()
@@ -104,7 +104,7 @@ async def _streams_between(
 @routes.get("/v1/requests/{request_id}/events")
 async def request_events(request: web.Request) -> web.StreamResponse:
     actor, request_id = actor_of(request), request.match_info["request_id"]
-    await request.app[SERVICE].get_request(request_id, actor)  # 404 before the stream starts
+    await request.app[REQUESTS].get_request(request_id, actor)  # 404 before the stream starts
     stream = f"request-{request_id}"
     visible = _visible(actor)
     after = resume_position(request) or 0
@@ -118,8 +118,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     actor, session_id = actor_of(request), request.match_info["session_id"]
-    service = request.app[SERVICE]
-    await service.get_session(session_id, actor)  # 404 before the stream starts
+    await request.app[SESSIONS].get_session(session_id, actor)  # 404 before the stream starts
     visible = _visible(actor)
     after = resume_position(request) or 0
     requests: set[str] = set()  # the session's requests, joined by those created live

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import SERVICE
+from loopgate.web.keys import REQUESTS
 from loopgate.web.responses import json_response
 from loopgate.webhooks import SIGNATURE_HEADER, WebhookSecrets
 
@@ -19,8 +19,8 @@ routes = web.RouteTableDef()
 
 
 def _secrets(request: web.Request) -> WebhookSecrets:
-    service = request.app[SERVICE]
-    return WebhookSecrets(service.store, service.clock)
+    requests = request.app[REQUESTS]
+    return WebhookSecrets(requests.store, requests.clock)
 
 
 def _shape(secret: str) -> dict[str, str]:

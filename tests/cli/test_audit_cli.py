@@ -23,7 +23,9 @@ import asyncpg
 import pytest
 from cli_server import TIMEOUT, clean_env
 
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import sqlite_path
 from loopgate.hub import Hub
 from loopgate.store import open_store
@@ -56,16 +58,16 @@ def run_cli(*args: str, cwd: Path, **options: Any) -> subprocess.CompletedProces
 async def _with_service(url: str, work: Any) -> Any:
     store = await open_store(url)
     try:
-        return await work(Service(store, Hub(store)))
+        return await work(Requests(store, Hub(store), Sessions(store)))
     finally:
         await store.close()
 
 
 def create_activity(url: str) -> Activity:
-    async def work(service: Service) -> Activity:
-        await service.register_session("s1", "agent", None, ALICE)
-        await service.register_session("s2", "agent", None, ALICE)
-        await service.register_session("sb", "agent", None, BOB)
+    async def work(service: Requests) -> Activity:
+        await service.sessions.register_session("s1", "agent", None, ALICE)
+        await service.sessions.register_session("s2", "agent", None, ALICE)
+        await service.sessions.register_session("sb", "agent", None, BOB)
 
         async def ask(session: str, actor: Actor = ALICE, message: str = "Go?") -> str:
             view, _ = await service.create_request(
@@ -91,7 +93,7 @@ def create_activity(url: str) -> Activity:
 
 
 def add_request(url: str) -> None:
-    async def work(service: Service) -> None:
+    async def work(service: Requests) -> None:
         await service.create_request(
             session_id="s2",
             client_id="agent",
@@ -434,7 +436,7 @@ def test_audit_commands_have_help() -> None:
 
 
 def requests_table(url: str) -> list[dict[str, Any]]:
-    async def work(service: Service) -> list[dict[str, Any]]:
+    async def work(service: Requests) -> list[dict[str, Any]]:
         return await service.store.fetch("SELECT * FROM requests ORDER BY request_id")
 
     rows: list[dict[str, Any]] = asyncio.run(_with_service(url, work))
@@ -450,7 +452,7 @@ def test_rebuild_keeps_every_answer(fresh_database_url: str, tmp_path: Path) -> 
     assert "projections rebuilt" in result.stderr
     assert requests_table(fresh_database_url) == before
 
-    async def poll(service: Service) -> tuple[str, str]:
+    async def poll(service: Requests) -> tuple[str, str]:
         answered = await service.get_request(activity.answered, ALICE)
         cancelled = await service.get_request(activity.cancelled, ALICE)
         return answered.status, cancelled.status
@@ -460,9 +462,9 @@ def test_rebuild_keeps_every_answer(fresh_database_url: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("events", [3, 12])
 def test_rebuild_reports_progress(fresh_database_url: str, events: int) -> None:
-    async def work(service: Service) -> tuple[int, list[int]]:
+    async def work(service: Requests) -> tuple[int, list[int]]:
         for number in range(events):
-            await service.register_session(f"s{number}", "agent", None, ALICE)
+            await service.sessions.register_session(f"s{number}", "agent", None, ALICE)
         seen: list[int] = []
         replayed = await service.store.rebuild_projections(seen.append)
         return replayed, seen

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.errors import RequestClosed
 from loopgate.events import (
     Event,
@@ -198,7 +200,7 @@ class Runtime:
     def __init__(self, store: EventStore, clock: Clock) -> None:
         self.store, self.clock = store, clock
         self.hub = Hub(store)
-        self.service = Service(store, self.hub, clock=clock)
+        self.service = Requests(store, self.hub, Sessions(store, clock=clock), clock=clock)
         self.expirer = Expirer(self.service, self.hub)
         self.started = False
 
@@ -212,7 +214,7 @@ class Runtime:
         await self.hub.stop()
 
     async def create(self, timeout_seconds: int = TIMEOUT, **fields: Any) -> str:
-        await self.service.register_session("s1", "agent", None, OPERATOR)
+        await self.service.sessions.register_session("s1", "agent", None, OPERATOR)
         view, _ = await self.service.create_request(
             session_id="s1",
             client_id="agent",
@@ -345,7 +347,7 @@ async def test_racing_answers_and_expiries_make_one_decision_each(
     clock.now = DEADLINE  # the expirer's clock: every request is due
     on_time = Clock()
     on_time.now = DEADLINE - timedelta(milliseconds=1)  # the humans' clock: still on time
-    humans = Service(store, runtime.hub, clock=on_time)
+    humans = Requests(store, runtime.hub, Sessions(store, clock=on_time), clock=on_time)
 
     results = await asyncio.gather(
         *(

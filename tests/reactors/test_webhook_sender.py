@@ -17,7 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from loopgate.commands.requests import Actor, Service
+from loopgate.commands.base import Actor, utcnow
+from loopgate.commands.requests import Requests
+from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, RequestsConfig, WebhooksConfig
 from loopgate.events import WebhookDelivered, WebhookFailed
 from loopgate.hub import Hub
@@ -165,9 +167,14 @@ async def test_a_failure_past_max_age_is_final_and_not_retried(
     store: EventStore, aiohttp_server: ServerFactory
 ) -> None:
     receiver = Receiver(500)
-    service = Service(store, Hub(store), allow_private_callbacks=True)
+    service = Requests(
+        store,
+        Hub(store),
+        Sessions(store, allow_private_callbacks=True),
+        allow_private_callbacks=True,
+    )
     settings = WebhooksConfig(allow_private_networks=True, retry_seconds=5, max_age_seconds=1)
-    sender = WebhookSender(service, AlwaysHeld("webhooks"), settings)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
     await service.hub.start()
     await sender.start()
     try:
@@ -180,9 +187,9 @@ async def test_a_failure_past_max_age_is_final_and_not_retried(
     assert len(receiver.deliveries) == 1
 
 
-async def _decided_request(service: Service, url: str, session_id: str = "s1") -> str:
+async def _decided_request(service: Requests, url: str, session_id: str = "s1") -> str:
     actor = Actor(id="agent")
-    await service.register_session(session_id, "ci", None, actor)
+    await service.sessions.register_session(session_id, "ci", None, actor)
     view, _ = await service.create_request(
         session_id=session_id,
         client_id="ci",
@@ -199,13 +206,18 @@ async def test_a_restart_between_attempts_loses_nothing_and_sends_nothing_twice(
     store: EventStore, aiohttp_server: ServerFactory
 ) -> None:
     receiver = Receiver(500)
-    service = Service(store, Hub(store), allow_private_callbacks=True)
+    service = Requests(
+        store,
+        Hub(store),
+        Sessions(store, allow_private_callbacks=True),
+        allow_private_callbacks=True,
+    )
     # A long first backoff: the restart lands between attempt 1 and attempt 2.
     settings = WebhooksConfig(allow_private_networks=True, retry_seconds=0.5)
     await service.hub.start()
 
     def sender() -> WebhookSender:
-        return WebhookSender(service, AlwaysHeld("webhooks"), settings)
+        return WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
 
     first = sender()
     await first.start()
@@ -255,10 +267,7 @@ async def test_the_webhook_secret_is_stable_until_rotated(
     rotated = await (await client.post("/v1/webhook-secret")).json()
     assert rotated["secret"] != first["secret"]
     assert (await (await client.get("/v1/webhook-secret")).json()) == rotated
-    assert (
-        await WebhookSecrets(store, Service(store, Hub(store)).clock).current("local")
-        == (rotated["secret"])
-    )
+    assert await WebhookSecrets(store, utcnow).current("local") == (rotated["secret"])
 
 
 async def test_a_private_callback_url_is_refused_without_the_setting(
@@ -293,9 +302,16 @@ async def test_two_processes_send_each_delivery_once_and_hand_over_on_stop(
     processes = []
     for _ in range(2):  # two stores on one database: as two server processes see it
         store = await open_test_store()
-        service = Service(store, Hub(store), allow_private_callbacks=True)
+        service = Requests(
+            store,
+            Hub(store),
+            Sessions(store, allow_private_callbacks=True),
+            allow_private_callbacks=True,
+        )
         await service.hub.start()
-        sender = WebhookSender(service, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST)
+        sender = WebhookSender(
+            service, service.sessions, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST
+        )
         await sender.start()
         processes.append((service, sender))
     (service, holder), (other_service, standby) = sorted(processes, key=lambda p: not p[1].held)

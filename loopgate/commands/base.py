@@ -1,0 +1,80 @@
+"""What every command handler shares: who acts, new ids, the clock, and decide-then-append.
+
+A command reads its stream, folds it, asks the pure decider for events and
+appends them with the version it read (:func:`execute`). A stale version means
+someone else appended in between; the handler re-reads and decides again, and
+the decider then says what the second writer gets (a no-op, or
+``AlreadyDecided``). That is how "first answer wins" holds across processes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+
+from loopgate.errors import ConcurrencyError, NotFound
+from loopgate.events import Event, Meta, RecordedEvent
+from loopgate.store.base import EventStore
+
+APPEND_ATTEMPTS = 5
+
+S = TypeVar("S")
+C = TypeVar("C")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is acting, for whom, under which HTTP request."""
+
+    id: str = "anonymous"
+    tenant: str = "local"
+    correlation_id: str | None = None
+
+    def meta(self) -> Meta:
+        return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)
+
+
+SYSTEM = Actor(id="system")
+
+
+async def execute(
+    store: EventStore,
+    stream: str,
+    fold: Callable[[Iterable[Event]], S],
+    decide: Callable[[C, S], list[Event]],
+    command: C,
+    actor: Actor,
+) -> list[RecordedEvent]:
+    """Decide on the stream's current state and append; retry on a stale version."""
+    for attempt in range(APPEND_ATTEMPTS):
+        history = await store.read_stream(stream)
+        check_tenant(history, actor, stream)
+        events = decide(command, fold(r.event for r in history))
+        if not events:
+            return []
+        try:
+            return await store.append(
+                stream, history[-1].version if history else 0, events, actor.meta()
+            )
+        except ConcurrencyError:
+            if attempt == APPEND_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def check_tenant(history: list[RecordedEvent], actor: Actor, stream: str) -> None:
+    """Refuse another tenant's stream, and make it look exactly like a missing one."""
+    if history and history[0].meta.tenant != actor.tenant:
+        kind = stream.split("-", 1)[0]
+        raise NotFound(f"{kind} {stream.split('-', 1)[1]!r} not found", code=f"{kind}_not_found")
