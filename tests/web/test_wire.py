@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from loopgate.errors import InvalidJSON, LoopgateError, ValidationFailed
 from loopgate.events import Option
 from loopgate.web.errors import error_middleware
+from loopgate.web.params import read_body
 from loopgate.wire import (
     MAX_MESSAGE_CHARS,
     MAX_METADATA_BYTES,
@@ -27,7 +28,6 @@ from loopgate.wire import (
     RequestRef,
     SessionRef,
     decode_body,
-    read_body,
 )
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
