@@ -342,7 +342,7 @@ def read_password() -> str:
 
 async def create_user(config: Config, username: str, password: str) -> str:
     """Register a user directly, whatever ``auth.registration`` says; its id."""
-    from loopgate.accounts import AccountService
+    from loopgate.accounts.users import AccountService
     from loopgate.store import open_store
 
     store = await open_store(config.database.url, migrate=config.database.migrate_on_start)

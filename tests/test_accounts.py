@@ -12,7 +12,8 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from loopgate.accounts import AccountService, password_context
+from loopgate.accounts.tokens import verify_token
+from loopgate.accounts.users import AccountService, password_context
 from loopgate.commands.requests import Actor
 from loopgate.config import sqlite_path
 from loopgate.domain.account import LOGIN_FAILURE_WINDOW
@@ -33,7 +34,6 @@ from loopgate.events import (
     UserRegistered,
 )
 from loopgate.store.base import EventStore
-from loopgate.tokens import verify_token
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 PASSWORD = "correct horse battery staple"

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loopgate.accounts.tokens import issue_token, verify_token
 from loopgate.errors import Unauthorized
-from loopgate.tokens import issue_token, verify_token
 
 # Long enough that even HS512 signs without a short-key warning.
 SECRET = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz-0123456789ABCDEF"

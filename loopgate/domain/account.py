@@ -7,7 +7,7 @@ Two aggregates live here, each with the usual ``initial``, ``decide``,
 * **API key**, stream ``apikey-<id>``: create, revoke.
 
 Nothing here hashes a password or makes a key: that is CPU-heavy or random,
-so the command handler (:mod:`loopgate.accounts`) does it and passes the
+so the command handler (:mod:`loopgate.accounts.users`) does it and passes the
 hashes in. What is pure stays here: the username and password rules, and the
 lock-out rule for failed logins (:func:`login_retry_after`), which the handler
 feeds with the failures the ``login_failures`` projection holds.

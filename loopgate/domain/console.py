@@ -1,7 +1,7 @@
 """The console session decider: one browser's sign-in to the web console.
 
 Stream ``console-<id>``. Signing in is checked elsewhere (the password, the
-lock-out: :mod:`loopgate.accounts`); this aggregate only says whether a
+lock-out: :mod:`loopgate.accounts.users`); this aggregate only says whether a
 signed-in browser's session still holds, so that signing out ends it on the
 server and not just in the browser.
 

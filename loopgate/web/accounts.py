@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from loopgate.accounts import ApiKeyView
+from loopgate.accounts.users import ApiKeyView
 from loopgate.domain.account import MAX_LABEL_CHARS
 from loopgate.errors import Forbidden
 from loopgate.web.auth import actor_of

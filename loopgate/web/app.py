@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from loopgate.accounts import AccountService
+from loopgate.accounts.users import AccountService
 from loopgate.commands.base import utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions

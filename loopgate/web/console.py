@@ -32,8 +32,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
-from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.approval import approves
 from loopgate.errors import (
     AlreadyDecided,

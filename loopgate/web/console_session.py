@@ -11,7 +11,7 @@ JSON API.
   ``SameSite=Lax``, ``Secure`` over https (always with
   ``console.secure_cookie = true``) and lasts ``console.session_ttl_seconds``.
   A valid mac is not enough: the session is looked up on every request
-  (:class:`~loopgate.console_sessions.ConsoleSessions`), so signing out ends
+  (:class:`~loopgate.accounts.console_sessions.ConsoleSessions`), so signing out ends
   it on the server at once, in every process.
 - CSRF: every console form carries a token, the HMAC of the session id
   (before sign-in, of a random nonce kept in the ``loopgate_login`` cookie).

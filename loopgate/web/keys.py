@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from loopgate.accounts import AccountService
+from loopgate.accounts.console_sessions import ConsoleSessions
+from loopgate.accounts.users import AccountService
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import Config
-from loopgate.console_sessions import ConsoleSessions
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 from passlib.context import CryptContext
 
+from loopgate.accounts.tokens import issue_token, verify_token
 from loopgate.commands.base import APPEND_ATTEMPTS, Actor, new_id, utcnow
 from loopgate.domain.account import (
     DEFAULT_LABEL,
@@ -60,7 +61,6 @@ from loopgate.errors import (
 )
 from loopgate.events import Meta
 from loopgate.store.base import EventStore
-from loopgate.tokens import issue_token, verify_token
 
 API_KEY_PREFIX = "lk_pub_"
 DISPLAY_PREFIX_CHARS = 12

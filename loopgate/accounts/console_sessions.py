@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from loopgate.accounts import UserView
+from loopgate.accounts.users import UserView
 from loopgate.commands.base import Actor, new_id, utcnow
 from loopgate.domain import console as console_domain
 from loopgate.domain.console import ConsoleSession

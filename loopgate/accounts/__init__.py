@@ -1,0 +1,1 @@
+"""Accounts: users and their passwords, API keys, login tokens and console sessions."""
