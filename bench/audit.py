@@ -18,7 +18,7 @@ A by-hand benchmark: it prints figures next to the targets and asserts nothing.
    that reports its own time and peak RSS (``VmHWM``). It runs twice: once the
    log holds N/10 events and once it holds N, so the two peaks show whether the
    export's memory grows with the log. The floor is the same subprocess that
-   only imports ``loopgate.audit`` and opens the store.
+   only imports ``loopgate.audit.export`` and opens the store.
 3. **Verify:** ``loopgate.audit.verify_log(store)`` over the N events, in this process.
 4. **Rebuild:** ``store.rebuild_projections()`` in a subprocess too (``--child
    rebuild``), at N/10 and at N, so its peak RSS shows whether the rebuild's
@@ -62,7 +62,7 @@ from bench.cli import (
     run_benchmark,
 )
 from bench.push import proc_status_kb
-from loopgate.audit import ExportFilter, export_batches, ndjson, verify_log
+from loopgate.audit.export import ExportFilter, export_batches, ndjson, verify_log
 from loopgate.events import (
     Event,
     Meta,
@@ -540,7 +540,7 @@ def format_report(report: Report) -> str:
         *table_lines(header, rows),
         "",
         "peak RSS = the export or rebuild subprocess's VmHWM; floor = the same subprocess"
-        " that only imports loopgate.audit and opens the store",
+        " that only imports loopgate.audit.export and opens the store",
     ]
     if not report.verify_ok:
         lines.append(f"verify_log: {report.verify_reason}")

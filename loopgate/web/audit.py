@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopgate.audit import ExportFilter, csv_rows, export_batches, ndjson, session_streams
+from loopgate.audit.export import ExportFilter, csv_rows, export_batches, ndjson, session_streams
 from loopgate.commands.base import Actor
 from loopgate.errors import ValidationFailed
 from loopgate.events import (

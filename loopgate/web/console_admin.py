@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from loopgate.audit import ExportFilter, session_streams
+from loopgate.audit.export import ExportFilter, session_streams
 from loopgate.errors import StateConflict, ValidationFailed
 from loopgate.web.accounts import CreateKeyBody
 from loopgate.web.audit import export_format, send_export

@@ -19,7 +19,7 @@ from hitl_helpers import (
     register,
 )
 
-from loopgate.audit import CSV_COLUMNS, verify_export
+from loopgate.audit.export import CSV_COLUMNS, verify_export
 
 TRICKY = 'Pay "Acme, Inc." CHF 1,500,000\nfrom Zürich ✓?'
 

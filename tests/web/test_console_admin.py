@@ -20,7 +20,7 @@ from console_helpers import (
 )
 from hitl_helpers import assert_error, event_types
 
-from loopgate.audit import CSV_COLUMNS
+from loopgate.audit.export import CSV_COLUMNS
 from loopgate.store.base import EventStore
 from loopgate.web.console_admin import HISTORY_PAGE
 

@@ -1,0 +1,1 @@
+"""Audit: the log exported (NDJSON, CSV) and its hash chain verified."""
