@@ -12,14 +12,14 @@ A by-hand benchmark: it prints figures next to the targets and asserts nothing.
    message id), then the decision at expected version 2: ``ResponseReceived``
    (80 %), ``RequestExpired`` (12 %) or ``RequestCancelled`` (8 %). The last
    request may be cut short (left pending) so the log holds exactly N events.
-2. **Export:** ``loopgate.audit.export_batches(store, ExportFilter())`` with
+2. **Export:** ``loopgate.audit.export.export_batches(store, ExportFilter())`` with
    every batch encoded by ``ndjson()`` and written to ``--output`` (default
    ``/dev/null``), in a subprocess (``python -m bench.audit --child export``)
    that reports its own time and peak RSS (``VmHWM``). It runs twice: once the
    log holds N/10 events and once it holds N, so the two peaks show whether the
    export's memory grows with the log. The floor is the same subprocess that
    only imports ``loopgate.audit.export`` and opens the store.
-3. **Verify:** ``loopgate.audit.verify_log(store)`` over the N events, in this process.
+3. **Verify:** ``loopgate.audit.verify.verify_log(store)`` over the N events, in this process.
 4. **Rebuild:** ``store.rebuild_projections()`` in a subprocess too (``--child
    rebuild``), at N/10 and at N, so its peak RSS shows whether the rebuild's
    memory grows with the log.
@@ -62,7 +62,8 @@ from bench.cli import (
     run_benchmark,
 )
 from bench.push import proc_status_kb
-from loopgate.audit.export import ExportFilter, export_batches, ndjson, verify_log
+from loopgate.audit.export import ExportFilter, export_batches, ndjson
+from loopgate.audit.verify import verify_log
 from loopgate.events import (
     Event,
     Meta,

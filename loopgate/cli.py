@@ -36,7 +36,7 @@ from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
 
 if TYPE_CHECKING:
-    from loopgate.audit.export import Verification
+    from loopgate.audit.verify import Verification
 
 log = structlog.get_logger("loopgate")
 
@@ -496,7 +496,7 @@ def _counted(lines: Iterable[bytes], progress: Progress, every: int = 2000) -> I
 
 async def audit_verify(config: Config, file: Path | None, *, compare: bool) -> int:
     """Check the log's chain, or an export's (and with ``compare``, it against the log)."""
-    from loopgate.audit import export as audit
+    from loopgate.audit import verify as audit
     from loopgate.store import open_store
 
     if file is None:

@@ -19,7 +19,8 @@ from hitl_helpers import (
     register,
 )
 
-from loopgate.audit.export import CSV_COLUMNS, verify_export
+from loopgate.audit.export import CSV_COLUMNS
+from loopgate.audit.verify import verify_export
 
 TRICKY = 'Pay "Acme, Inc." CHF 1,500,000\nfrom Zürich ✓?'
 
