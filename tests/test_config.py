@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from loopgate.channels.telegram.runtime import make_bot
 from loopgate.config import (
     SETTINGS,
     Config,
@@ -19,7 +20,6 @@ from loopgate.config import (
     sqlite_path,
     telegram_mode,
 )
-from loopgate.telegram.runtime import make_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"

@@ -19,7 +19,7 @@ from loopgate.reactors.webhook_sender import WebhookSender
 from loopgate.store.base import EventStore
 
 if TYPE_CHECKING:  # aiogram takes seconds to import; only a server with Telegram on pays that
-    from loopgate.telegram.runtime import TelegramRuntime
+    from loopgate.channels.telegram.runtime import TelegramRuntime
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey[EventStore]("store")

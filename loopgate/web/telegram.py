@@ -8,7 +8,7 @@ response is sent, so a failure is a 5xx and Telegram delivers it again (the
 update inbox makes a repeat after success a no-op).
 
 The route exists only in webhook mode; the bot itself lives in
-``loopgate/telegram/runtime.py``.
+``loopgate/channels/telegram/runtime.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from aiogram.types.update import UpdateTypeLookupError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from loopgate.channels.telegram.runtime import TelegramRuntime
 from loopgate.config import Config, telegram_mode
 from loopgate.errors import BadRequest, Unauthorized
-from loopgate.telegram.runtime import TelegramRuntime
 from loopgate.web.keys import TELEGRAM
 from loopgate.wire import decode_body
 

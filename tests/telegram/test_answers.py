@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopgate.channels.telegram.handlers import INVALID_BUTTON, NOT_OPERATOR
 from loopgate.events import (
     AnswerRefused,
     RequestCreated,
     RequestDelivered,
     ResponseReceived,
 )
-from loopgate.telegram.handlers import INVALID_BUTTON, NOT_OPERATOR
 from telegram.helpers import OPERATOR, STRANGER, Shown, TelegramApp
 
 

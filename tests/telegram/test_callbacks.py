@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from loopgate.telegram.callbacks import (
+from loopgate.channels.telegram.callbacks import (
     MAX_CALLBACK_BYTES,
     CallbackSigner,
     ForgedCallback,

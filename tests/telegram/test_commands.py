@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from loopgate.channels.telegram.handlers import HOW_TO_ANSWER
 from loopgate.events import RequestDelivered
-from loopgate.telegram.handlers import HOW_TO_ANSWER
 from telegram.helpers import OPERATOR, STRANGER, TelegramApp
 
 

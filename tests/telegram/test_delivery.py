@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.events import DeliveryFailed, RequestCreated, RequestDelivered
-from loopgate.telegram.callbacks import CallbackSigner
 from telegram.conftest import AppFactory
 from telegram.fake_bot_api import TEST_TOKEN
 from telegram.helpers import OPERATOR, TelegramApp

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiogram.types import ForceReply, InlineKeyboardMarkup
 
+from loopgate.channels.telegram.callbacks import CallbackSigner
+from loopgate.channels.telegram.render import escape, keyboard, outcome_text, request_text
 from loopgate.events import Option
-from loopgate.telegram.callbacks import CallbackSigner
-from loopgate.telegram.render import escape, keyboard, outcome_text, request_text
 from loopgate.views import RequestView
 
 REQUEST_ID = "7c09e0a4-3f1b-4c5d-9e8f-0123456789ab"

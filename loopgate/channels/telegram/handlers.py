@@ -17,10 +17,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
+from loopgate.channels.telegram.callbacks import ANSWER_PREFIX, ForgedCallback
+from loopgate.channels.telegram.desk import HTML, OperatorDesk
+from loopgate.channels.telegram.render import escape
 from loopgate.errors import DomainError, Forbidden, LoopgateError, NotFound
-from loopgate.telegram.callbacks import ANSWER_PREFIX, ForgedCallback
-from loopgate.telegram.desk import HTML, OperatorDesk
-from loopgate.telegram.render import escape
 from loopgate.views import RequestView
 
 log = structlog.get_logger(__name__)

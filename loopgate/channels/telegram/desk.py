@@ -15,12 +15,12 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
+from loopgate.channels.telegram.callbacks import CallbackSigner
+from loopgate.channels.telegram.render import keyboard, outcome_text, request_text
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.errors import AlreadyDecided, Forbidden, RequestClosed, StoreUnavailable
-from loopgate.telegram.callbacks import CallbackSigner
-from loopgate.telegram.render import keyboard, outcome_text, request_text
 from loopgate.views import RequestView, request_view
 
 log = structlog.get_logger(__name__)

@@ -40,6 +40,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 
+from loopgate.channels.telegram.desk import OperatorDesk
 from loopgate.domain import request as request_domain
 from loopgate.events import (
     DeliveryFailed,
@@ -52,7 +53,6 @@ from loopgate.events import (
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
-from loopgate.telegram.desk import OperatorDesk
 
 log = structlog.get_logger(__name__)
 

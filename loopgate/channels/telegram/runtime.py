@@ -21,15 +21,15 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.token import TokenValidationError
 
+from loopgate.channels.telegram.callbacks import CallbackSigner
+from loopgate.channels.telegram.desk import OperatorDesk
+from loopgate.channels.telegram.handlers import build_router
+from loopgate.channels.telegram.inbox import UpdateInbox
+from loopgate.channels.telegram.sender import TelegramSender
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import ConfigError, TelegramConfig, TelegramMode
 from loopgate.reactors.lease import Lease
-from loopgate.reactors.telegram_sender import TelegramSender
-from loopgate.telegram.callbacks import CallbackSigner
-from loopgate.telegram.desk import OperatorDesk
-from loopgate.telegram.handlers import build_router
-from loopgate.telegram.inbox import UpdateInbox
 
 log = structlog.get_logger(__name__)
 

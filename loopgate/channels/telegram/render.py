@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
-from loopgate.telegram.callbacks import CallbackSigner
+from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.views import RequestView
 
 # Telegram allows 4096 characters after entity parsing; these limits keep the
