@@ -6,14 +6,14 @@ import ipaddress
 
 import pytest
 
-from loopgate.commands.callback_urls import CallbackUrlRefused, _refused_address, check_callback_url
-from loopgate.webhooks import (
+from loopgate.channels.webhooks.signing import (
     SIGNATURE_HEADER,
     InvalidSignature,
     delivery_id,
     sign,
     verify_signature,
 )
+from loopgate.commands.callback_urls import CallbackUrlRefused, _refused_address, check_callback_url
 
 BODY = b'{"request_id":"r1","approved":true}'
 SECRET = "whsec_test"

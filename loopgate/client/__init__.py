@@ -15,6 +15,7 @@ asyncio. Both return :class:`Decision`s and raise the typed errors of
 ``client/decision.py``.
 """
 
+from loopgate.channels.webhooks.signing import InvalidSignature
 from loopgate.client.approval import require_approval, verify_webhook
 from loopgate.client.connection import LoopgateClient
 from loopgate.client.decision import (
@@ -29,7 +30,6 @@ from loopgate.client.decision import (
     WaitTimedOut,
 )
 from loopgate.client.sync import Loopgate
-from loopgate.webhooks import InvalidSignature
 
 __all__ = [
     "AuthenticationFailed",

@@ -9,10 +9,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import msgspec
 
+from loopgate.channels.webhooks.signing import InvalidSignature, verify_signature
 from loopgate.client.connection import LoopgateClient, Option
 from loopgate.client.decision import NotApproved
 from loopgate.client.sync import Loopgate
-from loopgate.webhooks import InvalidSignature, verify_signature
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
@@ -30,7 +31,6 @@ from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
-from loopgate.reactors.webhook_sender import WebhookSender
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
@@ -15,7 +16,6 @@ from loopgate.config import Config
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.webhook_sender import WebhookSender
 from loopgate.store.base import EventStore
 
 if TYPE_CHECKING:  # aiogram takes seconds to import; only a server with Telegram on pays that

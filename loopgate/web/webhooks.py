@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from loopgate.channels.webhooks.signing import SIGNATURE_HEADER, WebhookSecrets
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import REQUESTS
 from loopgate.web.responses import json_response
-from loopgate.webhooks import SIGNATURE_HEADER, WebhookSecrets
 
 routes = web.RouteTableDef()
 

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from loopgate.channels.webhooks.signing import SIGNATURE_HEADER, InvalidSignature, sign
 from loopgate.client import (
     Decision,
     Loopgate,
@@ -32,7 +33,6 @@ from loopgate.client.connection import DEFAULT_SESSION
 from loopgate.config import Config
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
-from loopgate.webhooks import SIGNATURE_HEADER, InvalidSignature, sign
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 SETTLE = 5.0

@@ -17,6 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from loopgate.channels.webhooks.sender import NAME, WebhookSender
+from loopgate.channels.webhooks.signing import (
+    DELIVERY_HEADER,
+    WebhookSecrets,
+    delivery_id,
+    verify_signature,
+)
 from loopgate.commands.base import Actor, utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
@@ -25,15 +32,8 @@ from loopgate.events import WebhookDelivered, WebhookFailed
 from loopgate.hub import Hub
 from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
-from loopgate.reactors.webhook_sender import NAME, WebhookSender
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
-from loopgate.webhooks import (
-    DELIVERY_HEADER,
-    WebhookSecrets,
-    delivery_id,
-    verify_signature,
-)
 
 Client = TestClient[Any, Any]
 ServerFactory = Callable[..., Awaitable[TestServer]]

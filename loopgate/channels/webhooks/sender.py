@@ -4,7 +4,7 @@ It follows the log from its checkpoint and acts on the final events
 (``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``) of requests
 with a ``callback_url``, or in a session that has one as its default (read
 when the request is decided): one task per delivery, so one slow receiver holds up
-nobody. Each attempt is signed (``loopgate/webhooks.py``) and recorded on the
+nobody. Each attempt is signed (``loopgate/channels/webhooks/signing.py``) and recorded on the
 request's stream with the version read: ``WebhookDelivered`` for a 2xx,
 ``WebhookFailed`` otherwise. Failures are retried after
 ``webhooks.retry_seconds``, doubling up to ``webhooks.max_retry_seconds``,
@@ -32,6 +32,14 @@ import msgspec
 import structlog
 
 from loopgate import __version__
+from loopgate.channels.webhooks.signing import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    WebhookSecrets,
+    delivery_id,
+    payload,
+    sign,
+)
 from loopgate.commands.callback_urls import CallbackUrlRefused, check_callback_url
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
@@ -49,14 +57,6 @@ from loopgate.events import (
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
-from loopgate.webhooks import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    WebhookSecrets,
-    delivery_id,
-    payload,
-    sign,
-)
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: each decision POSTed, signed, to its callback_url, retried from the log."""
