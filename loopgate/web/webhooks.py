@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from loopgate.channels.webhooks.signing import SIGNATURE_HEADER, WebhookSecrets
+from loopgate.channels.webhooks.secrets import WebhookSecrets
+from loopgate.channels.webhooks.signing import SIGNATURE_HEADER
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import REQUESTS
 from loopgate.web.responses import json_response

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from loopgate.channels.webhooks.secrets import WebhookSecrets
 from loopgate.channels.webhooks.sender import NAME, WebhookSender
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
-    WebhookSecrets,
     delivery_id,
     verify_signature,
 )

@@ -32,10 +32,10 @@ import msgspec
 import structlog
 
 from loopgate import __version__
+from loopgate.channels.webhooks.secrets import WebhookSecrets
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
-    WebhookSecrets,
     delivery_id,
     payload,
     sign,

@@ -1,4 +1,4 @@
-"""Outgoing webhooks: the payload, its signature and the tenant's secret.
+"""Outgoing webhooks: the payload and its signature (the secret is in ``secrets.py``).
 
 A decided request with a ``callback_url`` gets one POST (retried until it
 lands; see ``reactors/webhook_sender.py``) whose body is :func:`payload` and
@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-from loopgate.errors import ConcurrencyError
-from loopgate.events import Meta, WebhookSecretRotated
-from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, outcome_of
 
 DELIVERY_HEADER = "Loopgate-Delivery-Id"
 SIGNATURE_HEADER = "Loopgate-Signature"
 TOLERANCE_SECONDS = 300
-SECRET_PREFIX = "whsec_"
 # Delivery ids are uuid5s in this namespace: derived from the request id alone,
 # so every attempt, in any process, before and after a restart, carries the same.
 _DELIVERY_NAMESPACE = uuid.UUID("6f1c2a9e-3d4b-5c6d-8e7f-0a1b2c3d4e5f")
@@ -91,54 +85,3 @@ def verify_signature(
     expected = sign(body, secret, timestamp).rpartition("v1=")[2]
     if not hmac.compare_digest(expected, given):
         raise InvalidSignature("signature does not match the body")
-
-
-# --- the tenant's secret ------------------------------------------------------
-
-
-class WebhookSecrets:
-    """Each tenant's signing secret, kept as events on the ``tenant-<tenant>`` stream."""
-
-    def __init__(self, store: EventStore, clock: Callable[[], datetime]) -> None:
-        self.store, self.clock = store, clock
-
-    async def current(self, tenant: str) -> str:
-        """The tenant's secret; the first call makes one."""
-        for _ in range(3):
-            secret, version = await self._latest(tenant)
-            if secret is not None:
-                return secret
-            try:
-                return await self._append(tenant, version, Meta(tenant=tenant))
-            except ConcurrencyError:
-                continue  # another caller made it first: read theirs
-        raise AssertionError("unreachable: a stream of secrets cannot keep conflicting")
-
-    async def rotate(self, tenant: str, meta: Meta) -> str:
-        """Replace the tenant's secret; deliveries are signed with the new one from now on."""
-        for attempt in range(3):
-            _, version = await self._latest(tenant)
-            try:
-                return await self._append(tenant, version, meta)
-            except ConcurrencyError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _latest(self, tenant: str) -> tuple[str | None, int]:
-        history = await self.store.read_stream(f"tenant-{tenant}")
-        secret = next(
-            (
-                r.event.secret
-                for r in reversed(history)
-                if isinstance(r.event, WebhookSecretRotated)
-            ),
-            None,
-        )
-        return secret, history[-1].version if history else 0
-
-    async def _append(self, tenant: str, version: int, meta: Meta) -> str:
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        event = WebhookSecretRotated(tenant=tenant, secret=secret, rotated_at=self.clock())
-        await self.store.append(f"tenant-{tenant}", version, [event], meta)
-        return secret
