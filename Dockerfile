@@ -11,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY loopgate ./loopgate
+COPY migrations ./migrations
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /app loopgate \
  && mkdir /data && chown loopgate /data

@@ -1,8 +1,10 @@
-"""Numbered SQL migrations per backend, in ``loopgate/migrations/<backend>/NNN_name.sql``.
+"""Numbered SQL migrations per backend, in ``migrations/<backend>/NNN_name.sql``.
 
 Each backend applies the files it has not applied yet, each in its own
 transaction, and records them in ``schema_migrations``. Applying twice is a
-no-op. The files live inside the package so an installed wheel carries them.
+no-op. The top-level ``migrations/`` directory is installed as the package
+``loopgate._migrations`` (``package-dir`` in pyproject.toml), in a wheel and in
+an editable install alike, so the files are read as that package's resources.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
+MIGRATIONS_PACKAGE = "loopgate._migrations"
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 SCHEMA_MIGRATIONS = """
@@ -33,7 +36,7 @@ class Migration:
 def migrations_for(backend: Literal["sqlite", "postgres"]) -> list[Migration]:
     """The backend's migrations in version order; a misnamed file is an error."""
     found = []
-    for entry in resources.files("loopgate.migrations").joinpath(backend).iterdir():
+    for entry in resources.files(MIGRATIONS_PACKAGE).joinpath(backend).iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _NAME.match(entry.name)

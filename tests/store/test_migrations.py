@@ -17,7 +17,8 @@ from loopgate.store.migrations import migrations_for
 
 Store = SqliteStore | PostgresStore
 
-MIGRATIONS_DIR = Path(migrations.__file__).parents[1] / "migrations"
+# The source tree's migrations/, which the installed package loopgate._migrations must mirror.
+MIGRATIONS_DIR = Path(__file__).parents[2] / "migrations"
 
 
 def names(backend: Any) -> list[str]:
