@@ -6,7 +6,7 @@ username), ``iat`` and ``exp``. Verification accepts HS256 only: the header's
 algorithm (whose "key" would be our secret) are all refused. Every failure is
 ``Unauthorized`` with code ``invalid_token`` and a message saying what was wrong.
 
-Expiry is checked against a ``now`` the caller may pass (the service's clock),
+Expiry is checked against a ``now`` the caller may pass (the handler's clock),
 not only against the wall clock, so tests and the server agree on time.
 """
 

@@ -1,7 +1,7 @@
 """Audit routes: the tenant's log as a file, and one request's decision record.
 
 ``GET /v1/audit/export`` streams the caller's tenant's events in position
-order, a batch at a time, as NDJSON or CSV (``loopgate/audit.py``): memory
+order, a batch at a time, as NDJSON or CSV (``loopgate/audit/export.py``): memory
 stays flat however long the log. ``GET /v1/requests/{id}/history`` tells one
 request's story: who asked what, what the operator was shown and where, who
 answered (or tried to), and how it ended.

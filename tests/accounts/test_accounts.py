@@ -146,7 +146,7 @@ async def test_lets_exactly_one_of_ten_racing_registrations_win(
 
 
 async def test_lets_exactly_one_racing_append_claim_a_username(store: EventStore) -> None:
-    # Below the service's early check: the unique key alone decides.
+    # Below the handler's early check: the unique key alone decides.
     def registered(n: int) -> UserRegistered:
         at = datetime(2025, 1, 1, tzinfo=UTC)
         return UserRegistered(user_id=f"u{n}", username="Bob", password_hash="h", registered_at=at)

@@ -1,6 +1,6 @@
 """``loopgate audit export|verify`` and ``projections rebuild``, run as real processes.
 
-The activity is written in-process through the service (the store is closed
+The activity is written in-process through the command handlers (the store is closed
 before the command runs), then the command reads the same database, on SQLite
 and on Postgres.
 """

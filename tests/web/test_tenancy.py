@@ -1,6 +1,6 @@
 """Who may call what: required API keys, broken credentials, and tenants kept apart.
 
-Tenancy is enforced by the service (another tenant's session or request looks
+Tenancy is enforced by the command handlers (another tenant's session or request looks
 exactly like a missing one); these tests prove it end to end, through HTTP, for
 every route that takes an id.
 """

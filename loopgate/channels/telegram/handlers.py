@@ -1,7 +1,7 @@
 """What the bot does with updates: button presses, text replies and commands.
 
 Only the operator registered for a request's session (its ``telegram_id``)
-may answer it; the service records anyone else's attempt as
+may answer it; the desk records anyone else's attempt as
 ``AnswerRefused`` and the bot says no politely. A text reply is matched to
 its request by the message it replies to (``telegram_messages``), never by
 parsing the text. Every refusal explains itself in the chat.

@@ -1,7 +1,7 @@
 """Outgoing webhooks: the payload and its signature (the secret is in ``secrets.py``).
 
 A decided request with a ``callback_url`` gets one POST (retried until it
-lands; see ``reactors/webhook_sender.py``) whose body is :func:`payload` and
+lands; see ``sender.py``) whose body is :func:`payload` and
 whose headers are:
 
 * ``Loopgate-Delivery-Id``: :func:`delivery_id`, the same on every retry, so a
