@@ -45,9 +45,6 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
         return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)
 
 
-SYSTEM = Actor(id="system")
-
-
 async def execute(
     store: EventStore,
     stream: str,

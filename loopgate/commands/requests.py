@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from loopgate.commands.base import SYSTEM, Actor, execute, new_id, utcnow
+from loopgate.commands.base import Actor, execute, new_id, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
@@ -61,8 +61,6 @@ class Requests:
             command,
             actor,
         )
-
-    # --- requests -------------------------------------------------------------
 
     async def create_request(
         self,
@@ -258,7 +256,7 @@ class Requests:
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
         command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
-        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     # --- operator channels --------------------------------------------------------
 
@@ -307,7 +305,7 @@ class Requests:
             shown_options=shown_options,
             now=self.clock(),
         )
-        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def record_delivery_failure(
         self, request_id: str, tenant: str, *, channel: Channel, error: str, attempts: int
@@ -320,7 +318,7 @@ class Requests:
             attempts=attempts,
             now=self.clock(),
         )
-        return await self._on_request(command, msgspec.structs.replace(SYSTEM, tenant=tenant))
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def wait_for_decision(
         self,
