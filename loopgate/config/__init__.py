@@ -1,8 +1,10 @@
 """Loopgate's configuration: the settings table, loading it and what it implies.
 
-Being split into modules; for now everything lives in ``settings``.
+Being split into modules; ``load`` holds the sources,
+``settings`` the rest for now.
 """
 
+from loopgate.config.load import load_config
 from loopgate.config.settings import (
     SETTINGS,
     AuthConfig,
@@ -21,7 +23,6 @@ from loopgate.config.settings import (
     api_keys_required,
     database_kind,
     is_loopback,
-    load_config,
     settings_markdown_table,
     sqlite_path,
     telegram_mode,
