@@ -1,9 +1,19 @@
-"""Loopgate's configuration: the settings table, loading it and what it implies.
+"""Loopgate's configuration, declared once and loaded into frozen structs.
 
-Being split into modules; ``load`` holds the sources,
-``settings`` the rest for now.
+``settings`` holds the typed ``*Config`` structs and the table of settings
+(``SETTINGS``) that documents them; ``load`` builds a ``Config`` from defaults,
+a TOML file, the environment and overrides; ``derived`` answers what a loaded
+config implies (the database backend, loopback binding, the "auto" values).
 """
 
+from loopgate.config.derived import (
+    TelegramMode,
+    api_keys_required,
+    database_kind,
+    is_loopback,
+    sqlite_path,
+    telegram_mode,
+)
 from loopgate.config.load import load_config
 from loopgate.config.settings import (
     SETTINGS,
@@ -18,14 +28,8 @@ from loopgate.config.settings import (
     ServerConfig,
     StreamConfig,
     TelegramConfig,
-    TelegramMode,
     WebhooksConfig,
-    api_keys_required,
-    database_kind,
-    is_loopback,
     settings_markdown_table,
-    sqlite_path,
-    telegram_mode,
 )
 
 __all__ = [

@@ -34,16 +34,8 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from loopgate.config.settings import (
-    DATABASE_SCHEMES,
-    SECTIONS,
-    SETTINGS,
-    Config,
-    ConfigError,
-    Setting,
-    database_kind,
-    sqlite_path,
-)
+from loopgate.config.derived import DATABASE_SCHEMES, database_kind, sqlite_path
+from loopgate.config.settings import SECTIONS, SETTINGS, Config, ConfigError, Setting
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
