@@ -1,0 +1,57 @@
+"""Loopgate's configuration, declared once and loaded into frozen structs.
+
+``settings`` holds the typed ``*Config`` structs and the table of settings
+(``SETTINGS``) that documents them; ``load`` builds a ``Config`` from defaults,
+a TOML file, the environment and overrides; ``derived`` answers what a loaded
+config implies (the database backend, loopback binding, the "auto" values).
+"""
+
+from loopgate.config.derived import (
+    TelegramMode,
+    api_keys_required,
+    database_kind,
+    is_loopback,
+    sqlite_path,
+    telegram_mode,
+)
+from loopgate.config.load import load_config
+from loopgate.config.settings import (
+    SETTINGS,
+    AuthConfig,
+    Config,
+    ConfigError,
+    ConsoleConfig,
+    DatabaseConfig,
+    LogConfig,
+    McpConfig,
+    RequestsConfig,
+    ServerConfig,
+    StreamConfig,
+    TelegramConfig,
+    WebhooksConfig,
+    settings_markdown_table,
+)
+
+__all__ = [
+    "SETTINGS",
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "DatabaseConfig",
+    "LogConfig",
+    "McpConfig",
+    "RequestsConfig",
+    "ServerConfig",
+    "StreamConfig",
+    "TelegramConfig",
+    "TelegramMode",
+    "WebhooksConfig",
+    "api_keys_required",
+    "database_kind",
+    "is_loopback",
+    "load_config",
+    "settings_markdown_table",
+    "sqlite_path",
+    "telegram_mode",
+]

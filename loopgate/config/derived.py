@@ -1,0 +1,99 @@
+"""What a loaded config implies: the database backend, loopback binding, "auto" resolved.
+
+The structs hold what people wrote; these functions answer what the server
+needs to know from it, such as which store to open or whether callers need an
+API key. Those that find no workable answer (an unsupported database URL,
+webhook mode without a secret) raise ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from loopgate.config.settings import Config, ConfigError
+
+DATABASE_SCHEMES: dict[str, Literal["sqlite", "postgres"]] = {
+    "sqlite": "sqlite",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+}
+_URL_HINT = "use sqlite:///path/to/file.db or postgresql://user@host/db"
+
+
+def database_kind(url: str) -> Literal["sqlite", "postgres"]:
+    """Say which backend a ``database.url`` names; raise ``ConfigError`` for others."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigError(f"database.url: expected a URL ({_URL_HINT})")
+    kind = DATABASE_SCHEMES.get(scheme.lower())
+    if kind is None:
+        raise ConfigError(f"database.url: unsupported database {scheme!r} ({_URL_HINT})")
+    return kind
+
+
+def sqlite_path(url: str) -> str:
+    """The file path in a SQLite URL: ``sqlite:///./x.db`` gives ``./x.db``.
+
+    ``sqlite:////abs/x.db`` gives ``/abs/x.db`` and ``sqlite:///:memory:``
+    gives ``:memory:``, as in SQLAlchemy's URLs.
+    """
+    prefix = "sqlite:///"
+    if url[: len(prefix)].lower() != prefix or len(url) == len(prefix):
+        raise ConfigError(
+            "database.url: a SQLite URL is sqlite:/// followed by a path, e.g. "
+            "sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"
+        )
+    return url[len(prefix) :]
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and localhost."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_keys_required(config: Config) -> bool:
+    """Resolve ``auth.require_api_key``: ``auto`` means required unless bound to loopback."""
+    match config.auth.require_api_key:
+        case "true":
+            return True
+        case "false":
+            return False
+        case "auto":
+            return not is_loopback(config.server.host)
+
+
+TelegramMode = Literal["webhook", "polling", "off"]
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def telegram_mode(config: Config) -> TelegramMode:
+    """Resolve ``telegram.mode`` and check what that mode needs; raises ``ConfigError``."""
+    telegram = config.telegram
+    mode: TelegramMode
+    if telegram.mode == "auto":
+        if not telegram.bot_token:
+            return "off"
+        mode = "webhook" if telegram.webhook_url else "polling"
+    else:
+        mode = telegram.mode
+    if mode == "off":
+        return mode
+    if not telegram.bot_token:
+        raise ConfigError(
+            f"telegram.bot_token: required in {mode} mode (or set TELEGRAM_BOT_TOKEN)"
+        )
+    if mode == "webhook" and not _WEBHOOK_SECRET.match(telegram.webhook_secret):
+        raise ConfigError(
+            "telegram.webhook_secret: required in webhook mode, 1-256 characters of "
+            "A-Z, a-z, 0-9, _ and - (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return mode

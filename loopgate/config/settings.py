@@ -1,0 +1,353 @@
+"""Loopgate's settings: one table of settings and the frozen, typed config it describes.
+
+``SETTINGS`` is the single list of what can be configured: dotted name, type,
+default, help and any environment names the Go reference server used for it.
+Types and defaults come from the ``*Config`` structs below, so the two cannot
+disagree; ``config.example.toml`` and the README are checked against the table
+by tests. ``loopgate.config.load`` fills the structs from the table's sources.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or invalid; the message says which and why."""
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    shutdown_timeout_seconds: float = 10.0
+
+
+class DatabaseConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = "sqlite:///./loopgate.db"
+    migrate_on_start: bool = True
+
+
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"  # auto: console on a TTY, else json
+
+
+class RequestsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    default_timeout_seconds: int = 300
+    max_body_bytes: int = 1048576
+    max_wait_seconds: int = 60
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    registration: Literal["open", "closed"] = "open"
+    jwt_secret: str = ""  # empty: generated per start on loopback, refused elsewhere
+    # TOML has no null, so "unset" is spelled "auto": required unless bound to loopback.
+    require_api_key: Literal["auto", "true", "false"] = "auto"
+    token_ttl_seconds: int = 86400
+
+
+class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    heartbeat_seconds: int = 15
+
+
+class TelegramConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    bot_token: str = ""
+    api_base: str = "https://api.telegram.org"
+    # TOML has no null, so "unset" is spelled "auto": see telegram_mode().
+    mode: Literal["auto", "webhook", "polling", "off"] = "auto"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    delivery_attempts: int = 5
+    retry_seconds: float = 2.0
+
+
+class McpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_wait_seconds: int = 50
+    progress_seconds: float = 10.0
+    default_session: str = "mcp"
+    # Comma-separated; empty: the loopback names and server.host, on any port.
+    allowed_hosts: str = ""
+    allowed_origins: str = ""
+
+
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    session_ttl_seconds: int = 43200
+    # auto: Secure when the request came over https; true: always (behind a TLS proxy).
+    secure_cookie: Literal["auto", "true"] = "auto"
+
+
+class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    timeout_seconds: float = 10.0
+    retry_seconds: float = 5.0
+    max_retry_seconds: float = 3600.0
+    max_age_seconds: int = 86400
+    allow_private_networks: bool = False
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    requests: RequestsConfig = msgspec.field(default_factory=RequestsConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
+    telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
+    mcp: McpConfig = msgspec.field(default_factory=McpConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value; ``minimum``/``maximum`` bound numbers (inclusive)."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    env_aliases: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def env_var(self) -> str:
+        """The ``LOOPGATE_SECTION__KEY`` variable that sets this setting."""
+        section, key = self.name.split(".")
+        return f"LOOPGATE_{section.upper()}__{key.upper()}"
+
+
+SECTIONS: dict[str, type[msgspec.Struct]] = {
+    field.name: field.default_factory for field in msgspec.structs.fields(Config)
+}
+
+
+def _setting(
+    name: str,
+    help: str,
+    *env_aliases: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Setting:
+    # Type and default are read from the struct field, so they are declared once.
+    section, key = name.split(".")
+    field = {f.name: f for f in msgspec.structs.fields(SECTIONS[section])}[key]
+    return Setting(name, field.type, field.default, help, env_aliases, minimum, maximum)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _setting(
+        "server.host",
+        "Address to listen on. 127.0.0.1 accepts local connections only; "
+        "0.0.0.0 listens on every interface.",
+    ),
+    _setting("server.port", "TCP port to listen on.", "SERVER_PORT", minimum=1, maximum=65535),
+    _setting(
+        "server.shutdown_timeout_seconds",
+        "Seconds to let open requests and streams finish on shutdown before closing them.",
+        minimum=0,
+    ),
+    _setting(
+        "database.url",
+        "Event store: sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory: "
+        "(lost on exit) or postgresql://user:password@host:5432/dbname. The reference's "
+        "DB_ADAPTER (postgres, sqlite, memory) + DB_URI (a URL or libpq key=value string) "
+        "work too.",
+        "DB_ADAPTER",
+        "DB_URI",
+        "STORAGE_ADAPTER",
+        "POSTGRES_DSN",
+        "SQLITE_DSN",
+    ),
+    _setting(
+        "database.migrate_on_start",
+        "Apply pending schema migrations at start-up. Turn off to run `loopgate migrate` yourself.",
+    ),
+    _setting("log.level", "Least severe level to log: debug, info, warning or error.", "LOG_LEVEL"),
+    _setting(
+        "log.format",
+        "console (for people), json (one object per line) or auto "
+        "(console on a terminal, json otherwise).",
+    ),
+    _setting(
+        "requests.default_timeout_seconds",
+        "Seconds a request waits for a human when it sets no timeout of its own; 0 waits forever.",
+        "REQUEST_TIMEOUT",
+        minimum=0,
+    ),
+    _setting(
+        "requests.max_body_bytes",
+        "Largest accepted HTTP request body in bytes; larger bodies are refused with 413.",
+        minimum=1024,
+    ),
+    _setting(
+        "requests.max_wait_seconds",
+        "Longest long-poll a client may ask for with wait=N; larger values are capped.",
+        minimum=0,
+        maximum=3600,
+    ),
+    _setting(
+        "auth.registration",
+        "open: anyone may sign up with POST /api/auth/register. closed: that route answers 403 "
+        "and only `loopgate user create` adds users.",
+    ),
+    _setting(
+        "auth.jwt_secret",
+        "Secret that signs login tokens (HS256), at least 32 characters; generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`. Empty: on a loopback "
+        "address a new one is made at each start (tokens then die with the process); on any "
+        "other address the server refuses to start. Placeholders starting with change-me are "
+        "always refused.",
+    ),
+    _setting(
+        "auth.require_api_key",
+        "true: the /hitl, /sessions/register and /v1 routes answer 401 without an API key "
+        "(or login token). false: anonymous callers share the open local tenant. auto: true "
+        "unless server.host is a loopback address (127.0.0.1, ::1, localhost).",
+    ),
+    _setting(
+        "auth.token_ttl_seconds",
+        "Lifetime of the login tokens (JWT) that /api/auth/login hands out, in seconds.",
+        minimum=60,
+    ),
+    _setting(
+        "stream.heartbeat_seconds",
+        "Seconds between heartbeat comments on the SSE event streams; a client that went "
+        "away is noticed and released within one heartbeat.",
+        minimum=1,
+    ),
+    _setting(
+        "telegram.bot_token",
+        "The bot's token from @BotFather. Empty: no Telegram; requests are answered through "
+        "the API or the console.",
+        "TELEGRAM_BOT_TOKEN",
+    ),
+    _setting(
+        "telegram.api_base",
+        "Bot API server URL; change it for a local Bot API server (or a test fake).",
+    ),
+    _setting(
+        "telegram.mode",
+        "How updates arrive. webhook: Telegram POSTs them to /telegram/webhook. polling: the "
+        "server asks Telegram for them (no public URL needed). off: no Telegram. auto: off "
+        "without a bot token, webhook when telegram.webhook_url is set, polling otherwise.",
+    ),
+    _setting(
+        "telegram.webhook_url",
+        "Public HTTPS URL of this server's /telegram/webhook, registered with setWebhook at "
+        "start. Empty in webhook mode: register it yourself.",
+    ),
+    _setting(
+        "telegram.webhook_secret",
+        "Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every webhook call "
+        "(1-256 of A-Z, a-z, 0-9, _ and -); required in webhook mode.",
+    ),
+    _setting(
+        "telegram.delivery_attempts",
+        "Tries to send a request's message before giving up and recording DeliveryFailed "
+        "(the request stays open for other channels).",
+        minimum=1,
+        maximum=100,
+    ),
+    _setting(
+        "telegram.retry_seconds",
+        "Wait before the first retry of a failed send; it doubles with every further try. "
+        "Telegram's own retry_after wins when it asks for longer.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.max_wait_seconds",
+        "Longest an MCP tool call waits for a human's answer (request_human_input, "
+        "check_request_status) before it returns the request as pending, to be checked again.",
+        minimum=0,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.progress_seconds",
+        "Seconds between progress notifications while an MCP tool call waits, so clients with "
+        "idle timeouts keep the call open.",
+        minimum=0.1,
+        maximum=3600,
+    ),
+    _setting(
+        "mcp.default_session",
+        "Session of MCP requests that name none; callers with an API key or token get their "
+        "own (this name plus a short hash of the credential).",
+    ),
+    _setting(
+        "mcp.allowed_hosts",
+        "Host headers /mcp accepts, comma-separated, host or host:port (host:* for any port). "
+        "Empty: 127.0.0.1, localhost, [::1] and server.host, on any port. * turns the Host "
+        "and Origin checks off. Guards against DNS rebinding; list your public name when "
+        "behind a proxy.",
+    ),
+    _setting(
+        "mcp.allowed_origins",
+        "Origin headers /mcp accepts from browsers, comma-separated (e.g. "
+        "https://app.example.com, or https://app.example.com:* for any port). Requests "
+        "without an Origin (not from a browser) are always accepted. Empty: the allowed "
+        "hosts over http and https.",
+    ),
+    _setting(
+        "console.session_ttl_seconds",
+        "How long a sign-in to the web console (/console) lasts, in seconds; signing out "
+        "ends it at once.",
+        minimum=60,
+        maximum=30 * 86400,
+    ),
+    _setting(
+        "console.secure_cookie",
+        "auto: the console's cookies are marked Secure when the request came over https. "
+        "true: always, for a server behind a proxy that terminates TLS (the browser then "
+        "sends them over https only).",
+    ),
+    _setting(
+        "webhooks.timeout_seconds",
+        "Seconds a callback_url receiver has to answer one delivery; a slower answer counts "
+        "as a failed attempt and is retried.",
+        minimum=0.1,
+        maximum=300,
+    ),
+    _setting(
+        "webhooks.retry_seconds",
+        "Wait before the first retry of a failed webhook delivery; it doubles with every "
+        "further try, up to webhooks.max_retry_seconds.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "webhooks.max_retry_seconds",
+        "Longest wait between two attempts of one webhook delivery.",
+        minimum=0.01,
+        maximum=86400,
+    ),
+    _setting(
+        "webhooks.max_age_seconds",
+        "How long after a decision its webhook is still retried; after that the delivery is "
+        "given up and WebhookFailed is recorded as final.",
+        minimum=1,
+        maximum=30 * 86400,
+    ),
+    _setting(
+        "webhooks.allow_private_networks",
+        "Allow callback_url hosts that resolve to loopback, private, link-local, reserved or "
+        "cloud-metadata addresses. Off (the default), such URLs are refused with 422 at "
+        "request creation and again at delivery, so a caller cannot make the server probe "
+        "its own network.",
+    ),
+)
+
+
+def settings_markdown_table() -> str:
+    """Render ``SETTINGS`` as a Markdown table (key, default, env, description)."""
+    rows = ["| Key | Default | Environment | Description |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        # JSON spells booleans, numbers and plain strings the way TOML does.
+        names = ", ".join(f"`{name}`" for name in (s.env_var, *s.env_aliases))
+        description = s.help.replace("|", "\\|")
+        rows.append(f"| `{s.name}` | `{json.dumps(s.default)}` | {names} | {description} |")
+    return "\n".join(rows) + "\n"
