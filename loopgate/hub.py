@@ -2,8 +2,8 @@
 
 Long-polls, SSE streams and blocking MCP calls do not query the database in a
 loop; they register interest in a stream (``request-<id>``) and sleep until
-the hub sees a committed event for it. Reactors (the expirer, later the
-Telegram sender) register listeners that see every committed event. SSE
+the hub sees a committed event for it. The expirer registers a
+listener that sees every committed event. SSE
 streams take a :class:`Subscription`: every committed event, in order, through
 a bounded queue.
 

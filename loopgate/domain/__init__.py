@@ -4,7 +4,7 @@ Each module offers ``initial``, ``evolve(state, event)``, ``decide(command,
 state)``, ``fold(events)`` and ``is_terminal(state)`` (``account`` holds two aggregates,
 so its names say which: ``decide_user``, ``fold_api_key``). Nothing here reads a
 clock, makes an id or does I/O: time and ids arrive in the commands, and the
-command handlers in ``loopgate.web`` load and append the streams.
+command handlers in ``loopgate.commands`` load and append the streams.
 
 * :mod:`loopgate.domain.session` — ``session-<id>``: register, deactivate.
 * :mod:`loopgate.domain.request` — ``request-<id>``: create, deliver, remind,

@@ -1,1 +1,4 @@
-"""Reactors: side effects that follow the log (expiry now; Telegram and webhooks later)."""
+"""Reactors: what follows the log (the follower, its lease and checkpoint) and the expirer.
+
+The channels' senders (``loopgate/channels/``) are built on :mod:`loopgate.reactors.follower`.
+"""
