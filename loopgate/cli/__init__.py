@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an API key (lk_pub_...) for servers that require one (default: $LOOPGATE_API_KEY)",
     )
     mcp.add_argument("--config", type=Path, metavar="PATH", help="TOML config file (mcp.*)")
-    # Listed here for --help only: main() hands `ask` to loopgate/ask.py, whose
+    # Listed here for --help only: main() hands `ask` to cli/ask.py, whose
     # usage errors exit 3 (2 means "timed out" to the scripts that call it).
     commands.add_parser(
         "ask",
@@ -264,7 +264,7 @@ def _load(args: argparse.Namespace, **extra: Any) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ask"]:
-        from loopgate import ask
+        from loopgate.cli import ask
 
         return ask.main(argv[1:])
     args = build_parser().parse_args(argv)
