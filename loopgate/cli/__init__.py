@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from loopgate import __version__
+from loopgate.cli.common import Progress, UsageError
 from loopgate.config import (
     Config,
     ConfigError,
@@ -323,10 +324,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-class UsageError(Exception):
-    """The command line or its input is unusable; exit code 2."""
-
-
 def read_password() -> str:
     """Ask twice on a terminal; otherwise read the first line of standard input."""
     if sys.stdin.isatty():
@@ -384,30 +381,6 @@ async def rebuild_projections(config: Config) -> None:
 
 
 # --- audit ------------------------------------------------------------------------
-
-
-class Progress:
-    """A running count on standard error, only when it is a terminal; ends its line on exit."""
-
-    def __init__(self, verb: str, stream: IO[str] | None = None) -> None:
-        self.verb = verb
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = self.stream.isatty()
-        self.shown = False
-
-    def __call__(self, count: int) -> None:
-        if self.enabled:
-            self.stream.write(f"\r {self.verb} {count} events…")
-            self.stream.flush()
-            self.shown = True
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 async def audit_export(config: Config, args: argparse.Namespace) -> int:
