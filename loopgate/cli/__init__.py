@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,8 +19,10 @@ import structlog
 
 from loopgate import __version__
 from loopgate.cli.audit import audit_export, audit_verify
-from loopgate.cli.common import Progress, UsageError
+from loopgate.cli.common import UsageError
+from loopgate.cli.db import migrate, rebuild_projections
 from loopgate.cli.server import serve, serve_mcp_stdio
+from loopgate.cli.users import create_user, read_password
 from loopgate.config import Config, ConfigError, load_config
 from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
@@ -310,59 +310,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-def read_password() -> str:
-    """Ask twice on a terminal; otherwise read the first line of standard input."""
-    if sys.stdin.isatty():
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
-            raise UsageError("the passwords do not match")
-        return password
-    line = sys.stdin.readline()
-    if not line:
-        raise UsageError("no password: give it on standard input (one line)")
-    return line.removesuffix("\n").removesuffix("\r")
-
-
-async def create_user(config: Config, username: str, password: str) -> str:
-    """Register a user directly, whatever ``auth.registration`` says; its id."""
-    from loopgate.accounts import AccountService
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
-    try:
-        # No token is signed here, so any secret will do when none is configured.
-        secret = config.auth.jwt_secret or secrets.token_urlsafe(32)
-        accounts = AccountService(store, jwt_secret=secret)
-        user = await accounts.register_user(username, password)
-    finally:
-        await store.close()
-    log.info("user created", user_id=user.user_id, username=user.username)
-    return user.user_id
-
-
-async def migrate(config: Config) -> None:
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url, migrate=False)
-    try:
-        applied = await store.migrate()
-    finally:
-        await store.close()
-    if applied:
-        log.info("migrations applied", applied=applied)
-    else:
-        log.info("schema up to date, nothing to apply")
-
-
-async def rebuild_projections(config: Config) -> None:
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url)
-    try:
-        with Progress("replayed") as progress:
-            replayed = await store.rebuild_projections(progress)
-    finally:
-        await store.close()
-    log.info("projections rebuilt", events_replayed=replayed)
