@@ -1,4 +1,9 @@
-"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit.
+"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit, mcp, ask.
+
+This module is the argparse tree, the config loading and the dispatch; each
+command group's work is in its own module: ``server`` (serve, mcp), ``db``
+(migrate, projections rebuild), ``users`` (user create), ``audit`` (export,
+verify) and ``ask``, which parses its own arguments.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
