@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loopgate import cli
+from loopgate.cli.server import serve
 from loopgate.config import Config, DatabaseConfig, ServerConfig
 from loopgate.web import app as app_module
 
@@ -46,7 +46,7 @@ async def test_sigterm_lets_in_flight_requests_finish(
         server=ServerConfig(port=port, shutdown_timeout_seconds=10),
         database=DatabaseConfig(url=f"sqlite:///{tmp_path / 'loopgate.db'}"),
     )
-    server = asyncio.create_task(cli.serve(config))
+    server = asyncio.create_task(serve(config))
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
         for _ in range(100):

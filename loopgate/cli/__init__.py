@@ -1,4 +1,9 @@
-"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit.
+"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit, mcp, ask.
+
+This module is the argparse tree, the config loading and the dispatch; each
+command group's work is in its own module: ``server`` (serve, mcp), ``db``
+(migrate, projections rebuild), ``users`` (user create), ``audit`` (export,
+verify) and ``ask``, which parses its own arguments.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -8,35 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
-import secrets
-import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 import structlog
-from aiohttp import web
 
 from loopgate import __version__
-from loopgate.config import (
-    Config,
-    ConfigError,
-    api_keys_required,
-    database_kind,
-    is_loopback,
-    load_config,
-    sqlite_path,
-)
+from loopgate.cli.audit import audit_export, audit_verify
+from loopgate.cli.common import UsageError
+from loopgate.cli.db import migrate, rebuild_projections
+from loopgate.cli.server import serve, serve_mcp_stdio
+from loopgate.cli.users import create_user, read_password
+from loopgate.config import Config, ConfigError, load_config
 from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
-
-if TYPE_CHECKING:
-    from loopgate.audit.verify import Verification
 
 log = structlog.get_logger("loopgate")
 
@@ -145,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an API key (lk_pub_...) for servers that require one (default: $LOOPGATE_API_KEY)",
     )
     mcp.add_argument("--config", type=Path, metavar="PATH", help="TOML config file (mcp.*)")
-    # Listed here for --help only: main() hands `ask` to loopgate/ask.py, whose
+    # Listed here for --help only: main() hands `ask` to cli/ask.py, whose
     # usage errors exit 3 (2 means "timed out" to the scripts that call it).
     commands.add_parser(
         "ask",
@@ -264,7 +258,7 @@ def _load(args: argparse.Namespace, **extra: Any) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ask"]:
-        from loopgate import ask
+        from loopgate.cli import ask
 
         return ask.main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -321,292 +315,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-class UsageError(Exception):
-    """The command line or its input is unusable; exit code 2."""
-
-
-def read_password() -> str:
-    """Ask twice on a terminal; otherwise read the first line of standard input."""
-    if sys.stdin.isatty():
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
-            raise UsageError("the passwords do not match")
-        return password
-    line = sys.stdin.readline()
-    if not line:
-        raise UsageError("no password: give it on standard input (one line)")
-    return line.removesuffix("\n").removesuffix("\r")
-
-
-async def create_user(config: Config, username: str, password: str) -> str:
-    """Register a user directly, whatever ``auth.registration`` says; its id."""
-    from loopgate.accounts.users import AccountService
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
-    try:
-        # No token is signed here, so any secret will do when none is configured.
-        secret = config.auth.jwt_secret or secrets.token_urlsafe(32)
-        accounts = AccountService(store, jwt_secret=secret)
-        user = await accounts.register_user(username, password)
-    finally:
-        await store.close()
-    log.info("user created", user_id=user.user_id, username=user.username)
-    return user.user_id
-
-
-async def migrate(config: Config) -> None:
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url, migrate=False)
-    try:
-        applied = await store.migrate()
-    finally:
-        await store.close()
-    if applied:
-        log.info("migrations applied", applied=applied)
-    else:
-        log.info("schema up to date, nothing to apply")
-
-
-async def rebuild_projections(config: Config) -> None:
-    from loopgate.store import open_store
-
-    store = await open_store(config.database.url)
-    try:
-        with Progress("replayed") as progress:
-            replayed = await store.rebuild_projections(progress)
-    finally:
-        await store.close()
-    log.info("projections rebuilt", events_replayed=replayed)
-
-
-# --- audit ------------------------------------------------------------------------
-
-
-class Progress:
-    """A running count on standard error, only when it is a terminal; ends its line on exit."""
-
-    def __init__(self, verb: str, stream: IO[str] | None = None) -> None:
-        self.verb = verb
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = self.stream.isatty()
-        self.shown = False
-
-    def __call__(self, count: int) -> None:
-        if self.enabled:
-            self.stream.write(f"\r {self.verb} {count} events…")
-            self.stream.flush()
-            self.shown = True
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-async def audit_export(config: Config, args: argparse.Namespace) -> int:
-    """Stream the selected events to ``args.output`` (or stdout); 0, or 1 on a closed pipe.
-
-    A file is written under a temporary name beside it and renamed into place
-    only once the export is complete, so a failed or interrupted export never
-    leaves a truncated file (nor replaces an older, complete one).
-    """
-    from loopgate.audit import export as audit
-    from loopgate.store import open_store
-
-    if args.since is not None and args.until is not None and args.since >= args.until:
-        raise UsageError("audit export: --since must be before --until")
-    output: IO[bytes]
-    partial: Path | None = None
-    if args.output is None:
-        output = sys.stdout.buffer
-    else:
-        partial = args.output.with_name(f".{args.output.name}.partial")
-        try:
-            output = partial.open("wb")
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from exc
-    exported = 0
-    complete = False
-    try:
-        store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
-        try:
-            streams: frozenset[str] | None = None
-            if args.session is not None:
-                streams = await audit.session_streams(store, args.session)
-            elif args.request is not None:
-                streams = frozenset((f"request-{args.request}",))
-            only = audit.ExportFilter(
-                tenant=args.tenant,
-                streams=streams,
-                types=args.types,
-                since=args.since,
-                until=args.until,
-            )
-            csv = args.format == "csv"
-            if csv:
-                output.write(audit.csv_header())
-            with Progress("exported") as progress:
-                async for batch in audit.export_batches(store, only):
-                    output.write(
-                        audit.csv_rows(batch, header=False) if csv else audit.ndjson(batch)
-                    )
-                    exported += len(batch)
-                    progress(exported)
-            output.flush()
-            complete = True
-        finally:
-            await store.close()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, and keep the
-        # interpreter from failing again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    finally:
-        if partial is not None:
-            output.close()
-            if complete:
-                partial.replace(args.output)
-            else:
-                partial.unlink(missing_ok=True)
-    if args.output is not None:
-        print(f"exported {exported} events to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _report(result: Verification, where: str = "") -> None:
-    if result.ok:
-        print(f"ok: {result.events} events{where}, head {result.head}")
-    else:
-        print(f"broken at position {result.broken_at}{where}: {result.reason}")
-
-
-def _counted(lines: Iterable[bytes], progress: Progress, every: int = 2000) -> Iterator[bytes]:
-    for number, line in enumerate(lines, start=1):
-        yield line
-        if number % every == 0:
-            progress(number)
-
-
-async def audit_verify(config: Config, file: Path | None, *, compare: bool) -> int:
-    """Check the log's chain, or an export's (and with ``compare``, it against the log)."""
-    from loopgate.audit import verify as audit
-    from loopgate.store import open_store
-
-    if file is None:
-        store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
-        try:
-            with Progress("checked") as progress:
-                result = await audit.verify_log(store, progress)
-        finally:
-            await store.close()
-        _report(result)
-        return 0 if result.ok else 1
-
-    try:
-        lines = file.open("rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
-    with lines, Progress("checked") as progress:
-        result = audit.verify_export(_counted(lines, progress))
-    _report(result, f" in {file}")
-    if not result.ok:
-        return 1
-    if not compare:
-        return 0
-    if result.events == 0:
-        print(f"nothing to compare: {file} has no events")
-        return 0
-    store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
-    try:
-        live = await audit.live_hash(store, result.last_position)
-    finally:
-        await store.close()
-    if live == result.head:
-        print(f"matches the live log at position {result.last_position}")
-        return 0
-    missing = "" if live is not None else " (the live log has no event there)"
-    print(f"differs from the live log at position {result.last_position}{missing}")
-    return 1
-
-
-async def serve_mcp_stdio(config: Config, server_url: str, api_key: str | None) -> None:
-    """The MCP tools on stdio, each call forwarded to ``server_url`` (logs go to stderr)."""
-    from loopgate.client import LoopgateClient  # the MCP SDK is only loaded for this command
-    from loopgate.mcp.gate import RemoteGate, default_session_for
-    from loopgate.mcp.tools import build_server
-
-    async with LoopgateClient(server_url, api_key) as client:
-        gate = RemoteGate(client, default_session_for(api_key, config.mcp.default_session))
-        server = build_server(
-            lambda _ctx: gate,
-            max_wait_seconds=config.mcp.max_wait_seconds,
-            progress_seconds=config.mcp.progress_seconds,
-        )
-        log.info("mcp on stdio", server=server_url, api_key="set" if api_key else "none")
-        await server.run_stdio_async()
-
-
-def _where(url: str) -> str:
-    """The database's location for the log, without credentials."""
-    if database_kind(url) == "sqlite":
-        return sqlite_path(url)
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
-
-
-def _browsable(host: str) -> str:
-    """A name a browser can open for ``host``: a wildcard bind is reached through loopback."""
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-async def serve(config: Config) -> None:
-    """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
-    from loopgate.web.app import create_app
-    from loopgate.web.auth import auth_mode
-
-    runner = web.AppRunner(
-        create_app(config),  # refuses a missing auth.jwt_secret before opening anything
-        access_log=None,
-        shutdown_timeout=config.server.shutdown_timeout_seconds,
-        handle_signals=False,
-    )
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
-        await site.start()
-        log.info(
-            "loopgate listening",
-            version=__version__,
-            url=f"http://{config.server.host}:{config.server.port}",
-            console=f"http://{_browsable(config.server.host)}:{config.server.port}/console",
-            store=database_kind(config.database.url),
-            database=_where(config.database.url),
-            auth=auth_mode(config),
-            registration=config.auth.registration,
-        )
-        if not api_keys_required(config) and not is_loopback(config.server.host):
-            log.warning(
-                "the HITL routes are open to anyone who can reach this address",
-                host=config.server.host,
-                setting="auth.require_api_key = false",
-            )
-        await stop.wait()
-        log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    log.info("stopped")
