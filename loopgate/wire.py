@@ -32,6 +32,9 @@ MAX_OPTION_CHARS = 100
 MAX_METADATA_BYTES = 16384
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_ID_CHARS = 200
+# The body object is level 1. Free-form JSON (metadata) may nest up to here; deeper
+# is refused before it reaches code that recurses (the hash chain's canonical form).
+MAX_JSON_DEPTH = 32
 MAX_URL_CHARS = 2000
 
 # An id (session, client, request, idempotency key) is 1..200 characters, does
@@ -89,9 +92,6 @@ class RequestRef(Body, frozen=True, kw_only=True):
     request_id: NonEmptyId
     reason: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE_CHARS)] | None = None
 
-    def __post_init__(self) -> None:
-        _no_nul("reason", self.reason)
-
 
 class OptionBody(Body, frozen=True, kw_only=True):
     """An option given as an object; an explicit ``approves`` beats the label's wording."""
@@ -128,7 +128,6 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
         for name in ("status", "response", "approved", "outcome", "decided_by"):
             if getattr(self, name) is not msgspec.UNSET:
                 raise ValueError(f"{name}: set by Loopgate, not by clients")
-        _no_nul("message", self.message)
         if not self.message.strip():
             raise ValueError("message: must not be blank")
         self._check_options()
@@ -139,15 +138,12 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
             raise ValueError(
                 f"metadata: at most {MAX_METADATA_BYTES} bytes when encoded, got {size}"
             )
-        if _contains_nul(self.metadata):
-            raise ValueError("metadata: must not contain NUL characters")
 
     def _check_options(self) -> None:
         seen: set[str] = set()
         for i, option in enumerate(self.options):
             label = option if isinstance(option, str) else option.label
             where = f"options[{i}]" if isinstance(option, str) else f"options[{i}].label"
-            _no_nul(where, label)
             key = label.strip().casefold()
             if not key:
                 raise ValueError(f"{where}: must not be blank")
@@ -178,8 +174,6 @@ class AnswerBody(Body, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if (self.option is None) == (self.text is None):
             raise ValueError("give exactly one of option or text")
-        _no_nul("option", self.option)
-        _no_nul("text", self.text)
         if self.text is not None and not self.text.strip():
             raise ValueError("text: must not be blank")
 
@@ -190,7 +184,7 @@ def decode_body(raw: bytes, shape: type[T]) -> T:
     if not raw.strip():
         raise InvalidJSON("request body is empty; expected a JSON object")
     try:
-        return msgspec.json.decode(raw, type=shape)
+        body = msgspec.json.decode(raw, type=shape)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(_explain(str(exc), shape)) from None
     except msgspec.DecodeError as exc:
@@ -199,30 +193,48 @@ def decode_body(raw: bytes, shape: type[T]) -> T:
         raise InvalidJSON(_bad_utf8(raw)) from None
     except RecursionError:
         raise InvalidJSON("malformed JSON: nested too deeply") from None
+    _check_strings_and_depth(body)
+    return body
 
 
 # --- rules msgspec cannot express ---------------------------------------------
 
 
-def _no_nul(field: str, value: str | None) -> None:
-    # Postgres refuses NUL in text and JSONB, so such a string could never be stored.
-    if value is not None and "\x00" in value:
-        raise ValueError(f"{field}: must not contain NUL characters")
+def _check_strings_and_depth(body: msgspec.Struct) -> None:
+    """Refuse a NUL in any string of ``body`` (dict keys too), and nesting over ``MAX_JSON_DEPTH``.
 
-
-def _contains_nul(value: Any) -> bool:
-    stack = [value]  # iterative: msgspec accepts nesting deeper than Python's recursion
+    One rule for every field of every body: Postgres refuses NUL in text and
+    JSONB, so such a string could never be stored, and SQLite must refuse it
+    alike. Iterative, for the same reason the depth limit exists. The error
+    names the field; inside free-form JSON (a dict), the field that holds it.
+    """
+    # (where, depth of the value, the value, whether ``where`` still follows the path)
+    stack: list[tuple[str, int, Any, bool]] = [
+        (n, 2, getattr(body, n), True) for n in _fields(body)
+    ]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+        where, depth, value, precise = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValidationFailed(f"{where}: must not contain NUL characters")
+            continue
+        if isinstance(value, msgspec.Struct):
+            children = [(f"{where}.{n}", getattr(value, n), precise) for n in _fields(value)]
+        elif isinstance(value, list | tuple):
+            children = [
+                (f"{where}[{i}]" if precise else where, v, precise) for i, v in enumerate(value)
+            ]
+        elif isinstance(value, dict):
+            children = [(where, item, False) for pair in value.items() for item in pair]
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationFailed(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((w, depth + 1, v, p) for w, v, p in children)
+
+
+def _fields(struct: msgspec.Struct) -> tuple[str, ...]:
+    return struct.__struct_fields__
 
 
 def _check_url(field: str, url: str) -> None:

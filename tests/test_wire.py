@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from loopgate.events import Option
 from loopgate.web.errors import error_middleware
 from loopgate.web.params import read_body
 from loopgate.wire import (
+    MAX_JSON_DEPTH,
     MAX_MESSAGE_CHARS,
     MAX_METADATA_BYTES,
     MAX_OPTION_CHARS,
@@ -398,6 +400,21 @@ REFUSED: list[tuple[str, type[Any], bytes, type[LoopgateError], str]] = [
         ask(metadata={"a\x00": 1}),
         ValidationFailed,
         "metadata: must not contain NUL characters",
+    ),
+    (
+        # body 1, metadata 2, then 31 arrays: level 33
+        "metadata nested 33 levels",
+        CreateRequestBody,
+        ask(metadata={"a": functools.reduce(lambda v, _: [v], range(30), [])}),
+        ValidationFailed,
+        f"metadata: nested deeper than {MAX_JSON_DEPTH} levels",
+    ),
+    (
+        "metadata nested 490 levels",
+        CreateRequestBody,
+        ask(metadata={"a": functools.reduce(lambda v, _: [v], range(488), [])}),
+        ValidationFailed,
+        f"metadata: nested deeper than {MAX_JSON_DEPTH} levels",
     ),
     # idempotency_key
     (
