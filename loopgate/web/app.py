@@ -48,6 +48,7 @@ from loopgate.web.keys import (
     TELEGRAM,
     WEBHOOKS,
 )
+from loopgate.web.params import nul_middleware
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +108,7 @@ def create_app(
             request_id_middleware,
             error_middleware,
             console.console_middleware,
+            nul_middleware,
             body_limit_middleware,
             auth_middleware(keys_required=api_keys_required(config)),
         ],

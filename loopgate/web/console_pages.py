@@ -17,6 +17,7 @@ from loopgate import __version__
 from loopgate.web.auth import actor_of
 from loopgate.web.console_session import csrf_token
 from loopgate.web.keys import ACCOUNTS, CONSOLE_SESSION
+from loopgate.web.params import refuse_nul
 from loopgate.wire import decode_body
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -51,9 +52,12 @@ def see_other(location: str) -> web.Response:
 
 
 def form_field(form: MultiDictProxy[Any], name: str) -> str | None:
-    """A text field of a posted form; None when missing (a file upload counts as missing)."""
+    """A text field of a posted form; None when missing (a file upload counts as missing).
+
+    A NUL in it is a 400 (see ``web/params.py``), whatever the form.
+    """
     value = form.get(name)
-    return value if isinstance(value, str) else None
+    return refuse_nul(name, value) if isinstance(value, str) else None
 
 
 def decode_form(fields: Mapping[str, Any], shape: type[T]) -> T:

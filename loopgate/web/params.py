@@ -1,4 +1,11 @@
-"""Query-string parameters and JSON bodies, read the same way by every HTTP surface."""
+"""Path and query-string parameters and JSON bodies, read the same way by every HTTP surface.
+
+A NUL character is refused everywhere a client can put one: in a body by
+:func:`loopgate.wire.decode_body`, in the path and the query string by
+:func:`nul_middleware`, in a console form by ``console_pages.form_field``.
+Postgres cannot store or even compare a string holding NUL, so letting one
+through would make the same request a 500 there and a 404 on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from loopgate.errors import ValidationFailed
 from loopgate.views import RequestView
@@ -17,6 +25,27 @@ from loopgate.web.keys import CONFIG
 from loopgate.wire import decode_body
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+NUL = "\x00"
+
+
+def refuse_nul(name: str, value: str) -> str:
+    """``value``, unless it holds a NUL: then a 400 naming ``name``."""
+    if NUL in value:
+        raise ValidationFailed(f"{name}: must not contain NUL characters")
+    return value
+
+
+@web.middleware
+async def nul_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL in a path parameter, the path or the query string is a 400, on every route."""
+    for name, value in request.match_info.items():
+        refuse_nul(name, value)
+    refuse_nul("path", request.path)
+    for name, value in request.query.items():
+        refuse_nul("query parameter name", name)
+        refuse_nul(name, value)
+    return await handler(request)
 
 
 def required(request: web.Request, name: str) -> str:
@@ -57,6 +86,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, request_id = raw.split("|", 1)
+        refuse_nul("cursor", request_id)
         return datetime.fromisoformat(created_at), request_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationFailed("cursor: not a cursor this API returned") from exc
