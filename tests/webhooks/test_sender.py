@@ -9,8 +9,10 @@ two attempts and starting a fresh one on the same store.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -368,3 +370,43 @@ async def test_a_private_session_callback_url_is_refused_without_the_setting(
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "callback_url_not_allowed"
+
+
+async def test_a_host_that_rebinds_to_loopback_after_the_check_is_never_connected_to(
+    store: EventStore, aiohttp_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver()
+    port = urlsplit(await serve(receiver, aiohttp_server)).port
+    loop = asyncio.get_running_loop()
+    real_getaddrinfo = loop.getaddrinfo
+    lookups: list[str] = []
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return await real_getaddrinfo(host, port, *args, **kwargs)
+        # The first answer (the sender's check) is public; every later one is loopback.
+        address = "93.184.216.34" if not lookups else "127.0.0.1"
+        lookups.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    service = Requests(
+        store,
+        Hub(store),
+        Sessions(store, allow_private_callbacks=True),
+        allow_private_callbacks=True,  # skip the creation check: the sender's is the one tested
+    )
+    settings = WebhooksConfig(allow_private_networks=False, retry_seconds=5, timeout_seconds=2)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+    await service.hub.start()
+    await sender.start()
+    try:
+        request_id = await _decided_request(service, f"http://rebind.test:{port}/hook")
+        (failed,) = await _eventually(lambda: webhook_events(store, request_id), 1)
+    finally:
+        await sender.stop()
+        await service.hub.stop()
+    assert lookups[:2] == ["93.184.216.34", "127.0.0.1"]  # checked, then resolved to connect
+    assert receiver.deliveries == []
+    assert isinstance(failed, WebhookFailed) and failed.final
+    assert "now resolves to 127.0.0.1" in failed.error
