@@ -241,21 +241,24 @@ class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
     user_id: str
     logged_in_at: datetime
     rehashed_password: str | None = None
+    address: str | None = None
+    """The client address it came from; it clears that address's failures (all, when None)."""
 
 
 class LoginFailed(Event, frozen=True, kw_only=True, tag="user.login_failed"):
     """A login named this user but failed; ``reason`` is ``"invalid_password"``.
 
-    Five of these within fifteen minutes (and since the last successful login)
-    lock the account's logins out until the oldest leaves the window. Attempts
-    refused by that lock-out are not recorded, so an attacker cannot keep the
-    owner locked out for ever. Logins naming an unknown username record nothing:
-    there is no stream to attach them to.
+    Failures throttle further logins from the same client ``address``: for this
+    user, and (more loosely) for every user (:func:`loopgate.domain.account.login_retry_after`).
+    Attempts refused by the throttle are not recorded, and a login from another
+    address is not held back, so an attacker cannot lock the owner out. Logins
+    naming an unknown username record nothing: there is no stream to attach them to.
     """
 
     user_id: str
     reason: str
     failed_at: datetime
+    address: str | None = None
 
 
 class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):

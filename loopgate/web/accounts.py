@@ -90,7 +90,10 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, CredentialsBody)
     token, user = await request.app[ACCOUNTS].login(
-        body.username, body.password, correlation_id=request.get(REQUEST_ID)
+        body.username,
+        body.password,
+        address=request.remote,
+        correlation_id=request.get(REQUEST_ID),
     )
     return json_response({"token": token, "user_id": user.user_id, "username": user.username})
 

@@ -16,7 +16,6 @@ from loopgate.accounts.tokens import verify_token
 from loopgate.accounts.users import AccountService, password_context
 from loopgate.commands.requests import Actor
 from loopgate.config import sqlite_path
-from loopgate.domain.account import LOGIN_FAILURE_WINDOW
 from loopgate.errors import (
     Conflict,
     NotFound,
@@ -37,7 +36,6 @@ from loopgate.store.base import EventStore
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 PASSWORD = "correct horse battery staple"
-WINDOW = int(LOGIN_FAILURE_WINDOW.total_seconds())
 # Cheap hashes keep the suite fast; one test checks the production parameters.
 FAST = password_context(memory_cost=8192, time_cost=1)
 
@@ -268,69 +266,85 @@ async def test_refuses_a_password_that_only_starts_like_the_right_one(
     assert (await accounts.login("alice", long_password))[1].username == "alice"
 
 
-# --- the lock-out -----------------------------------------------------------------
+# --- the login throttle ----------------------------------------------------------
 
 
-async def fail(accounts: AccountService, times: int, clock: FakeClock, every: float = 10) -> None:
+async def fail(
+    accounts: AccountService,
+    times: int,
+    clock: FakeClock,
+    every: float = 10,
+    *,
+    username: str = "alice",
+    address: str | None = None,
+) -> None:
     for _ in range(times):
         with pytest.raises(Unauthorized):
-            await accounts.login("alice", "wrong password")
+            await accounts.login(username, "wrong password", address=address)
         clock.advance(every)
 
 
-async def test_locks_logins_out_after_five_failures_for_fifteen_minutes(
+async def test_throttles_an_address_after_five_failures_with_doubling_waits(
     accounts: AccountService, store: EventStore, clock: FakeClock
 ) -> None:
     await accounts.register_user("alice", PASSWORD)
-    first_failure = clock.now
-    await fail(accounts, 5, clock, every=10)  # the clock is now 50 s after the first
+    await fail(accounts, 5, clock, every=0, address="203.0.113.7")
     head = await store.head()
 
     with pytest.raises(TooManyRequests) as raised:
-        await accounts.login("alice", PASSWORD)  # even the right password
-
+        await accounts.login("alice", PASSWORD, address="203.0.113.7")  # even the right one
     assert (raised.value.status, raised.value.code) == (429, "too_many_requests")
-    assert raised.value.retry_after == WINDOW - 50
-    assert await store.head() == head  # a refused attempt does not prolong the lock
+    assert raised.value.retry_after == 15
+    assert await store.head() == head  # a refused attempt does not prolong the wait
 
-    clock.now = first_failure + LOGIN_FAILURE_WINDOW - timedelta(seconds=1)
+    clock.advance(15)
+    await fail(accounts, 1, clock, every=0, address="203.0.113.7")
     with pytest.raises(TooManyRequests) as raised:
-        await accounts.login("alice", PASSWORD)
-    assert raised.value.retry_after == 1
+        await accounts.login("alice", PASSWORD, address="203.0.113.7")
+    assert raised.value.retry_after == 30  # the sixth failure doubles it
 
-    clock.now = first_failure + LOGIN_FAILURE_WINDOW
-    token, user = await accounts.login("alice", PASSWORD)
+    clock.advance(30)
+    token, user = await accounts.login("alice", PASSWORD, address="203.0.113.7")
     assert verify_token(token, SECRET, now=clock.now) == (user.user_id, "alice")
 
 
-async def test_keeps_the_lock_out_while_five_failures_remain_in_the_window(
+async def test_the_right_password_from_another_address_still_signs_in(
     accounts: AccountService, clock: FakeClock
 ) -> None:
     await accounts.register_user("alice", PASSWORD)
-    await fail(accounts, 4, clock, every=60)
-    clock.advance(WINDOW - 4 * 60 - 30)  # the first failure leaves the window in 30 s
-    await fail(accounts, 1, clock, every=0)
+    await fail(accounts, 5, clock, every=0, address="203.0.113.7")
+    with pytest.raises(TooManyRequests):
+        await accounts.login("alice", PASSWORD, address="203.0.113.7")
 
-    with pytest.raises(TooManyRequests) as raised:
-        await accounts.login("alice", PASSWORD)
-    assert raised.value.retry_after == 30
-
-    clock.advance(30)
-    await fail(accounts, 1, clock, every=0)  # four left in the window: one more try allowed
-    with pytest.raises(TooManyRequests) as raised:
-        await accounts.login("alice", PASSWORD)
-    assert raised.value.retry_after == 60  # now the second failure, 60 s after the first, counts
+    token, user = await accounts.login("alice", PASSWORD, address="198.51.100.2")
+    assert verify_token(token, SECRET, now=clock.now) == (user.user_id, "alice")
 
 
-async def test_a_successful_login_clears_the_failures(
+async def test_a_successful_login_clears_the_failures_from_its_address(
     accounts: AccountService, clock: FakeClock
 ) -> None:
     await accounts.register_user("alice", PASSWORD)
-    await fail(accounts, 4, clock)
-    await accounts.login("alice", PASSWORD)
-    await fail(accounts, 4, clock)
+    await fail(accounts, 4, clock, address="203.0.113.7")
+    await accounts.login("alice", PASSWORD, address="203.0.113.7")
+    await fail(accounts, 4, clock, address="203.0.113.7")
 
-    assert (await accounts.login("alice", PASSWORD))[1].username == "alice"
+    assert (await accounts.login("alice", PASSWORD, address="203.0.113.7"))[1].username == "alice"
+
+
+async def test_an_address_failing_at_twenty_users_is_throttled_at_every_user(
+    accounts: AccountService, clock: FakeClock
+) -> None:
+    names = [f"user{n:02d}" for n in range(21)]
+    for name in names:
+        await accounts.register_user(name, PASSWORD)
+    for name in names[:20]:
+        await fail(accounts, 1, clock, every=0, username=name, address="203.0.113.7")
+
+    with pytest.raises(TooManyRequests):
+        await accounts.login(names[20], PASSWORD, address="203.0.113.7")
+    with pytest.raises(TooManyRequests):  # an unknown username is held back the same way
+        await accounts.login("nobody", PASSWORD, address="203.0.113.7")
+    assert (await accounts.login(names[20], PASSWORD, address="198.51.100.2"))[1].username
 
 
 async def test_locks_out_one_username_without_touching_another(
