@@ -101,19 +101,32 @@ def _counted(lines: Iterable[bytes], progress: Progress, every: int = 2000) -> I
 
 
 async def audit_verify(config: Config, file: Path | None, *, compare: bool) -> int:
-    """Check the log's chain, or an export's (and with ``compare``, it against the log)."""
+    """Check the log's chain and the query tables against it, or an export's chain.
+
+    With ``compare``, the export is also checked against the live log.
+    """
     from loopgate.audit import verify as audit
     from loopgate.store import open_store
 
     if file is None:
+        from loopgate.audit.projections import check_projections
+
         store = await open_store(config.database.url, migrate=config.database.migrate_on_start)
         try:
             with Progress("checked") as progress:
                 result = await audit.verify_log(store, progress)
+            _report(result)
+            if not result.ok:
+                return 1
+            with Progress("replayed") as progress:
+                tables = await check_projections(store, progress)
         finally:
             await store.close()
-        _report(result)
-        return 0 if result.ok else 1
+        if not tables.ok:
+            print(f"query tables differ from the log: {tables.difference}")
+            return 1
+        print(f"ok: {tables.tables} query tables, {tables.rows} rows, match the log")
+        return 0
 
     try:
         lines = file.open("rb")

@@ -14,6 +14,7 @@ from loopgate.projections import Statement
 
 TABLE = "api_keys"
 EVENTS = (ApiKeyCreated, ApiKeyRevoked)
+UNLOGGED_COLUMNS = ("last_used_at",)  # touched in place, not by an event
 
 
 def apply(record: RecordedEvent) -> list[Statement]:

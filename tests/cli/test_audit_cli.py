@@ -311,7 +311,26 @@ def test_verify_the_log(fresh_database_url: str, tmp_path: Path) -> None:
     result = run_cli("audit", "verify", "--db", fresh_database_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"ok: {total} events, head ")
+    assert result.stdout.splitlines()[-1].endswith("rows, match the log")
     assert result.stderr == ""
+
+
+def test_verify_names_a_hand_edited_query_table_row(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    activity = create_activity(fresh_database_url)
+    sql(
+        fresh_database_url,
+        "UPDATE requests SET status = 'pending' WHERE request_id = $1",
+        activity.answered,
+    )
+    result = run_cli("audit", "verify", "--db", fresh_database_url, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("ok: ")  # the chain itself is intact
+    assert (
+        f"query tables differ from the log: requests row request_id={activity.answered!r}:"
+        " status is 'pending' in the table, 'answered' from the log"
+    ) in result.stdout
 
 
 def test_verify_finds_an_edited_event(fresh_database_url: str, tmp_path: Path) -> None:
