@@ -267,7 +267,8 @@ def test_export_csv_has_its_header_when_nothing_matches(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash"
+        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash,"
+        "digests,legacy"
     ]
 
 
