@@ -23,10 +23,16 @@ with defaults, never remove or retype one.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+SECRET = msgspec.Meta(extra={"secret": True})
+"""Marks a field whose value no reader may see (see :func:`secret_fields`)."""
+Secret = Annotated[str, SECRET]
+REDACTED = "[redacted]"
 
 Channel = Literal["api", "telegram", "console", "mcp", "system"]
 RequestType = Literal["confirmation", "input", "choice"]
@@ -211,14 +217,17 @@ class WebhookFailed(Event, frozen=True, kw_only=True, tag="request.webhook_faile
 class WebhookSecretRotated(Event, frozen=True, kw_only=True, tag="tenant.webhook_secret_rotated"):
     """A tenant's webhook signing secret was made (on first use) or replaced.
 
-    The latest one signs every delivery from then on. It is kept in the log
-    because the server must sign with it (a hash would not do); the tenant's
-    audit export therefore shows it, to the same tenant who may read it at
-    ``GET /v1/webhook-secret`` anyway.
+    The latest one signs every delivery from then on. The server must sign
+    with it, so a hash would not do: ``sealed`` is the secret encrypted with
+    the server key (AES-GCM, ``base64(nonce || ciphertext)``; see
+    ``channels/webhooks/secrets.py``). ``secret`` is the clear secret of logs
+    written before sealing; it is read, never written. Both are secret fields,
+    so no export, stream or page shows either.
     """
 
     tenant: str
-    secret: str
+    secret: Annotated[str | None, SECRET] = None
+    sealed: Annotated[str | None, SECRET] = None
     rotated_at: datetime
 
 
@@ -231,7 +240,7 @@ class UserRegistered(Event, frozen=True, kw_only=True, tag="user.registered"):
     user_id: str
     username: str
     email: str | None = None
-    password_hash: str
+    password_hash: Secret
     registered_at: datetime
 
 
@@ -240,7 +249,7 @@ class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
 
     user_id: str
     logged_in_at: datetime
-    rehashed_password: str | None = None
+    rehashed_password: Annotated[str | None, SECRET] = None
     address: str | None = None
     """The client address it came from; it clears that address's failures (all, when None)."""
 
@@ -267,7 +276,7 @@ class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
     key_id: str
     user_id: str
     label: str
-    key_hash: str
+    key_hash: Secret
     prefix: str
     created_at: datetime
     expires_at: datetime | None = None
@@ -329,6 +338,48 @@ AnyEvent = (
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
+
+
+def _secret_fields(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(
+        field.name
+        for field in msgspec.structs.fields(cls)
+        if SECRET in getattr(field.type, "__metadata__", ())
+    )
+
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    tag: fields for tag, cls in EVENT_TYPES.items() if (fields := _secret_fields(cls))
+}
+"""The secret fields of each event type that has any, by tag, read off the ``SECRET`` marker."""
+
+
+def secret_fields(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The secret fields that ``data`` (an event of type ``type_``, decoded) holds a value in.
+
+    The one place that says what is secret: the hash chain digests these
+    (``store/codec.py``), and every reader of event data redacts them
+    (:func:`redacted`).
+    """
+    return {name: data[name] for name in SECRET_FIELDS.get(type_, ()) if data.get(name) is not None}
+
+
+def field_digest(value: Any) -> str:
+    """The SHA-256 (hex) of a field value's canonical JSON: what stands in for a secret."""
+    return hashlib.sha256(msgspec.json.encode(value, order="sorted")).hexdigest()
+
+
+def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every secret field that holds a value replaced by ``"[redacted]"``."""
+    hidden = secret_fields(type_, data)
+    return {k: REDACTED if k in hidden else v for k, v in data.items()} if hidden else data
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """An event's fields as JSON-ready builtins (no ``type``), its secrets redacted."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    tag = fields.pop("type")
+    return redacted(tag, fields)
 
 
 def event_type(event: Event) -> str:

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from loopgate.config import Config, RequestsConfig
+from loopgate.config import Config, RequestsConfig, SecretsConfig
 from loopgate.projections import PROJECTIONS
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
@@ -122,10 +122,14 @@ async def store(open_test_store: StoreFactory) -> EventStore:
     return await open_test_store()
 
 
+TEST_SECRETS = SecretsConfig(key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+"""A fixed server key, so that no test app makes a key file in the working directory."""
+
+
 @pytest.fixture
 def config() -> Config:
     """The app's configuration in tests: defaults, with a short long-poll cap."""
-    return Config(requests=RequestsConfig(max_wait_seconds=10))
+    return Config(requests=RequestsConfig(max_wait_seconds=10), secrets=TEST_SECRETS)
 
 
 @pytest.fixture

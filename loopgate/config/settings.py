@@ -88,6 +88,11 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_private_networks: bool = False
 
 
+class SecretsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str = ""  # base64 of 32 bytes; empty: read (or make) the key file
+    key_file: str = ""  # empty: see secrets_key_file()
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -99,6 +104,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,21 @@ SETTINGS: tuple[Setting, ...] = (
         "cloud-metadata addresses. Off (the default), such URLs are refused with 422 at "
         "request creation and again at delivery, so a caller cannot make the server probe "
         "its own network.",
+    ),
+    _setting(
+        "secrets.key",
+        "Server key that encrypts the webhook signing secrets in the log (AES-256-GCM): the "
+        "base64 of 32 random bytes, e.g. `python -c 'import base64, os; "
+        "print(base64.b64encode(os.urandom(32)).decode())'`. Empty: the key is read from "
+        "secrets.key_file, made there (mode 0600) on first use. Set the same key on every "
+        "server that shares a Postgres database. Never in the log or an export; lose it and "
+        "the secrets must be rotated.",
+    ),
+    _setting(
+        "secrets.key_file",
+        "File holding the server key when secrets.key is empty. Empty: loopgate-secrets.key "
+        "beside the SQLite database file, or in the working directory for Postgres; an "
+        "in-memory SQLite database gets a key that lives as long as the process.",
     ),
 )
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.secrets import SecretBox
 from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import utcnow
 from loopgate.commands.requests import Requests
@@ -43,6 +44,7 @@ from loopgate.web.keys import (
     HUB,
     REQUEST_ID,
     REQUESTS,
+    SECRET_BOX,
     SESSIONS,
     STORE,
     TELEGRAM,
@@ -98,8 +100,8 @@ def create_app(
 
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
-    missing where it must be set, or the Telegram settings cannot work, before
-    anything is opened.
+    missing where it must be set, ``secrets.key`` is no key, or the Telegram
+    settings cannot work, before anything is opened.
     """
     jwt_secret = jwt_secret_for(config)
     app = web.Application(
@@ -113,6 +115,7 @@ def create_app(
         client_max_size=config.requests.max_body_bytes,
     )
     app[CONFIG] = config
+    app[SECRET_BOX] = SecretBox.from_config(config)
     if store is not None:
         app[STORE] = store
     else:
@@ -175,7 +178,7 @@ async def _runtime_context(
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
-    webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks)
+    webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
     app[REQUESTS], app[SESSIONS] = requests, sessions

@@ -31,6 +31,7 @@ from loopgate.events import (
     ResponseReceived,
     WebhookDelivered,
     WebhookFailed,
+    event_data,
 )
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import REQUESTS, STORE
@@ -211,4 +212,4 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "final": hook.final,
             }
         case _:
-            return type(event).__name__, {}
+            return type(event).__name__, event_data(event)

@@ -5,7 +5,8 @@
 the event's global position, ``event:`` its type and ``data:`` a JSON object
 ``{position, type, stream, recorded_at, data, actor}``. Only ``session.*`` and
 ``request.*`` events of the caller's tenant are sent: account events carry
-password and key hashes and never appear here.
+password and key hashes and never appear here. Whatever is sent has its
+secret fields redacted all the same (``events.event_data``).
 
 Resuming: ``Last-Event-ID`` (or ``?after=N``) replays from the log everything
 after that position, then the stream goes live. The hub subscription is taken
@@ -31,7 +32,7 @@ from aiohttp_sse import EventSourceResponse
 
 from loopgate.commands.base import Actor
 from loopgate.errors import ValidationFailed
-from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated
+from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, REQUESTS, SESSIONS, STORE
@@ -49,15 +50,13 @@ Match = Callable[[RecordedEvent], bool]
 
 def message_data(record: RecordedEvent) -> str:
     """The ``data:`` line of an event's SSE message."""
-    fields = msgspec.to_builtins(record.event)
-    fields.pop("type", None)
     return _encoder.encode(
         {
             "position": record.position,
             "type": record.type,
             "stream": record.stream,
             "recorded_at": record.recorded_at.isoformat(),
-            "data": fields,
+            "data": event_data(record.event),
             "actor": record.meta.actor,
         }
     ).decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import os
 import pty
@@ -23,7 +24,9 @@ import asyncpg
 import pytest
 from cli_server import TIMEOUT, clean_env
 
-from loopgate.commands.base import Actor
+from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
+from loopgate.commands.base import Actor, utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import sqlite_path
@@ -267,7 +270,8 @@ def test_export_csv_has_its_header_when_nothing_matches(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash"
+        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash,"
+        "digests,legacy"
     ]
 
 
@@ -491,3 +495,35 @@ def test_rebuild_reports_progress(fresh_database_url: str, events: int) -> None:
     replayed, seen = asyncio.run(_with_service(fresh_database_url, work))
     assert replayed == events
     assert seen == [events]  # one batch: called once, with the running total
+
+
+def test_an_exported_file_holds_no_secret_and_verifies(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    async def work() -> tuple[str, str]:
+        store = await open_store(fresh_database_url)
+        try:
+            accounts = AccountService(store, jwt_secret="x" * 32)
+            user = await accounts.register_user("alice", "Zebra-Quartz-7781-unmistakable")
+            raw_key, _ = await accounts.create_api_key(Actor(id=user.user_id, tenant=user.user_id))
+            box = SecretBox(lambda: bytes(32))
+            return raw_key, await WebhookSecrets(store, utcnow, box).current(user.user_id)
+        finally:
+            await store.close()
+
+    raw_key, webhook_secret = asyncio.run(work())
+    key_hash = hashlib.sha256(raw_key.encode()).hexdigest()
+    for fmt in ("ndjson", "csv"):
+        out = tmp_path / f"audit.{fmt}"
+        exported = run_cli(
+            "audit", "export", "--db", fresh_database_url, "--format", fmt, "-o", str(out),
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        text = out.read_text(encoding="utf-8")
+        assert "user.registered" in text and "[redacted]" in text
+        for secret in ("$argon2", key_hash, webhook_secret, "whsec_"):
+            assert secret not in text
+    checked = run_cli("audit", "verify", "--file", str(tmp_path / "audit.ndjson"), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("ok: 3 events"), checked.stdout

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from loopgate.channels.webhooks.secrets import WebhookSecrets
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.channels.webhooks.sender import NAME, WebhookSender
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
@@ -36,11 +36,16 @@ from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
+from loopgate.web.keys import SECRET_BOX
+from tests.conftest import TEST_SECRETS
 
 Client = TestClient[Any, Any]
 ServerFactory = Callable[..., Awaitable[TestServer]]
 SETTLE = 5.0  # a generous bound for something that should take milliseconds
 FAST = WebhooksConfig(allow_private_networks=True, retry_seconds=0.05, timeout_seconds=2)
+
+BOX = SecretBox(lambda: bytes(range(32)))
+"""The server key of the senders built by hand here."""
 
 
 class Receiver:
@@ -80,7 +85,7 @@ async def webhook_events(
 
 @pytest.fixture
 def config() -> Config:
-    return Config(requests=RequestsConfig(max_wait_seconds=10), webhooks=FAST)
+    return Config(requests=RequestsConfig(max_wait_seconds=10), webhooks=FAST, secrets=TEST_SECRETS)
 
 
 async def ask(client: Client, callback_url: str) -> str:
@@ -176,7 +181,7 @@ async def test_a_failure_past_max_age_is_final_and_not_retried(
         allow_private_callbacks=True,
     )
     settings = WebhooksConfig(allow_private_networks=True, retry_seconds=5, max_age_seconds=1)
-    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
     await service.hub.start()
     await sender.start()
     try:
@@ -219,7 +224,7 @@ async def test_a_restart_between_attempts_loses_nothing_and_sends_nothing_twice(
     await service.hub.start()
 
     def sender() -> WebhookSender:
-        return WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+        return WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
 
     first = sender()
     await first.start()
@@ -269,7 +274,8 @@ async def test_the_webhook_secret_is_stable_until_rotated(
     rotated = await (await client.post("/v1/webhook-secret")).json()
     assert rotated["secret"] != first["secret"]
     assert (await (await client.get("/v1/webhook-secret")).json()) == rotated
-    assert await WebhookSecrets(store, utcnow).current("local") == (rotated["secret"])
+    box = client.server.app[SECRET_BOX]
+    assert await WebhookSecrets(store, utcnow, box).current("local") == (rotated["secret"])
 
 
 async def test_a_private_callback_url_is_refused_without_the_setting(
@@ -312,7 +318,7 @@ async def test_two_processes_send_each_delivery_once_and_hand_over_on_stop(
         )
         await service.hub.start()
         sender = WebhookSender(
-            service, service.sessions, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST
+            service, service.sessions, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST, BOX
         )
         await sender.start()
         processes.append((service, sender))
@@ -397,7 +403,7 @@ async def test_a_host_that_rebinds_to_loopback_after_the_check_is_never_connecte
         allow_private_callbacks=True,  # skip the creation check: the sender's is the one tested
     )
     settings = WebhooksConfig(allow_private_networks=False, retry_seconds=5, timeout_seconds=2)
-    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
     await service.hub.start()
     await sender.start()
     try:

@@ -40,7 +40,7 @@ import structlog
 from aiohttp.abc import ResolveResult
 
 from loopgate import __version__
-from loopgate.channels.webhooks.secrets import WebhookSecrets
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -88,12 +88,17 @@ class WebhookSender(LogFollower):
     name = NAME
 
     def __init__(
-        self, requests: Requests, sessions: Sessions, lease: Lease, settings: WebhooksConfig
+        self,
+        requests: Requests,
+        sessions: Sessions,
+        lease: Lease,
+        settings: WebhooksConfig,
+        box: SecretBox,
     ) -> None:
         super().__init__(requests.store, requests.clock, lease)
         self._requests, self._sessions = requests, sessions
         self._settings = settings
-        self._secrets = WebhookSecrets(requests.store, requests.clock)
+        self._secrets = WebhookSecrets(requests.store, requests.clock, box)
         self._posting = asyncio.Semaphore(CONCURRENT_POSTS)
         self._http: aiohttp.ClientSession | None = None
 
