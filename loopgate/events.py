@@ -8,7 +8,8 @@ reference entry.
 Each stored event also carries :class:`Meta` (who did it, for which tenant,
 under which HTTP request) and lives in one stream:
 
-* ``session-<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
+* ``session-<tenant>/<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
+  (session ids are per tenant; logs from before that name it ``session-<id>``)
 * ``request-<id>`` — :class:`RequestCreated` … :class:`RequestExpired`,
   :class:`DeliveryFailed`, :class:`AnswerRefused`, :class:`WebhookDelivered`,
   :class:`WebhookFailed`

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from server_key import TEST_SECRETS
 
-from loopgate.config import Config, RequestsConfig, SecretsConfig
+from loopgate.config import Config, RequestsConfig
 from loopgate.projections import PROJECTIONS
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
@@ -120,10 +121,6 @@ async def open_test_store(store_url: str) -> AsyncIterator[StoreFactory]:
 @pytest.fixture
 async def store(open_test_store: StoreFactory) -> EventStore:
     return await open_test_store()
-
-
-TEST_SECRETS = SecretsConfig(key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-"""A fixed server key, so that no test app makes a key file in the working directory."""
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from datetime import datetime
 
 import msgspec
 
+from loopgate.commands.sessions import read_session
 from loopgate.events import EVENT_TYPES, SECRET_FIELDS, Meta, field_digest, redacted, secret_fields
 from loopgate.store.base import EventStore
 from loopgate.store.codec import Row, hashes_in_clear
@@ -92,12 +93,27 @@ _encoder = msgspec.json.Encoder()
 async def session_streams(
     store: EventStore, session_id: str, tenant: str | None = None
 ) -> frozenset[str]:
-    """The streams of a session's story: its own and those of its requests."""
-    sql, params = "SELECT request_id FROM requests WHERE session_id = ?", [session_id]
-    if tenant is not None:
-        sql, params = sql + " AND tenant = ?", [*params, tenant]
-    rows = await store.fetch(sql, params)
-    return frozenset({f"session-{session_id}", *(f"request-{r['request_id']}" for r in rows)})
+    """The streams of a session's story: its own and those of its requests.
+
+    Session ids are per tenant; without ``tenant`` (an administrator's export of
+    the whole log) that is every tenant's session of that id.
+    """
+    if tenant is None:
+        rows = await store.fetch(
+            "SELECT DISTINCT tenant FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        tenants = sorted(row["tenant"] for row in rows)
+    else:
+        tenants = [tenant]
+    streams: set[str] = set()
+    for each in tenants:
+        stream, _ = await read_session(store, each, session_id)
+        requests = await store.fetch(
+            "SELECT request_id FROM requests WHERE tenant = ? AND session_id = ?",
+            (each, session_id),
+        )
+        streams.update([stream, *(f"request-{r['request_id']}" for r in requests)])
+    return frozenset(streams)
 
 
 def _selected(row: Row, meta: Meta, only: ExportFilter) -> bool:

@@ -45,7 +45,7 @@ async def audit_export(config: Config, args: argparse.Namespace) -> int:
         try:
             streams: frozenset[str] | None = None
             if args.session is not None:
-                streams = await audit.session_streams(store, args.session)
+                streams = await audit.session_streams(store, args.session, args.tenant)
             elif args.request is not None:
                 streams = frozenset((f"request-{args.request}",))
             only = audit.ExportFilter(

@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from loopgate.commands.base import Actor
+from loopgate.commands.sessions import read_session
 from loopgate.errors import ValidationFailed
 from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
 from loopgate.store.base import EventStore
@@ -118,6 +119,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
 async def session_events(request: web.Request) -> web.StreamResponse:
     actor, session_id = actor_of(request), request.match_info["session_id"]
     await request.app[SESSIONS].get_session(session_id, actor)  # 404 before the stream starts
+    session_stream, _ = await read_session(request.app[STORE], actor.tenant, session_id)
     visible = _visible(actor)
     after = resume_position(request) or 0
     requests: set[str] = set()  # the session's requests, joined by those created live
@@ -128,7 +130,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
             (session_id, actor.tenant),
         )
         requests.update(row["request_id"] for row in rows)
-        streams = [f"session-{session_id}", *(f"request-{r}" for r in sorted(requests))]
+        streams = [session_stream, *(f"request-{r}" for r in sorted(requests))]
         async for record in _streams_between(store, streams, after, upto):
             yield record
 
@@ -138,7 +140,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         event = record.event
         if isinstance(event, RequestCreated) and event.session_id == session_id:
             requests.add(event.request_id)
-        if record.stream == f"session-{session_id}":
+        if record.stream == session_stream:
             return True
         return record.stream.startswith("request-") and record.stream[8:] in requests
 

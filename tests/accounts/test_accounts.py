@@ -6,16 +6,14 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
-import asyncpg
 import pytest
+from database_scan import database_contents
 
 from loopgate.accounts.tokens import verify_token
 from loopgate.accounts.users import AccountService, password_context
 from loopgate.commands.requests import Actor
-from loopgate.config import sqlite_path
 from loopgate.errors import (
     Conflict,
     NotFound,
@@ -622,30 +620,6 @@ async def test_the_database_never_holds_a_password_or_a_raw_key(
     assert key_hash in stored and "$argon2id$" in stored  # the scan sees the accounts
     for secret in (password, raw_key, raw_key.removeprefix("lk_pub_")):
         assert secret not in stored
-
-
-async def database_contents(store_url: str) -> str:
-    """Everything the database holds, as text: the SQLite files' bytes, or every Postgres row."""
-    if store_url.startswith("sqlite"):
-        path = Path(sqlite_path(store_url))
-        files = [path, path.with_name(path.name + "-wal")]
-        assert files[1].exists()  # the recent writes are still in the write-ahead log
-        return "".join(f.read_bytes().decode("latin-1") for f in files)
-    conn = await asyncpg.connect(store_url)
-    try:
-        tables = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        )
-        assert {"events", "users", "api_keys"} <= {t["table_name"] for t in tables}
-        rows = [
-            row[0]
-            for t in tables
-            for row in await conn.fetch(f'SELECT t::text FROM "{t["table_name"]}" AS t')
-        ]
-        return "\n".join(rows)
-    finally:
-        await conn.close()
 
 
 async def test_rebuilds_the_account_tables_equal_to_the_live_ones(

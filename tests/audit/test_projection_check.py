@@ -74,7 +74,9 @@ async def test_a_deleted_row_and_an_invented_one_are_both_caught(
 ) -> None:
     await store.execute("DELETE FROM sessions WHERE session_id = ?", ("s1",))
     missing = await check_projections(store)
-    assert missing.difference == "sessions row session_id='s1' is missing from the table"
+    assert (
+        missing.difference == "sessions row tenant='t1', session_id='s1' is missing from the table"
+    )
 
     await requests.sessions.register_session("s2", "ci", None, AGENT)
     await store.execute("UPDATE sessions SET session_id = 's1' WHERE session_id = 's2'")

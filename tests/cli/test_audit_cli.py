@@ -28,7 +28,7 @@ from loopgate.accounts.users import AccountService
 from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.commands.base import Actor, utcnow
 from loopgate.commands.requests import Requests
-from loopgate.commands.sessions import Sessions
+from loopgate.commands.sessions import Sessions, session_stream
 from loopgate.config import sqlite_path
 from loopgate.hub import Hub
 from loopgate.store import open_store
@@ -174,7 +174,7 @@ def test_export_filters(fresh_database_url: str, tmp_path: Path) -> None:
     assert [r["type"] for r in one] == ["request.created", "request.response_received"]
 
     session = export(url, tmp_path, "--session", "s1")
-    expected = {"session-s1"} | {
+    expected = {session_stream("a", "s1")} | {
         f"request-{rid}" for rid in (activity.answered, activity.cancelled, activity.pending)
     }
     assert {r["stream"] for r in session} == expected

@@ -247,3 +247,22 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("condition not met within 5 s")
+
+
+async def test_a_keyed_tenant_registering_mcp_does_not_break_anonymous_calls(live: Live) -> None:
+    # Keys are optional on loopback: a key's user registers the anonymous default id.
+    key = {"X-API-Key": await live.new_api_key()}
+    squat = {"session_id": "mcp", "client_id": "squatter", "telegram_id": 666}
+    await live.rest("POST", "/v1/sessions", json=squat, headers=key)
+
+    async with live.client() as client:
+        made = await client.call_tool("request_human_input", {"message": "Mine?", "wait": False})
+    assert not made.is_error, text_of(made)
+    assert structured(made)["session_id"] == "mcp"
+
+    # Each tenant has its own "mcp": anonymous callers see the MCP one, the key its own.
+    anonymous = await live.rest("GET", "/v1/sessions/mcp")
+    squatters = await live.rest("GET", "/v1/sessions/mcp", headers=key)
+    assert (anonymous["client_id"], anonymous["telegram_id"]) == ("mcp", None)
+    assert (squatters["client_id"], squatters["telegram_id"]) == ("squatter", 666)
+    assert (await live.rest("GET", "/v1/requests", headers=key))["requests"] == []

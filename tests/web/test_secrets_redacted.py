@@ -15,6 +15,7 @@ from typing import NamedTuple
 import msgspec
 from account_helpers import AppClientFactory, api_key, new_key, sign_up
 from console_helpers import sign_in
+from database_scan import database_contents
 from hitl_helpers import Client
 
 from loopgate.audit.export import ExportFilter, export_batches, ndjson
@@ -34,7 +35,6 @@ from loopgate.store.base import EventStore
 from loopgate.store.codec import row_hash
 from loopgate.web.audit import timeline_entry
 from loopgate.web.stream import message_data
-from tests.accounts.test_accounts import database_contents
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from server_key import TEST_SECRETS
 
 from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.channels.webhooks.sender import NAME, WebhookSender
@@ -37,7 +38,6 @@ from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from loopgate.web.keys import SECRET_BOX
-from tests.conftest import TEST_SECRETS
 
 Client = TestClient[Any, Any]
 ServerFactory = Callable[..., Awaitable[TestServer]]

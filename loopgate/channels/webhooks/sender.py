@@ -126,7 +126,9 @@ class WebhookSender(LogFollower):
 
     async def _deliver(self, request_id: str, decided: RecordedEvent) -> None:
         view = await self._requests.find_request(request_id)
-        url = view.callback_url or await self._sessions.session_callback_url(view.session_id)
+        url = view.callback_url or await self._sessions.session_callback_url(
+            view.tenant, view.session_id
+        )
         if url is None:
             return
         stream = f"request-{request_id}"
