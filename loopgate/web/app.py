@@ -3,8 +3,9 @@
 Middlewares, outermost first: request id and access log (every response
 carries ``X-Request-ID``, every log line the id), the error renderer, the
 console's page renderer (HTML errors on ``/console`` pages), the body-size
-limit, then auth (who is calling; see ``web/auth.py``), so even a 404 for an
-unknown route, a 413 or a 401 comes out in the JSON error shape (or, on the
+limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
+then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
+route, a 413, a 421 or a 401 comes out in the JSON error shape (or, on the
 console, as a page) with the request id on it.
 """
 
@@ -36,6 +37,7 @@ from loopgate.store.base import EventStore
 from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
+from loopgate.web.guard import guard_middleware
 from loopgate.web.keys import (
     ACCOUNTS,
     CONFIG,
@@ -108,6 +110,7 @@ def create_app(
             error_middleware,
             console.console_middleware,
             body_limit_middleware,
+            guard_middleware(config),
             auth_middleware(keys_required=api_keys_required(config)),
         ],
         client_max_size=config.requests.max_body_bytes,
