@@ -6,7 +6,9 @@ console's page renderer (HTML errors on ``/console`` pages), the body-size
 limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
 then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
 route, a 413, a 421 or a 401 comes out in the JSON error shape (or, on the
-console, as a page) with the request id on it.
+console, as a page) with the request id on it. The id is set as the response
+is prepared, so responses that handlers stream themselves (SSE, ``/mcp``)
+carry it too.
 """
 
 from __future__ import annotations
@@ -66,8 +68,6 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         response = await handler(request)
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
         log.info(
             "http",
             method=request.method,
@@ -76,6 +76,13 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
     return response
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    # On prepare, not after the handler: a streamed response (SSE, the ASGI bridge behind
+    # /mcp) has sent its headers by the time the handler returns.
+    if REQUEST_ID in request:
+        response.headers.setdefault(REQUEST_ID_HEADER, request[REQUEST_ID])
 
 
 @web.middleware
@@ -115,6 +122,7 @@ def create_app(
         ],
         client_max_size=config.requests.max_body_bytes,
     )
+    app.on_response_prepare.append(_add_request_id)
     app[CONFIG] = config
     if store is not None:
         app[STORE] = store
