@@ -107,8 +107,8 @@ def create_app(
 
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
-    missing where it must be set, or the Telegram settings cannot work, before
-    anything is opened.
+    missing where it must be set, the Telegram settings cannot work, or
+    ``server.allowed_hosts`` cannot be read, before anything is opened.
     """
     jwt_secret = jwt_secret_for(config)
     app = web.Application(

@@ -61,17 +61,17 @@ class Allowed:
     hosts: frozenset[tuple[str, int | None]] | None
     origins: frozenset[str] | None
 
-    def describe(self) -> dict[str, str]:
-        """The lists as people write them, for the start-up log."""
-        if self.hosts is None:
-            hosts = ANY
-        else:
-            hosts = ",".join(
-                sorted(
-                    name if port is None else f"{name}:{'<port>' if port == LISTENING else port}"
-                    for name, port in self.hosts
-                )
-            )
+    def describe(self, port: int | None = None) -> dict[str, str]:
+        """The lists as people write them, for the start-up log; ``port``: the listening one."""
+
+        def spelled(name: str, allowed: int | None) -> str:
+            if allowed is None:
+                return name
+            if allowed == LISTENING:
+                return f"{name}:{'<port>' if port is None else port}"
+            return f"{name}:{allowed}"
+
+        hosts = ANY if self.hosts is None else ",".join(sorted(spelled(*h) for h in self.hosts))
         origins = ANY if self.origins is None else ",".join(sorted(self.origins))
         return {"allowed_hosts": hosts, "allowed_origins": origins or "(own origin only)"}
 
