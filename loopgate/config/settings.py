@@ -24,6 +24,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     shutdown_timeout_seconds: float = 10.0
+    # Comma-separated; empty: derived from the bind address (see web/guard.py).
+    allowed_hosts: str = ""
+    allowed_origins: str = ""
 
 
 class DatabaseConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -155,6 +158,24 @@ SETTINGS: tuple[Setting, ...] = (
         "server.shutdown_timeout_seconds",
         "Seconds to let open requests and streams finish on shutdown before closing them.",
         minimum=0,
+    ),
+    _setting(
+        "server.allowed_hosts",
+        "Host headers the server answers, comma-separated: host (any port), host:port, or * "
+        "for any. Others get 421, so a web page cannot reach the API through DNS rebinding. "
+        "Empty: 127.0.0.1, localhost, [::1] and server.host, on the port the server listens "
+        "on; but any Host when bound to a non-loopback address with API keys required (a "
+        "proxy's or a pod's name cannot be guessed, and a web page holds no API key). List "
+        "your public name behind a proxy. /health, /healthz and /readyz answer any Host, for "
+        "load-balancer checks.",
+    ),
+    _setting(
+        "server.allowed_origins",
+        "Browser origins (scheme://host[:port], comma-separated, or *) whose pages may call "
+        "the API; a request with any other Origin header gets 403. A request without an "
+        "Origin (curl, SDKs, agents) and a page of the server's own origin are always "
+        "accepted. Empty: no other site. /console and /telegram/webhook check their own "
+        "callers and are not affected.",
     ),
     _setting(
         "database.url",

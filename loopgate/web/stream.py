@@ -36,7 +36,7 @@ from loopgate.errors import ValidationFailed
 from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, REQUESTS, SESSIONS, STORE
+from loopgate.web.keys import CONFIG, HUB, REQUESTS, SESSIONS, STORE
 from loopgate.web.params import client_gone
 
 routes = web.RouteTableDef()
@@ -187,9 +187,7 @@ async def _serve(
     """
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
-    response = EventSourceResponse(
-        headers={"X-Request-ID": request.get(REQUEST_ID, "")}, ping_interval=heartbeat
-    )
+    response = EventSourceResponse(ping_interval=heartbeat)
     with hub.subscribe(stream=stream, tenant=tenant) as subscription:
         since = subscription.position
         # Subscribed first: every event after ``subscription.position`` reaches the

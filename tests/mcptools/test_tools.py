@@ -234,6 +234,20 @@ async def test_an_unknown_host_is_refused(live: Live) -> None:
         assert refused.status == 403
 
 
+async def test_mcp_answers_carry_the_request_id_like_every_route(live: Live) -> None:
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with live.http.post(live.url, json=INITIALIZE, headers=headers) as made:
+        assert made.status == 200
+        assert len(made.headers["X-Request-ID"]) == 32
+    sent = headers | {"X-Request-ID": "agent-7.call:1"}
+    async with live.http.post(live.url, json=INITIALIZE, headers=sent) as echoed:
+        assert echoed.headers["X-Request-ID"] == "agent-7.call:1"
+    async with live.http.post(live.url, data=b"{}", headers=headers) as refused:
+        assert refused.status == 415  # the guard's, in the JSON error shape, with the id
+        assert (await refused.json())["error"]["code"] == "unsupported_media_type"
+        assert refused.headers["X-Request-ID"]
+
+
 def _messages(error: BaseException) -> list[str]:
     """Every message in an exception (group): how the SDK's client reports an HTTP error."""
     if isinstance(error, BaseExceptionGroup):

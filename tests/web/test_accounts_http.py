@@ -73,7 +73,9 @@ async def test_a_bad_registration_body_is_a_400(open_client: Client, body: Any, 
 
 
 async def test_malformed_json_is_a_400(open_client: Client) -> None:
-    response = await open_client.post("/api/auth/register", data=b"{nope")
+    response = await open_client.post(
+        "/api/auth/register", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     await assert_error(response, 400, "invalid_json")
 
 
