@@ -38,6 +38,9 @@ REDACTED = "[redacted]"
 Channel = Literal["api", "telegram", "console", "mcp", "system"]
 RequestType = Literal["confirmation", "input", "choice"]
 OnTimeout = Literal["reject", "approve", "none"]
+ApiKeyKind = Literal["agent", "operator"]
+"""An ``agent`` key asks, reads, waits and cancels, never answers; an ``operator``
+key also answers, as the user who made it."""
 
 
 class Meta(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,7 +151,11 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
 
 
 class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):
-    """Someone who is not the session's operator tried to answer; nothing was decided."""
+    """Someone not allowed to answer tried to; nothing was decided.
+
+    Either not the session's operator (Telegram), or an agent API key
+    (``responder`` is then ``apikey:<id>``).
+    """
 
     request_id: str
     responder: str
@@ -272,7 +279,11 @@ class LoginFailed(Event, frozen=True, kw_only=True, tag="user.login_failed"):
 
 
 class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
-    """An API key was issued; only its SHA-256 is kept, the key is shown once."""
+    """An API key was issued; only its SHA-256 is kept, the key is shown once.
+
+    ``kind`` (:data:`ApiKeyKind`) says whether it may answer requests. Keys
+    issued before kinds existed have none and are ``agent`` keys.
+    """
 
     key_id: str
     user_id: str
@@ -281,6 +292,7 @@ class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
     prefix: str
     created_at: datetime
     expires_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
 
 
 class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="apikey.revoked"):

@@ -63,7 +63,7 @@ from loopgate.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from loopgate.events import Meta
+from loopgate.events import ApiKeyKind, Meta
 from loopgate.store.base import EventStore
 
 API_KEY_PREFIX = "lk_pub_"
@@ -116,6 +116,7 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     user_id: str
     label: str
+    kind: ApiKeyKind
     prefix: str
     created_at: datetime
     expires_at: datetime | None
@@ -287,7 +288,7 @@ class AccountService:
     def actor_for_token(self, token: str, correlation_id: str | None = None) -> Actor:
         """The user a login token acts for; ``Unauthorized`` (``invalid_token``) otherwise."""
         user_id, _username = verify_token(token, self.jwt_secret, now=self.clock())
-        return Actor(id=user_id, tenant=user_id, correlation_id=correlation_id)
+        return Actor(id=user_id, tenant=user_id, correlation_id=correlation_id, answers_as=user_id)
 
     async def get_user(self, user_id: str) -> UserView:
         rows = await self.store.fetch(
@@ -341,8 +342,9 @@ class AccountService:
     async def authenticate_api_key(self, raw_key: str, correlation_id: str | None = None) -> Actor:
         """The user a key acts for, as ``apikey:<id>`` in the user's tenant.
 
-        ``Unauthorized`` with ``invalid_api_key`` (unknown or malformed),
-        ``api_key_revoked`` or ``api_key_expired``.
+        An operator key answers as that user; an agent key may not answer
+        (``Actor.answers_as`` is None). ``Unauthorized`` with ``invalid_api_key``
+        (unknown or malformed), ``api_key_revoked`` or ``api_key_expired``.
         """
         if (
             not raw_key.startswith(API_KEY_PREFIX)
@@ -370,12 +372,26 @@ class AccountService:
                 " WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at <= ?)",
                 (now, key.key_id, stale),
             )
-        return Actor(id=f"apikey:{key.key_id}", tenant=key.user_id, correlation_id=correlation_id)
+        return Actor(
+            id=f"apikey:{key.key_id}",
+            tenant=key.user_id,
+            correlation_id=correlation_id,
+            answers_as=key.user_id if key.kind == "operator" else None,
+        )
 
     async def create_api_key(
-        self, actor: Actor, *, label: str | None = None, expires_at: datetime | None = None
+        self,
+        actor: Actor,
+        *,
+        label: str | None = None,
+        expires_at: datetime | None = None,
+        kind: ApiKeyKind = "agent",
     ) -> tuple[str, ApiKeyView]:
-        """A new key for the actor's user: the raw key (shown once) and its view."""
+        """A new key for the actor's user: the raw key (shown once) and its view.
+
+        An ``agent`` key (the default) never answers; an ``operator`` key answers
+        as the user.
+        """
         user = await self.get_user(actor.tenant)  # keys belong to registered users only
         raw_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = self.ids()
@@ -386,6 +402,7 @@ class AccountService:
             key_hash=hash_api_key(raw_key),
             prefix=raw_key[:DISPLAY_PREFIX_CHARS],
             expires_at=expires_at,
+            kind=kind,
             now=self.clock(),
         )
         events = decide_api_key(command, initial_api_key)

@@ -22,6 +22,8 @@ Rules:
 * Recording a login or a failure for an unknown user is ``user_not_found``.
 * An API key's label is 1 to 100 characters once stripped (``"default"`` when
   none is given); an expiry must lie in the future.
+* A key is an ``agent`` key unless made an ``operator`` key; only an operator
+  key may answer requests (the request handler enforces that).
 * Only the key's owner may revoke it; anyone else gets ``api_key_not_found``,
   exactly as for a key that does not exist. Revoking twice is a no-op.
 """
@@ -40,6 +42,7 @@ import msgspec
 from loopgate.errors import Conflict, NotFound, ValidationFailed
 from loopgate.events import (
     ApiKeyCreated,
+    ApiKeyKind,
     ApiKeyRevoked,
     Event,
     LoginFailed,
@@ -271,6 +274,7 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
 
 
 ApiKeyState: TypeAlias = NoApiKey | ApiKey
@@ -287,6 +291,7 @@ class CreateApiKey(msgspec.Struct, frozen=True, kw_only=True):
     key_hash: str
     prefix: str
     expires_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
     now: datetime
 
 
@@ -336,6 +341,7 @@ def _create_api_key(command: CreateApiKey, state: ApiKeyState) -> list[Event]:
             prefix=command.prefix,
             created_at=command.now,
             expires_at=expires_at,
+            kind=command.kind,
         )
     ]
 
@@ -365,6 +371,7 @@ def evolve_api_key(state: ApiKeyState, event: Event) -> ApiKeyState:
                 key_hash=created.key_hash,
                 created_at=created.created_at,
                 expires_at=created.expires_at,
+                kind=created.kind,
             )
         case ApiKey(revoked_at=None), ApiKeyRevoked() as revoked:
             return msgspec.structs.replace(state, revoked_at=revoked.revoked_at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,6 +32,7 @@ from loopgate.events import (
     UserRegistered,
 )
 from loopgate.store.base import EventStore
+from loopgate.store.codec import GENESIS_HASH, Row, decode_row, encode_meta
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 PASSWORD = "correct horse battery staple"
@@ -195,7 +197,7 @@ async def test_logs_in_with_the_right_password_whatever_the_username_case(
     assert logged_in == user
     assert verify_token(token, SECRET, now=clock.now) == (user.user_id, "Alice")
     assert accounts.actor_for_token(token, "http-3") == Actor(
-        id=user.user_id, tenant=user.user_id, correlation_id="http-3"
+        id=user.user_id, tenant=user.user_id, correlation_id="http-3", answers_as=user.user_id
     )
     records = await store.read_stream(f"user-{user.user_id}")
     assert records[-1].event == UserLoggedIn(user_id=user.user_id, logged_in_at=clock.now)
@@ -467,6 +469,63 @@ async def test_creates_a_key_stored_only_as_its_sha256(
     )
 
 
+async def test_an_operator_key_acts_as_the_key_and_answers_as_its_user(
+    accounts: AccountService, store: EventStore
+) -> None:
+    alice = await register(accounts)
+
+    raw_key, key = await accounts.create_api_key(alice, kind="operator")
+
+    assert key.kind == "operator"
+    (record,) = await store.read_stream(f"apikey-{key.key_id}")
+    assert isinstance(record.event, ApiKeyCreated) and record.event.kind == "operator"
+    assert await accounts.authenticate_api_key(raw_key, "http-9") == Actor(
+        id=f"apikey:{key.key_id}",
+        tenant=alice.tenant,
+        correlation_id="http-9",
+        answers_as=alice.tenant,
+    )
+    (listed,) = await accounts.list_api_keys(alice)
+    assert listed.kind == "operator"
+
+
+async def test_a_key_created_before_key_kinds_replays_as_an_agent_key(
+    accounts: AccountService, store: EventStore, clock: FakeClock
+) -> None:
+    alice = await register(accounts)
+    raw_key = "lk_pub_" + "k" * 43
+    # The event as a server from before kinds stored it: no "kind" field.
+    old_data = {
+        "type": "apikey.created",
+        "key_id": "old-key",
+        "user_id": alice.tenant,
+        "label": "ci",
+        "key_hash": hashlib.sha256(raw_key.encode()).hexdigest(),
+        "prefix": raw_key[:12],
+        "created_at": clock.now.isoformat(),
+        "expires_at": None,
+    }
+    old_row = Row(
+        position=1,
+        stream="apikey-old-key",
+        version=1,
+        type="apikey.created",
+        data=json.dumps(old_data),
+        meta=encode_meta(alice.meta()),
+        recorded_at=clock.now,
+        prev_hash=GENESIS_HASH,
+        hash="",
+    )
+
+    old = decode_row(old_row).event
+
+    assert isinstance(old, ApiKeyCreated) and old.kind == "agent"
+    await store.append("apikey-old-key", 0, [old], alice.meta())  # the log, replayed
+    assert (await accounts.authenticate_api_key(raw_key)).answers_as is None
+    (listed,) = await accounts.list_api_keys(alice)
+    assert listed.kind == "agent"
+
+
 async def test_gives_every_key_a_different_secret(accounts: AccountService) -> None:
     alice = await register(accounts)
     raw_keys = {(await accounts.create_api_key(alice))[0] for _ in range(5)}
@@ -633,10 +692,12 @@ async def test_rebuilds_the_account_tables_equal_to_the_live_ones(
     upgrade = service(store, clock, passwords=password_context(memory_cost=16384, time_cost=1))
     await upgrade.login("bob", PASSWORD)
     await accounts.create_api_key(alice, expires_at=clock.now + timedelta(days=1))
+    await accounts.create_api_key(alice, label="on-call", kind="operator")
     _, dropped = await accounts.create_api_key(alice, label="old")
     await accounts.revoke_api_key(alice, dropped.key_id)
     live = await dump_accounts(store)
-    assert [len(rows) for rows in live.values()] == [2, 2, 2]
+    assert [len(rows) for rows in live.values()] == [2, 2, 3]
+    assert sorted(row["kind"] for row in live["api_keys"]) == ["agent", "agent", "operator"]
 
     await store.rebuild_projections()
 

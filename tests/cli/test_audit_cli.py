@@ -35,8 +35,9 @@ from loopgate.store import open_store
 
 MESSAGE = 'Deploy, "now"\nto Zürich ✓'
 # Stored as-is in the actor column, so the CSV must quote a real comma, quote and newline.
-ALICE = Actor(id='alice, "the admin"\nZürich ✓', tenant="a")
-BOB = Actor(id="bob", tenant="b")
+ALICE_ID = 'alice, "the admin"\nZürich ✓'
+ALICE = Actor(id=ALICE_ID, tenant="a", answers_as=ALICE_ID)
+BOB = Actor(id="bob", tenant="b", answers_as="bob")
 
 
 @dataclass

@@ -17,8 +17,9 @@ from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, Response
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 
-ALICE = Actor(id="alice", tenant="a")
-BOB = Actor(id="bob", tenant="b")
+# People (a login token, the console): they may answer.
+ALICE = Actor(id="alice", tenant="a", answers_as="alice")
+BOB = Actor(id="bob", tenant="b", answers_as="bob")
 
 
 class Clock:

@@ -151,3 +151,28 @@ async def test_keying_sessions_by_tenant_keeps_the_rows_of_a_database_before_it(
         assert [r["tenant"] for r in rows] == ["a", "b"]
     finally:
         await store.close()
+
+
+async def test_keys_in_a_database_from_before_key_kinds_become_agent_keys(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(empty_url, migrate=False)
+    try:
+        module = "loopgate.store.sqlite" if store.backend == "sqlite" else "loopgate.store.postgres"
+        before = [m for m in migrations_for(store.backend) if m.name != "api_key_kind"]
+        with monkeypatch.context() as patched:
+            patched.setattr(f"{module}.migrations_for", lambda _backend: before)
+            await store.migrate()
+        await store.execute(
+            "INSERT INTO api_keys (key_id, user_id, label, prefix, key_hash, created_at, version)"
+            " VALUES ('k1', 'alice', 'ci', 'lk_pub_abcde', 'hash-1', ?, 1)",
+            (datetime(2026, 1, 1, tzinfo=UTC),),
+        )
+
+        assert await store.migrate() == ["008_api_key_kind"]
+
+        assert await store.fetch("SELECT key_id, kind FROM api_keys") == [
+            {"key_id": "k1", "kind": "agent"}
+        ]
+    finally:
+        await store.close()

@@ -331,13 +331,18 @@ async def test_lists_show_each_tenant_only_its_own(tenants: Tenants) -> None:
         assert [r["request_id"] for r in listed["requests"]] == [expected]
 
 
-async def test_alice_polls_and_answers_her_own_request(tenants: Tenants) -> None:
+async def test_alice_polls_her_own_request_and_answers_it_with_an_operator_key(
+    tenants: Tenants,
+) -> None:
     poll = await tenants.as_alice(
         "GET", "/hitl/poll", params={"request_id": tenants.request_id, "wait": 0}
     )
     assert poll.status == 200
-    answered = await tenants.as_alice(
-        "POST", f"/v1/requests/{tenants.request_id}/response", json={"option": "🚀 Deploy"}
+    operator = api_key((await new_key(tenants.client, tenants.alice, kind="operator"))["raw_key"])
+    answered = await tenants.client.post(
+        f"/v1/requests/{tenants.request_id}/response",
+        json={"option": "🚀 Deploy"},
+        headers=operator,
     )
     assert answered.status == 200, await answered.text()
     poll = await tenants.as_alice("GET", "/hitl/poll", params={"request_id": tenants.request_id})

@@ -52,7 +52,8 @@ class OperatorDesk:
         ``Forbidden`` (``not_operator``); the request is left as it was.
         """
         view = await self.requests.find_request(request_id)
-        actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
+        responder = f"telegram:{telegram_user_id}"
+        actor = Actor(id=responder, tenant=view.tenant, answers_as=responder)
         if await self.sessions.telegram_operator(view.tenant, view.session_id) != telegram_user_id:
             await self.requests.refuse_answer(
                 request_id,
