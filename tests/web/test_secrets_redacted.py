@@ -49,7 +49,7 @@ class Secrets(NamedTuple):
 async def secret_activity(client: Client) -> Secrets:
     """A user with a password and an API key who reads and rotates the webhook secret."""
     alice = await sign_up(client, "alice")
-    raw_key = (await new_key(client, alice, label="ci"))["raw_key"]
+    raw_key = (await new_key(client, alice, label="ci", kind="operator"))["raw_key"]
     first = await (await client.get("/v1/webhook-secret", headers=api_key(raw_key))).json()
     rotated = await (await client.post("/v1/webhook-secret", headers=api_key(raw_key))).json()
     assert first["secret"] != rotated["secret"]

@@ -92,7 +92,9 @@ async def test_two_tenants_register_the_same_session_id_and_each_sees_only_its_o
         ]
         assert events[0]["data"]["client_id"] == me.client_id
 
-        export = await client.get("/v1/audit/export", params={"session_id": BOT}, headers=me.key)
+        export = await client.get(
+            "/v1/audit/export", params={"session_id": BOT}, headers=me.user.bearer
+        )
         lines = [msgspec.json.decode(line) for line in (await export.read()).splitlines()]
         assert {line["stream"] for line in lines} == {
             session_stream(me.user.user_id, BOT),
