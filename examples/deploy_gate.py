@@ -3,7 +3,8 @@
     loopgate serve &                      # in another terminal
     python examples/deploy_gate.py        # waits for an answer ($LOOPGATE_URL, if set)
     # answer it at /console, on Telegram, or over the API:
-    curl -X POST localhost:8080/v1/requests/<id>/response -d '{"option": "🚀 Deploy"}'
+    curl -X POST localhost:8080/v1/requests/<id>/response \
+        -H 'Content-Type: application/json' -d '{"option": "🚀 Deploy"}'
 
 Exits 0 if the human approved, 1 otherwise, so a pipeline can gate on it.
 """

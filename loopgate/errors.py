@@ -9,10 +9,13 @@ One middleware (``loopgate.web.errors``) renders any of them as
     │   └── ValidationFailed (400 validation_failed)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
+    │   └── OriginNotAllowed (403 origin_not_allowed)    a browser page of another site
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     │   └── ConcurrencyError (409 concurrency_conflict)   stale expected version
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)  a body that is not JSON
+    ├── MisdirectedRequest (421 host_not_allowed)        a Host not in server.allowed_hosts
     ├── DomainError (422 domain_rule)                    a decider refused a command
     │   ├── StateConflict (409 state_conflict)           the aggregate's state forbids it
     │   │   └── AlreadyDecided (409 already_decided)
@@ -59,6 +62,10 @@ class Forbidden(LoopgateError):
     status, code = 403, "forbidden"
 
 
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
+
+
 class NotFound(LoopgateError):
     status, code = 404, "not_found"
 
@@ -83,6 +90,16 @@ class ConcurrencyError(Conflict):
 
 class PayloadTooLarge(LoopgateError):
     status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(LoopgateError):
+    status, code = 415, "unsupported_media_type"
+
+
+class MisdirectedRequest(LoopgateError):
+    """The ``Host`` header names a server this one is not (DNS rebinding, a wrong proxy)."""
+
+    status, code = 421, "host_not_allowed"
 
 
 class DomainError(LoopgateError):

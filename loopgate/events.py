@@ -8,7 +8,8 @@ reference entry.
 Each stored event also carries :class:`Meta` (who did it, for which tenant,
 under which HTTP request) and lives in one stream:
 
-* ``session-<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
+* ``session-<tenant>/<id>`` — :class:`SessionRegistered`, :class:`SessionDeactivated`
+  (session ids are per tenant; logs from before that name it ``session-<id>``)
 * ``request-<id>`` — :class:`RequestCreated` … :class:`RequestExpired`,
   :class:`DeliveryFailed`, :class:`AnswerRefused`, :class:`WebhookDelivered`,
   :class:`WebhookFailed`
@@ -23,14 +24,23 @@ with defaults, never remove or retype one.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+SECRET = msgspec.Meta(extra={"secret": True})
+"""Marks a field whose value no reader may see (see :func:`secret_fields`)."""
+Secret = Annotated[str, SECRET]
+REDACTED = "[redacted]"
 
 Channel = Literal["api", "telegram", "console", "mcp", "system"]
 RequestType = Literal["confirmation", "input", "choice"]
 OnTimeout = Literal["reject", "approve", "none"]
+ApiKeyKind = Literal["agent", "operator"]
+"""An ``agent`` key asks, reads, waits and cancels, never answers; an ``operator``
+key also answers, as the user who made it."""
 
 
 class Meta(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +151,11 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
 
 
 class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):
-    """Someone who is not the session's operator tried to answer; nothing was decided."""
+    """Someone not allowed to answer tried to; nothing was decided.
+
+    Either not the session's operator (Telegram), or an agent API key
+    (``responder`` is then ``apikey:<id>``).
+    """
 
     request_id: str
     responder: str
@@ -211,14 +225,17 @@ class WebhookFailed(Event, frozen=True, kw_only=True, tag="request.webhook_faile
 class WebhookSecretRotated(Event, frozen=True, kw_only=True, tag="tenant.webhook_secret_rotated"):
     """A tenant's webhook signing secret was made (on first use) or replaced.
 
-    The latest one signs every delivery from then on. It is kept in the log
-    because the server must sign with it (a hash would not do); the tenant's
-    audit export therefore shows it, to the same tenant who may read it at
-    ``GET /v1/webhook-secret`` anyway.
+    The latest one signs every delivery from then on. The server must sign
+    with it, so a hash would not do: ``sealed`` is the secret encrypted with
+    the server key (AES-GCM, ``base64(nonce || ciphertext)``; see
+    ``channels/webhooks/secrets.py``). ``secret`` is the clear secret of logs
+    written before sealing; it is read, never written. Both are secret fields,
+    so no export, stream or page shows either.
     """
 
     tenant: str
-    secret: str
+    secret: Annotated[str | None, SECRET] = None
+    sealed: Annotated[str | None, SECRET] = None
     rotated_at: datetime
 
 
@@ -231,7 +248,7 @@ class UserRegistered(Event, frozen=True, kw_only=True, tag="user.registered"):
     user_id: str
     username: str
     email: str | None = None
-    password_hash: str
+    password_hash: Secret
     registered_at: datetime
 
 
@@ -240,34 +257,42 @@ class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
 
     user_id: str
     logged_in_at: datetime
-    rehashed_password: str | None = None
+    rehashed_password: Annotated[str | None, SECRET] = None
+    address: str | None = None
+    """The client address it came from; it clears that address's failures (all, when None)."""
 
 
 class LoginFailed(Event, frozen=True, kw_only=True, tag="user.login_failed"):
     """A login named this user but failed; ``reason`` is ``"invalid_password"``.
 
-    Five of these within fifteen minutes (and since the last successful login)
-    lock the account's logins out until the oldest leaves the window. Attempts
-    refused by that lock-out are not recorded, so an attacker cannot keep the
-    owner locked out for ever. Logins naming an unknown username record nothing:
-    there is no stream to attach them to.
+    Failures throttle further logins from the same client ``address``: for this
+    user, and (more loosely) for every user (:func:`loopgate.domain.account.login_retry_after`).
+    Attempts refused by the throttle are not recorded, and a login from another
+    address is not held back, so an attacker cannot lock the owner out. Logins
+    naming an unknown username record nothing: there is no stream to attach them to.
     """
 
     user_id: str
     reason: str
     failed_at: datetime
+    address: str | None = None
 
 
 class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="apikey.created"):
-    """An API key was issued; only its SHA-256 is kept, the key is shown once."""
+    """An API key was issued; only its SHA-256 is kept, the key is shown once.
+
+    ``kind`` (:data:`ApiKeyKind`) says whether it may answer requests. Keys
+    issued before kinds existed have none and are ``agent`` keys.
+    """
 
     key_id: str
     user_id: str
     label: str
-    key_hash: str
+    key_hash: Secret
     prefix: str
     created_at: datetime
     expires_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
 
 
 class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="apikey.revoked"):
@@ -326,6 +351,48 @@ AnyEvent = (
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
+
+
+def _secret_fields(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(
+        field.name
+        for field in msgspec.structs.fields(cls)
+        if SECRET in getattr(field.type, "__metadata__", ())
+    )
+
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    tag: fields for tag, cls in EVENT_TYPES.items() if (fields := _secret_fields(cls))
+}
+"""The secret fields of each event type that has any, by tag, read off the ``SECRET`` marker."""
+
+
+def secret_fields(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The secret fields that ``data`` (an event of type ``type_``, decoded) holds a value in.
+
+    The one place that says what is secret: the hash chain digests these
+    (``store/codec.py``), and every reader of event data redacts them
+    (:func:`redacted`).
+    """
+    return {name: data[name] for name in SECRET_FIELDS.get(type_, ()) if data.get(name) is not None}
+
+
+def field_digest(value: Any) -> str:
+    """The SHA-256 (hex) of a field value's canonical JSON: what stands in for a secret."""
+    return hashlib.sha256(msgspec.json.encode(value, order="sorted")).hexdigest()
+
+
+def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every secret field that holds a value replaced by ``"[redacted]"``."""
+    hidden = secret_fields(type_, data)
+    return {k: REDACTED if k in hidden else v for k, v in data.items()} if hidden else data
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """An event's fields as JSON-ready builtins (no ``type``), its secrets redacted."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    tag = fields.pop("type")
+    return redacted(tag, fields)
 
 
 def event_type(event: Event) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from server_key import TEST_SECRETS
 
 from loopgate.config import Config, RequestsConfig
 from loopgate.projections import PROJECTIONS
@@ -125,7 +126,7 @@ async def store(open_test_store: StoreFactory) -> EventStore:
 @pytest.fixture
 def config() -> Config:
     """The app's configuration in tests: defaults, with a short long-poll cap."""
-    return Config(requests=RequestsConfig(max_wait_seconds=10))
+    return Config(requests=RequestsConfig(max_wait_seconds=10), secrets=TEST_SECRETS)
 
 
 @pytest.fixture

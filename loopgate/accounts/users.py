@@ -11,12 +11,16 @@ its first 12 characters, for people to tell keys apart. The raw key is
 returned once, by :meth:`AccountService.create_api_key`.
 
 Usernames are unique without regard to case and looked up that way at login.
-Failed logins lock a username out (:func:`loopgate.domain.account.login_retry_after`):
-five within fifteen minutes, counted from the ``login_failures`` projection so
-every server process sees the same count; a successful login clears them.
-A login for an unknown username records nothing but still spends one hash
-verification, so response times do not tell which usernames exist (though
-the lock-out and registration's ``username_taken`` tell anyone who tries).
+Failed logins slow down further logins from the same client address
+(:func:`loopgate.domain.account.login_retry_after`): past five at one user,
+or twenty at any users, within an hour, each further try waits longer, from
+15 s doubling to 15 minutes. They are counted from the ``login_failures``
+projection, so every server process sees the same count, and a successful
+login from the address clears its failures at that user. Another address is
+never held back, so nobody can lock the owner out. A login for an unknown
+username records nothing but still spends one hash verification, so response
+times do not tell which usernames exist (though the throttle and
+registration's ``username_taken`` tell anyone who tries).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from loopgate.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from loopgate.events import Meta
+from loopgate.events import ApiKeyKind, Meta
 from loopgate.store.base import EventStore
 
 API_KEY_PREFIX = "lk_pub_"
@@ -112,6 +116,7 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     user_id: str
     label: str
+    kind: ApiKeyKind
     prefix: str
     created_at: datetime
     expires_at: datetime | None
@@ -149,12 +154,21 @@ class _UserRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Failure(msgspec.Struct, frozen=True):
+    user_id: str
     failed_at: datetime
 
 
 def _convert(row: dict[str, Any], kind: type[Any]) -> Any:
     # SQLite hands back timestamps as ISO text, Postgres as datetimes.
     return msgspec.convert(row, kind, strict=False)
+
+
+def _throttle(at_user: list[datetime], at_any_user: list[datetime], now: datetime) -> None:
+    retry_after = login_retry_after(at_user, at_any_user, now)
+    if retry_after is not None:
+        raise TooManyRequests(
+            f"too many failed logins; try again in {retry_after} seconds", retry_after
+        )
 
 
 def _bad_credentials() -> Unauthorized:
@@ -215,41 +229,46 @@ class AccountService:
         return UserView(user_id=user_id, username=username, registered_at=command.now)
 
     async def login(
-        self, username: str, password: str, *, correlation_id: str | None = None
+        self,
+        username: str,
+        password: str,
+        *,
+        address: str | None = None,
+        correlation_id: str | None = None,
     ) -> tuple[str, UserView]:
         """A login token and the user; ``Unauthorized`` or ``TooManyRequests`` otherwise.
 
-        The lock-out is checked before the password and on the very version
-        the outcome is appended at: a failure recorded meanwhile by another
-        attempt makes the append conflict, and the retry checks again.
-        Attempts refused by the lock-out record nothing, so they do not
+        ``address`` is the client's (the throttle's key; None when unknown).
+        The throttle is checked before the password and, for the user, on the
+        very version the outcome is appended at: a failure recorded meanwhile
+        by another attempt makes the append conflict, and the retry checks
+        again. Attempts refused by the throttle record nothing, so they do not
         prolong it.
         """
         row = await self._find_user(username)
         if row is None:
+            _throttle(*await self._failures(None, address), self.clock())
             await self._verify(password, await self._dummy())
             raise _bad_credentials()
         verified: bool | None = None
         rehashed: str | None = None
         for attempt in range(APPEND_ATTEMPTS):
             now = self.clock()
-            retry_after = login_retry_after(await self._failures(row.user_id), now)
-            if retry_after is not None:
-                raise TooManyRequests(
-                    f"too many failed logins; try again in {retry_after} seconds", retry_after
-                )
+            _throttle(*await self._failures(row.user_id, address), now)
             if verified is None:
                 verified = await self._verify(password, row.password_hash)
             command: RecordLogin | RecordLoginFailure
             if not verified:
-                command = RecordLoginFailure(user_id=row.user_id, now=now)
+                command = RecordLoginFailure(user_id=row.user_id, address=address, now=now)
             elif self.passwords.needs_update(row.password_hash):
                 # Parameters changed since this hash was made: upgrade it now,
                 # the one moment the password is at hand.
                 rehashed = rehashed or await asyncio.to_thread(self.passwords.hash, password)
-                command = RecordLogin(user_id=row.user_id, rehashed_password=rehashed, now=now)
+                command = RecordLogin(
+                    user_id=row.user_id, rehashed_password=rehashed, address=address, now=now
+                )
             else:
-                command = RecordLogin(user_id=row.user_id, now=now)
+                command = RecordLogin(user_id=row.user_id, address=address, now=now)
             meta = Meta(actor=row.user_id, tenant=row.user_id, correlation_id=correlation_id)
             try:
                 events = decide_user(command, row.state())
@@ -269,7 +288,7 @@ class AccountService:
     def actor_for_token(self, token: str, correlation_id: str | None = None) -> Actor:
         """The user a login token acts for; ``Unauthorized`` (``invalid_token``) otherwise."""
         user_id, _username = verify_token(token, self.jwt_secret, now=self.clock())
-        return Actor(id=user_id, tenant=user_id, correlation_id=correlation_id)
+        return Actor(id=user_id, tenant=user_id, correlation_id=correlation_id, answers_as=user_id)
 
     async def get_user(self, user_id: str) -> UserView:
         rows = await self.store.fetch(
@@ -286,12 +305,18 @@ class AccountService:
         )
         return _convert(rows[0], _UserRow) if rows else None
 
-    async def _failures(self, user_id: str) -> list[datetime]:
+    async def _failures(
+        self, user_id: str | None, address: str | None
+    ) -> tuple[list[datetime], list[datetime]]:
+        """The failures from ``address``: at ``user_id``, and at any user."""
         rows = await self.store.fetch(
-            "SELECT failed_at FROM login_failures WHERE user_id = ?", (user_id,)
+            "SELECT user_id, failed_at FROM login_failures WHERE address = ?", (address or "",)
         )
         # Filtered in Python, not SQL: SQLite compares timestamps as text.
-        return [f.failed_at for f in msgspec.convert(rows, list[_Failure], strict=False)]
+        failures = msgspec.convert(rows, list[_Failure], strict=False)
+        return [f.failed_at for f in failures if f.user_id == user_id], [
+            f.failed_at for f in failures
+        ]
 
     async def _verify(self, password: str, password_hash: str) -> bool:
         # A password registration would refuse (too long, not encodable) is
@@ -317,8 +342,9 @@ class AccountService:
     async def authenticate_api_key(self, raw_key: str, correlation_id: str | None = None) -> Actor:
         """The user a key acts for, as ``apikey:<id>`` in the user's tenant.
 
-        ``Unauthorized`` with ``invalid_api_key`` (unknown or malformed),
-        ``api_key_revoked`` or ``api_key_expired``.
+        An operator key answers as that user; an agent key may not answer
+        (``Actor.answers_as`` is None). ``Unauthorized`` with ``invalid_api_key``
+        (unknown or malformed), ``api_key_revoked`` or ``api_key_expired``.
         """
         if (
             not raw_key.startswith(API_KEY_PREFIX)
@@ -346,12 +372,26 @@ class AccountService:
                 " WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at <= ?)",
                 (now, key.key_id, stale),
             )
-        return Actor(id=f"apikey:{key.key_id}", tenant=key.user_id, correlation_id=correlation_id)
+        return Actor(
+            id=f"apikey:{key.key_id}",
+            tenant=key.user_id,
+            correlation_id=correlation_id,
+            answers_as=key.user_id if key.kind == "operator" else None,
+        )
 
     async def create_api_key(
-        self, actor: Actor, *, label: str | None = None, expires_at: datetime | None = None
+        self,
+        actor: Actor,
+        *,
+        label: str | None = None,
+        expires_at: datetime | None = None,
+        kind: ApiKeyKind = "agent",
     ) -> tuple[str, ApiKeyView]:
-        """A new key for the actor's user: the raw key (shown once) and its view."""
+        """A new key for the actor's user: the raw key (shown once) and its view.
+
+        An ``agent`` key (the default) never answers; an ``operator`` key answers
+        as the user.
+        """
         user = await self.get_user(actor.tenant)  # keys belong to registered users only
         raw_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = self.ids()
@@ -362,6 +402,7 @@ class AccountService:
             key_hash=hash_api_key(raw_key),
             prefix=raw_key[:DISPLAY_PREFIX_CHARS],
             expires_at=expires_at,
+            kind=kind,
             now=self.clock(),
         )
         events = decide_api_key(command, initial_api_key)

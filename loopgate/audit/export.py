@@ -5,6 +5,11 @@ grow with the log. Each record carries what an auditor reads (``actor``,
 ``channel``, ``data``) and what the chain needs to be checked again from the
 file alone (``version``, the full ``meta``, ``prev_hash``, ``hash``; see
 :mod:`loopgate.audit.verify`).
+
+Secret fields (``events.SECRET_FIELDS``) are ``"[redacted]"`` in ``data``;
+``digests`` carries, for each, the digest the chain hashes in its place, so
+the file still verifies. ``legacy`` marks a row holding a secret written before
+secrets were hashed by digest: its hash covers the secret in clear.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from datetime import datetime
 
 import msgspec
 
-from loopgate.events import EVENT_TYPES, Meta
+from loopgate.commands.sessions import read_session
+from loopgate.events import EVENT_TYPES, SECRET_FIELDS, Meta, field_digest, redacted, secret_fields
 from loopgate.store.base import EventStore
-from loopgate.store.codec import Row
+from loopgate.store.codec import Row, hashes_in_clear
 
 BATCH = 2000
 CSV_COLUMNS = (
@@ -35,6 +41,8 @@ CSV_COLUMNS = (
     "meta",
     "prev_hash",
     "hash",
+    "digests",
+    "legacy",
 )
 
 
@@ -48,8 +56,8 @@ class ExportFilter(msgspec.Struct, frozen=True, kw_only=True):
     until: datetime | None = None
 
 
-class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One exported event; ``data`` and ``meta`` are the stored JSON, untouched."""
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One exported event; ``data`` and ``meta`` are the stored JSON, secrets redacted."""
 
     position: int
     recorded_at: datetime
@@ -63,6 +71,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     meta: msgspec.Raw
     prev_hash: str
     hash: str
+    digests: dict[str, str] | None = None
+    legacy: bool = False
 
 
 class _Channel(msgspec.Struct):
@@ -83,12 +93,27 @@ _encoder = msgspec.json.Encoder()
 async def session_streams(
     store: EventStore, session_id: str, tenant: str | None = None
 ) -> frozenset[str]:
-    """The streams of a session's story: its own and those of its requests."""
-    sql, params = "SELECT request_id FROM requests WHERE session_id = ?", [session_id]
-    if tenant is not None:
-        sql, params = sql + " AND tenant = ?", [*params, tenant]
-    rows = await store.fetch(sql, params)
-    return frozenset({f"session-{session_id}", *(f"request-{r['request_id']}" for r in rows)})
+    """The streams of a session's story: its own and those of its requests.
+
+    Session ids are per tenant; without ``tenant`` (an administrator's export of
+    the whole log) that is every tenant's session of that id.
+    """
+    if tenant is None:
+        rows = await store.fetch(
+            "SELECT DISTINCT tenant FROM sessions WHERE session_id = ?", (session_id,)
+        )
+        tenants = sorted(row["tenant"] for row in rows)
+    else:
+        tenants = [tenant]
+    streams: set[str] = set()
+    for each in tenants:
+        stream, _ = await read_session(store, each, session_id)
+        requests = await store.fetch(
+            "SELECT request_id FROM requests WHERE tenant = ? AND session_id = ?",
+            (each, session_id),
+        )
+        streams.update([stream, *(f"request-{r['request_id']}" for r in requests)])
+    return frozenset(streams)
 
 
 def _selected(row: Row, meta: Meta, only: ExportFilter) -> bool:
@@ -102,6 +127,12 @@ def _selected(row: Row, meta: Meta, only: ExportFilter) -> bool:
 
 
 def _record(row: Row, meta: Meta) -> AuditRecord:
+    data, digests = row.data, None
+    if row.type in SECRET_FIELDS:
+        decoded = msgspec.json.decode(row.data)
+        if held := secret_fields(row.type, decoded):
+            data = _encoder.encode(redacted(row.type, decoded)).decode()
+            digests = {name: field_digest(value) for name, value in held.items()}
     return AuditRecord(
         position=row.position,
         recorded_at=row.recorded_at,
@@ -111,10 +142,12 @@ def _record(row: Row, meta: Meta) -> AuditRecord:
         actor=meta.actor,
         tenant=meta.tenant,
         channel=_channel_decoder.decode(row.data).channel if row.type in _WITH_CHANNEL else None,
-        data=msgspec.Raw(row.data.encode()),
+        data=msgspec.Raw(data.encode()),
         meta=msgspec.Raw(row.meta.encode()),
         prev_hash=row.prev_hash,
         hash=row.hash,
+        digests=digests,
+        legacy=digests is not None and hashes_in_clear(row),
     )
 
 
@@ -152,7 +185,7 @@ def csv_header() -> bytes:
 
 
 def csv_rows(records: Iterable[AuditRecord], *, header: bool = True) -> bytes:
-    """CSV (RFC 4180 quoting, UTF-8); ``data`` and ``meta`` as JSON text."""
+    """CSV (RFC 4180 quoting, UTF-8); ``data``, ``meta`` and ``digests`` as JSON text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     if header:
@@ -172,6 +205,8 @@ def csv_rows(records: Iterable[AuditRecord], *, header: bool = True) -> bytes:
                 bytes(r.meta).decode(),
                 r.prev_hash,
                 r.hash,
+                _encoder.encode(r.digests).decode() if r.digests else "",
+                "true" if r.legacy else "",
             )
         )
     return out.getvalue().encode()

@@ -232,12 +232,13 @@ def _audit_commands(commands: Any) -> None:
 
     verify = audit_commands.add_parser(
         "verify",
-        help="check the hash chain of the log, or of an NDJSON export",
+        help="check the hash chain of the log and the query tables, or an NDJSON export",
         description="Recompute every event's hash and check each one links to the one "
-        "before. Prints `ok: N events, head HASH` and exits 0, or `broken at position P: "
-        "REASON` and exits 1. With --file, checks an NDJSON export instead (a filtered export "
-        "is checked wherever its positions are consecutive); --compare then also checks the "
-        "file's last record against the live log.",
+        "before. Prints `ok: N events, head HASH`, or `broken at position P: REASON` and "
+        "exits 1. Then replays the log into scratch tables and compares them with the query "
+        "tables, naming the first row that differs (exit 1). With --file, checks an NDJSON "
+        "export's chain instead (a filtered export is checked wherever its positions are "
+        "consecutive); --compare then also checks the file's last record against the live log.",
     )
     verify.add_argument(
         "--file", type=Path, metavar="EXPORT", help="an NDJSON file from `loopgate audit export`"

@@ -51,6 +51,7 @@ async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
     from loopgate.web.app import create_app
     from loopgate.web.auth import auth_mode
+    from loopgate.web.guard import allowed_for
 
     runner = web.AppRunner(
         create_app(config),  # refuses a missing auth.jwt_secret before opening anything
@@ -75,6 +76,8 @@ async def serve(config: Config) -> None:
             database=_where(config.database.url),
             auth=auth_mode(config),
             registration=config.auth.registration,
+            # What web/guard.py lets through: the Host and Origin headers a browser may send.
+            **allowed_for(config).describe(config.server.port),
         )
         if not api_keys_required(config) and not is_loopback(config.server.host):
             log.warning(

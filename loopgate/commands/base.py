@@ -35,11 +35,22 @@ def new_id() -> str:
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is acting, for whom, under which HTTP request."""
+    """Who is acting, for whom, under which HTTP request, and whether they may answer.
+
+    ``id`` goes into every event's :class:`Meta` (``apikey:<id>`` for a key).
+    ``answers_as`` is who an answer by this actor is recorded under
+    (``ResponseReceived.responder``, so ``decided_by.id``), or None for an
+    actor that may not answer at all: an agent API key, the system. The
+    credential decides it once, where it is checked (``web/auth.py`` and the
+    account service): a person answers as themselves, an operator key as the
+    user who made it, while its events still name the key. None is the
+    default so that a new kind of caller cannot answer until someone says so.
+    """
 
     id: str = "anonymous"
     tenant: str = "local"
     correlation_id: str | None = None
+    answers_as: str | None = None
 
     def meta(self) -> Meta:
         return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)

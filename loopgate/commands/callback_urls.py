@@ -26,7 +26,8 @@ class CallbackUrlRefused(DomainError):
     code = "callback_url_not_allowed"
 
 
-def _refused_address(address: IPAddress) -> bool:
+def refused_address(address: IPAddress) -> bool:
+    """True for any address a callback may not reach (loopback, private, metadata, ...)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     return (
@@ -60,7 +61,7 @@ async def check_callback_url(url: str) -> None:
         ) from None
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
-        if _refused_address(address):
+        if refused_address(address):
             raise CallbackUrlRefused(
                 f"callback_url: {host!r} resolves to {address}, a loopback, private or "
                 "reserved address (set webhooks.allow_private_networks to allow it)"

@@ -22,12 +22,15 @@ from loopgate.commands.base import Actor, execute, new_id, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.errors import ConcurrencyError, Conflict, NotFound
+from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 from loopgate.views import RequestView, new_request_view, request_view
 from loopgate.wire import CreateRequestBody
+
+AGENT_REFUSAL = "an agent API key may not answer"
+"""``AnswerRefused.reason`` when an agent key tried to answer."""
 
 
 class Requests:
@@ -234,10 +237,31 @@ class Requests:
         channel: Channel,
         actor: Actor,
     ) -> RequestView:
-        """Record a human's answer; the first one wins, a different later one is a 409."""
+        """Record a human's answer; the first one wins, a different later one is a 409.
+
+        The answer is recorded under ``actor.answers_as``. An actor without one
+        (an agent API key) is refused on every surface alike: the attempt is
+        recorded as ``AnswerRefused``, the request is left as it was, and
+        ``Forbidden`` (``agent_cannot_answer``) is raised. An agent must never
+        approve what it asked for.
+        """
+        if actor.answers_as is None:
+            await self.refuse_answer(
+                request_id,
+                responder=actor.id,
+                channel=channel,
+                reason=AGENT_REFUSAL,
+                tenant=actor.tenant,
+                correlation_id=actor.correlation_id,
+            )
+            raise Forbidden(
+                "an agent API key cannot answer requests; answer as a person (the console, "
+                "Telegram, a login token) or with an operator key",
+                code="agent_cannot_answer",
+            )
         command = request_domain.AnswerRequest(
             request_id=request_id,
-            responder=actor.id,
+            responder=actor.answers_as,
             option=option,
             text=text,
             channel=channel,
@@ -272,7 +296,14 @@ class Requests:
         return request_view(rows[0])
 
     async def refuse_answer(
-        self, request_id: str, *, responder: str, channel: Channel, reason: str, tenant: str
+        self,
+        request_id: str,
+        *,
+        responder: str,
+        channel: Channel,
+        reason: str,
+        tenant: str,
+        correlation_id: str | None = None,
     ) -> None:
         """Record that ``responder`` tried to answer and may not; the request is unchanged."""
         command = request_domain.RefuseAnswer(
@@ -282,7 +313,8 @@ class Requests:
             reason=reason,
             now=self.clock(),
         )
-        await self._on_request(command, Actor(id=responder, tenant=tenant))
+        actor = Actor(id=responder, tenant=tenant, correlation_id=correlation_id)
+        await self._on_request(command, actor)
 
     async def mark_delivered(
         self,

@@ -8,8 +8,11 @@ webhook mode without a secret) raise ``ConfigError``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
+from pathlib import Path
 from typing import Literal
 
 from loopgate.config.settings import Config, ConfigError
@@ -46,6 +49,48 @@ def sqlite_path(url: str) -> str:
             "sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:"
         )
     return url[len(prefix) :]
+
+
+SECRETS_KEY_FILE = "loopgate-secrets.key"
+SECRETS_KEY_BYTES = 32
+
+
+def secrets_key(config: Config) -> bytes | None:
+    """The server key from ``secrets.key`` (base64 of 32 bytes); None when it is not set."""
+    raw = config.secrets.key.strip()
+    return decode_secrets_key(raw) if raw else None
+
+
+def decode_secrets_key(raw: str) -> bytes:
+    """A server key from its base64; ``ConfigError`` unless it is 32 bytes."""
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != SECRETS_KEY_BYTES:
+        raise ConfigError(
+            f"secrets.key: must be the base64 of {SECRETS_KEY_BYTES} bytes; make one with "
+            "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
+        )
+    return key
+
+
+def secrets_key_file(config: Config) -> Path | None:
+    """Where the server key is kept when ``secrets.key`` is empty; None: in memory only.
+
+    ``secrets.key_file`` if set; else beside the SQLite database file, or in
+    the working directory for Postgres. An in-memory SQLite log dies with the
+    process, and so may its key.
+    """
+    if config.secrets.key_file:
+        return Path(config.secrets.key_file)
+    url = config.database.url
+    if database_kind(url) == "postgres":
+        return Path(SECRETS_KEY_FILE)
+    path = sqlite_path(url)
+    if path == ":memory:":
+        return None
+    return Path(path).parent / SECRETS_KEY_FILE
 
 
 def is_loopback(host: str) -> bool:

@@ -34,7 +34,12 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from loopgate.config.derived import DATABASE_SCHEMES, database_kind, sqlite_path
+from loopgate.config.derived import (
+    DATABASE_SCHEMES,
+    database_kind,
+    decode_secrets_key,
+    sqlite_path,
+)
 from loopgate.config.settings import SECTIONS, SETTINGS, Config, ConfigError, Setting
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -296,6 +301,11 @@ def _check(setting: Setting, value: Any, source: str) -> None:
                 f"auth.jwt_secret: must be at least {MIN_JWT_SECRET_CHARS} characters, "
                 f"got {len(value)} (from {source})"
             )
+    if setting.name == "secrets.key" and value:
+        try:
+            decode_secrets_key(value.strip())
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from {source})") from None
     if setting.name == "database.url":
         try:
             if database_kind(value) == "sqlite":

@@ -24,6 +24,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     shutdown_timeout_seconds: float = 10.0
+    # Comma-separated; empty: derived from the bind address (see web/guard.py).
+    allowed_hosts: str = ""
+    allowed_origins: str = ""
 
 
 class DatabaseConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -88,6 +91,11 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow_private_networks: bool = False
 
 
+class SecretsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str = ""  # base64 of 32 bytes; empty: read (or make) the key file
+    key_file: str = ""  # empty: see secrets_key_file()
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -99,6 +107,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,24 @@ SETTINGS: tuple[Setting, ...] = (
         "server.shutdown_timeout_seconds",
         "Seconds to let open requests and streams finish on shutdown before closing them.",
         minimum=0,
+    ),
+    _setting(
+        "server.allowed_hosts",
+        "Host headers the server answers, comma-separated: host (any port), host:port, or * "
+        "for any. Others get 421, so a web page cannot reach the API through DNS rebinding. "
+        "Empty: 127.0.0.1, localhost, [::1] and server.host, on the port the server listens "
+        "on; but any Host when bound to a non-loopback address with API keys required (a "
+        "proxy's or a pod's name cannot be guessed, and a web page holds no API key). List "
+        "your public name behind a proxy. /health, /healthz and /readyz answer any Host, for "
+        "load-balancer checks.",
+    ),
+    _setting(
+        "server.allowed_origins",
+        "Browser origins (scheme://host[:port], comma-separated, or *) whose pages may call "
+        "the API; a request with any other Origin header gets 403. A request without an "
+        "Origin (curl, SDKs, agents) and a page of the server's own origin are always "
+        "accepted. Empty: no other site. /console and /telegram/webhook check their own "
+        "callers and are not affected.",
     ),
     _setting(
         "database.url",
@@ -338,6 +365,21 @@ SETTINGS: tuple[Setting, ...] = (
         "cloud-metadata addresses. Off (the default), such URLs are refused with 422 at "
         "request creation and again at delivery, so a caller cannot make the server probe "
         "its own network.",
+    ),
+    _setting(
+        "secrets.key",
+        "Server key that encrypts the webhook signing secrets in the log (AES-256-GCM): the "
+        "base64 of 32 random bytes, e.g. `python -c 'import base64, os; "
+        "print(base64.b64encode(os.urandom(32)).decode())'`. Empty: the key is read from "
+        "secrets.key_file, made there (mode 0600) on first use. Set the same key on every "
+        "server that shares a Postgres database. Never in the log or an export; lose it and "
+        "the secrets must be rotated.",
+    ),
+    _setting(
+        "secrets.key_file",
+        "File holding the server key when secrets.key is empty. Empty: loopgate-secrets.key "
+        "beside the SQLite database file, or in the working directory for Postgres; an "
+        "in-memory SQLite database gets a key that lives as long as the process.",
     ),
 )
 

@@ -6,7 +6,7 @@ so its names say which: ``decide_user``, ``fold_api_key``). Nothing here reads a
 clock, makes an id or does I/O: time and ids arrive in the commands, and the
 command handlers in ``loopgate.commands`` load and append the streams.
 
-* :mod:`loopgate.domain.session` — ``session-<id>``: register, deactivate.
+* :mod:`loopgate.domain.session` — ``session-<tenant>/<id>``: register, deactivate.
 * :mod:`loopgate.domain.request` — ``request-<id>``: create, deliver, remind,
   answer, cancel, expire.
 * :mod:`loopgate.domain.account` — ``user-<id>``: register, log in, fail to;

@@ -9,7 +9,7 @@ Two aggregates live here, each with the usual ``initial``, ``decide``,
 Nothing here hashes a password or makes a key: that is CPU-heavy or random,
 so the command handler (:mod:`loopgate.accounts.users`) does it and passes the
 hashes in. What is pure stays here: the username and password rules, and the
-lock-out rule for failed logins (:func:`login_retry_after`), which the handler
+throttle on failed logins (:func:`login_retry_after`), which the handler
 feeds with the failures the ``login_failures`` projection holds.
 
 Rules:
@@ -22,6 +22,8 @@ Rules:
 * Recording a login or a failure for an unknown user is ``user_not_found``.
 * An API key's label is 1 to 100 characters once stripped (``"default"`` when
   none is given); an expiry must lie in the future.
+* A key is an ``agent`` key unless made an ``operator`` key; only an operator
+  key may answer requests (the request handler enforces that).
 * Only the key's owner may revoke it; anyone else gets ``api_key_not_found``,
   exactly as for a key that does not exist. Revoking twice is a no-op.
 """
@@ -40,6 +42,7 @@ import msgspec
 from loopgate.errors import Conflict, NotFound, ValidationFailed
 from loopgate.events import (
     ApiKeyCreated,
+    ApiKeyKind,
     ApiKeyRevoked,
     Event,
     LoginFailed,
@@ -53,9 +56,15 @@ MAX_PASSWORD_CHARS = 1024
 MAX_LABEL_CHARS = 100
 DEFAULT_LABEL = "default"
 
-LOGIN_FAILURE_LIMIT = 5
-"""This many failed logins within :data:`LOGIN_FAILURE_WINDOW` lock logins out."""
-LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+LOGIN_FAILURE_WINDOW = timedelta(hours=1)
+"""Failed logins older than this no longer count."""
+FREE_FAILURES_PER_USER = 5
+"""Failures from one address at one user before its logins from there are delayed."""
+FREE_FAILURES_PER_ADDRESS = 20
+"""Failures from one address, at any users, before all its logins are delayed."""
+FIRST_LOGIN_DELAY = timedelta(seconds=15)
+"""The wait after the first failure past the free ones; it doubles with each further one."""
+MAX_LOGIN_DELAY = timedelta(minutes=15)
 
 
 # --- rules on plain values ----------------------------------------------------
@@ -86,19 +95,33 @@ def check_password(password: str) -> None:
         raise ValidationFailed("password must be valid Unicode text") from None
 
 
-def login_retry_after(failures: Iterable[datetime], now: datetime) -> int | None:
-    """Seconds until logins are allowed again, or None when they are allowed now.
+def login_retry_after(
+    at_user: Iterable[datetime], at_any_user: Iterable[datetime], now: datetime
+) -> int | None:
+    """Seconds until a login from this address is allowed, or None when it is allowed now.
 
-    ``failures`` are the times of failed logins since the last successful one.
-    Logins are locked out while :data:`LOGIN_FAILURE_LIMIT` of them lie within
-    :data:`LOGIN_FAILURE_WINDOW` before ``now``; the lock lifts when enough of
-    them have left the window that fewer remain.
+    ``at_user`` are the failed logins from the client's address at this user
+    since its last successful login from there; ``at_any_user`` those from the
+    address at every user. Past the free ones within :data:`LOGIN_FAILURE_WINDOW`
+    (:data:`FREE_FAILURES_PER_USER`, :data:`FREE_FAILURES_PER_ADDRESS`), each
+    further failure must be followed by a wait that starts at
+    :data:`FIRST_LOGIN_DELAY` and doubles, up to :data:`MAX_LOGIN_DELAY`.
+    Another address is never held back by these failures.
     """
+    wait = max(
+        _wait_after(at_user, FREE_FAILURES_PER_USER, now),
+        _wait_after(at_any_user, FREE_FAILURES_PER_ADDRESS, now),
+    )
+    return max(1, math.ceil(wait)) if wait > 0 else None
+
+
+def _wait_after(failures: Iterable[datetime], free: int, now: datetime) -> float:
     recent = sorted(at for at in failures if at > now - LOGIN_FAILURE_WINDOW)
-    if len(recent) < LOGIN_FAILURE_LIMIT:
-        return None
-    lifts_at = recent[-LOGIN_FAILURE_LIMIT] + LOGIN_FAILURE_WINDOW
-    return max(1, math.ceil((lifts_at - now).total_seconds()))
+    if len(recent) < free:
+        return 0.0
+    doublings = min(len(recent) - free, 16)  # 2**16 * 15 s is far past the cap already
+    delay: timedelta = min(MAX_LOGIN_DELAY, FIRST_LOGIN_DELAY * 2**doublings)
+    return (recent[-1] + delay - now).total_seconds()
 
 
 # --- user: state and commands -------------------------------------------------
@@ -137,6 +160,7 @@ class RecordLogin(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     rehashed_password: str | None = None
+    address: str | None = None
     now: datetime
 
 
@@ -145,6 +169,7 @@ class RecordLoginFailure(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: str
     reason: str = "invalid_password"
+    address: str | None = None
     now: datetime
 
 
@@ -167,11 +192,17 @@ def decide_user(command: UserCommand, state: UserState) -> list[Event]:
                     user_id=command.user_id,
                     logged_in_at=command.now,
                     rehashed_password=command.rehashed_password,
+                    address=command.address,
                 )
             ]
         case RecordLoginFailure():
             return [
-                LoginFailed(user_id=command.user_id, reason=command.reason, failed_at=command.now)
+                LoginFailed(
+                    user_id=command.user_id,
+                    reason=command.reason,
+                    failed_at=command.now,
+                    address=command.address,
+                )
             ]
         case _:
             assert_never(command)
@@ -243,6 +274,7 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
 
 
 ApiKeyState: TypeAlias = NoApiKey | ApiKey
@@ -259,6 +291,7 @@ class CreateApiKey(msgspec.Struct, frozen=True, kw_only=True):
     key_hash: str
     prefix: str
     expires_at: datetime | None = None
+    kind: ApiKeyKind = "agent"
     now: datetime
 
 
@@ -308,6 +341,7 @@ def _create_api_key(command: CreateApiKey, state: ApiKeyState) -> list[Event]:
             prefix=command.prefix,
             created_at=command.now,
             expires_at=expires_at,
+            kind=command.kind,
         )
     ]
 
@@ -337,6 +371,7 @@ def evolve_api_key(state: ApiKeyState, event: Event) -> ApiKeyState:
                 key_hash=created.key_hash,
                 created_at=created.created_at,
                 expires_at=created.expires_at,
+                kind=created.kind,
             )
         case ApiKey(revoked_at=None), ApiKeyRevoked() as revoked:
             return msgspec.structs.replace(state, revoked_at=revoked.revoked_at)

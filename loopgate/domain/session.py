@@ -1,8 +1,10 @@
 """The session decider: an agent's registration and its Telegram operator.
 
-Stream ``session-<id>``. The caller loads the stream named by the command's
-``session_id``, folds it into a :data:`State`, calls :func:`decide` and appends
-the events it returns; an empty list means "nothing to do".
+Stream ``session-<tenant>/<id>`` (older logs: ``session-<id>``;
+``commands/sessions.py`` finds which). The caller loads the stream of the
+command's ``session_id`` in the actor's tenant, folds it into a :data:`State`,
+calls :func:`decide` and appends the events it returns; an empty list means
+"nothing to do".
 
 Rules:
 

@@ -27,8 +27,8 @@ OPEN_STATUSES = ("pending", "delivered")
 def default_session_for(credential: str | None, base: str) -> str:
     """The session of a caller that names none: ``base``, or one per API key or token.
 
-    A short hash of the credential keeps callers apart (session ids are global)
-    without revealing anything of the key.
+    A short hash of the credential keeps one tenant's keys and tokens apart
+    (session ids are per tenant) without revealing anything of the key.
     """
     if not credential:
         return base

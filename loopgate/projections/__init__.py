@@ -3,7 +3,9 @@
 A projection is a module with ``TABLE`` (the table it owns), ``EVENTS`` (the
 event types it handles) and ``apply(record) -> list[Statement]``: pure SQL for
 one event, which the store executes inside the append's transaction, so a
-read after a write sees it.
+read after a write sees it. A module may also name ``UNLOGGED_COLUMNS``:
+columns kept in place rather than derived from events, which
+``loopgate audit verify`` leaves out when it compares the tables with the log.
 SQL uses ``?`` placeholders; the Postgres backend renumbers them. Timestamps
 are passed as ``datetime`` and JSON as text; each backend adapts them.
 

@@ -1,4 +1,4 @@
-"""The ``api_keys`` table: each key's owner, label, display prefix and SHA-256.
+"""The ``api_keys`` table: each key's owner, label, kind, display prefix and SHA-256.
 
 Keys are found by ``key_hash`` (unique), never by the raw key, which is not
 stored anywhere. ``last_used_at`` is the one column the log does not explain:
@@ -14,6 +14,7 @@ from loopgate.projections import Statement
 
 TABLE = "api_keys"
 EVENTS = (ApiKeyCreated, ApiKeyRevoked)
+UNLOGGED_COLUMNS = ("last_used_at",)  # touched in place, not by an event
 
 
 def apply(record: RecordedEvent) -> list[Statement]:
@@ -22,8 +23,8 @@ def apply(record: RecordedEvent) -> list[Statement]:
             return [
                 (
                     "INSERT INTO api_keys (key_id, user_id, label, prefix, key_hash, created_at,"
-                    " expires_at, revoked_at, last_used_at, version)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                    " expires_at, kind, revoked_at, last_used_at, version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
                     (
                         created.key_id,
                         created.user_id,
@@ -32,6 +33,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         created.key_hash,
                         created.created_at,
                         created.expires_at,
+                        created.kind,
                         record.version,
                     ),
                 )

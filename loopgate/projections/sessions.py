@@ -1,4 +1,8 @@
-"""The ``sessions`` table: one row per agent session, its operator and whether it is active."""
+"""The ``sessions`` table: one row per agent session, its operator and whether it is active.
+
+A session is keyed by (tenant, session_id): session ids are per tenant. The
+tenant is the event's, so old logs' ``session-<id>`` streams fill it too.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ def apply(record: RecordedEvent) -> list[Statement]:
                     "INSERT INTO sessions (session_id, client_id, telegram_id, callback_url,"
                     " tenant, active, registered_at, deactivated_at, version)"
                     " VALUES (?, ?, ?, ?, ?, TRUE, ?, NULL, ?)"
-                    " ON CONFLICT (session_id) DO UPDATE SET client_id = excluded.client_id,"
-                    " telegram_id = excluded.telegram_id, callback_url = excluded.callback_url,"
+                    " ON CONFLICT (tenant, session_id) DO UPDATE"
+                    " SET client_id = excluded.client_id, telegram_id = excluded.telegram_id,"
+                    " callback_url = excluded.callback_url,"
                     " active = TRUE, registered_at = excluded.registered_at,"
                     " deactivated_at = NULL, version = excluded.version",
                     (sid, client, tg, url, record.meta.tenant, at, record.version),
@@ -30,8 +35,8 @@ def apply(record: RecordedEvent) -> list[Statement]:
             return [
                 (
                     "UPDATE sessions SET active = FALSE, deactivated_at = ?, version = ?"
-                    " WHERE session_id = ?",
-                    (at, record.version, sid),
+                    " WHERE tenant = ? AND session_id = ?",
+                    (at, record.version, record.meta.tenant, sid),
                 )
             ]
         case _:

@@ -54,6 +54,10 @@ class Progress:
         self._in_flight.discard(position)
 
     @property
+    def last_read(self) -> int:
+        return self._read
+
+    @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 

@@ -6,7 +6,9 @@ hands each event to :meth:`LogFollower.work_for`, which may return a
 coroutine to run in a task of its own, so one slow receiver holds up nobody.
 The checkpoint is saved behind the work still in flight: after a crash, a
 stop or a lease hand-over, that work is redone, and each reactor makes redoing
-it harmless (by checking the request's stream first).
+it harmless (by checking the request's stream first). When the store cannot
+be read (Postgres restarting), the follower waits and follows on from the last
+event it read, so a restart of the database never stops a reactor for good.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from loopgate.errors import StoreUnavailable
 from loopgate.events import RecordedEvent
 from loopgate.reactors.checkpoint import Checkpoint, Progress
 from loopgate.reactors.lease import Lease
@@ -27,6 +30,7 @@ from loopgate.store.base import EventStore
 log = structlog.get_logger(__name__)
 
 SAVE_EVERY_SECONDS = 0.5
+RETRY_SECONDS = 1.0  # how long to wait before reading a log that could not be read
 
 
 class LogFollower:
@@ -97,11 +101,21 @@ class LogFollower:
     async def _follow(self, progress: Progress) -> None:
         saver = asyncio.create_task(self._save_periodically(progress))
         try:
-            async for record in self._store.subscribe(progress.safe):
-                work = self.work_for(record)
-                if work is not None:
-                    self._spawn(progress, record, work)
-                progress.read(record.position)
+            while True:
+                try:
+                    # From the last event read: what is in flight is not dispatched twice.
+                    async for record in self._store.subscribe(progress.last_read):
+                        work = self.work_for(record)
+                        if work is not None:
+                            self._spawn(progress, record, work)
+                        progress.read(record.position)
+                except StoreUnavailable as exc:
+                    log.warning(
+                        f"{self.name} cannot read the log, retrying",
+                        error=str(exc),
+                        retry_in=RETRY_SECONDS,
+                    )
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
             saver.cancel()
 

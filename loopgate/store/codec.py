@@ -8,6 +8,17 @@ integers (by their decimal digits), because Postgres JSONB normalises ``1e3``
 to ``1000`` and ``1e23`` to ``100000000000000000000000``: the hash must
 come out the same whether it is computed before the insert or from what the
 database hands back.
+
+Secret fields (marked ``SECRET`` in the catalog: password and key hashes, the
+webhook secret) enter the hash by their digest: the canonical form holds
+``"sha256:" + field_digest(value)`` in their place. So the chain still covers
+the stored value (change it and its digest changes), yet a redacted export
+that carries each secret's digest can be checked without the secret itself
+(:func:`chain_hash` with ``digests``). For an event with no secret field the
+canonical form is the stored data as it is, so every such row hashes as it
+always did. Rows holding a secret that were written before this rule hash
+their data in clear (``legacy=True``): ``audit verify`` on the live log
+checks them that way, and an export can link them but not recompute them.
 """
 
 from __future__ import annotations
@@ -21,7 +32,16 @@ from typing import Any
 import msgspec
 
 from loopgate.errors import CorruptEvent
-from loopgate.events import EVENT_TYPES, Event, Meta, RecordedEvent
+from loopgate.events import (
+    EVENT_TYPES,
+    REDACTED,
+    SECRET_FIELDS,
+    Event,
+    Meta,
+    RecordedEvent,
+    field_digest,
+    secret_fields,
+)
 
 GENESIS_HASH = "0" * 64
 
@@ -79,6 +99,20 @@ def _normalised(value: Any) -> Any:
     return value
 
 
+def _canonical_data(type_: str, data: str, digests: dict[str, str] | None) -> Any:
+    value = _normalised(msgspec.json.decode(data))
+    if type_ not in SECRET_FIELDS or not isinstance(value, dict):
+        return value
+    held = secret_fields(type_, value)
+    if digests is None:
+        digests = {name: field_digest(secret) for name, secret in held.items()}
+    elif digests.keys() != held.keys() or any(v != REDACTED for v in held.values()):
+        # A digest stands in for a redacted value only: a value shown beside
+        # its digest would be trusted unchecked.
+        raise ValueError(f"{type_} digests must stand for its redacted secrets, {sorted(held)}")
+    return {**value, **{name: f"sha256:{digest}" for name, digest in digests.items()}}
+
+
 def chain_hash(
     prev_hash: str,
     *,
@@ -89,11 +123,23 @@ def chain_hash(
     data: str,
     meta: str,
     recorded_at: datetime,
+    digests: dict[str, str] | None = None,
+    legacy: bool = False,
 ) -> str:
-    """sha256(prev_hash || canonical(event)) as hex."""
+    """sha256(prev_hash || canonical(event)) as hex.
+
+    Secret fields are hashed by their digest, computed from ``data`` or, for a
+    redacted ``data``, taken from ``digests`` (one per secret field that holds
+    a value, else ``ValueError``). ``legacy`` hashes ``data`` in clear, as rows
+    holding a secret were hashed before.
+    """
     canonical = msgspec.json.encode(
         {
-            "data": _normalised(msgspec.json.decode(data)),
+            "data": (
+                _normalised(msgspec.json.decode(data))
+                if legacy
+                else _canonical_data(type, data, digests)
+            ),
             "meta": _normalised(msgspec.json.decode(meta)),
             "position": position,
             "recorded_at": recorded_at,
@@ -106,8 +152,8 @@ def chain_hash(
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
-def row_hash(row: Row) -> str:
-    """Recompute a stored row's hash from its own columns and ``prev_hash``."""
+def row_hash(row: Row, *, digests: dict[str, str] | None = None, legacy: bool = False) -> str:
+    """Recompute a row's hash from its own columns and ``prev_hash`` (see :func:`chain_hash`)."""
     return chain_hash(
         row.prev_hash,
         position=row.position,
@@ -117,6 +163,17 @@ def row_hash(row: Row) -> str:
         data=row.data,
         meta=row.meta,
         recorded_at=row.recorded_at,
+        digests=digests,
+        legacy=legacy,
+    )
+
+
+def hashes_in_clear(row: Row) -> bool:
+    """Whether a stored row holds a secret and was hashed before secrets were digested."""
+    return (
+        row.type in SECRET_FIELDS
+        and row_hash(row) != row.hash
+        and row_hash(row, legacy=True) == row.hash
     )
 
 

@@ -57,6 +57,10 @@ _COLUMNS = "position, stream, version, type, data, meta, recorded_at, prev_hash,
 _CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
+class _UncommittedConnectionError(Exception):
+    """The writer's connection broke before COMMIT: the batch was not written."""
+
+
 @functools.cache
 def numbered(sql: str) -> str:
     """Projection SQL uses ``?``; asyncpg wants ``$1, $2, ...``."""
@@ -172,47 +176,53 @@ class PostgresStore(GroupCommitStore):
     # --- appending ------------------------------------------------------------
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
-        if self._writer is None:
-            self._writer = await self._pool.acquire()
-        conn = self._writer
         try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-                # Read only now, under the lock: the head and versions are final.
-                state = await conn.fetchrow(
-                    READ_HEAD_AND_VERSIONS, sorted({item.stream for item in items})
-                )
-                plan = plan_batch(
-                    items,
-                    head_position=state["position"] or 0,
-                    head_hash=state["hash"],
-                    stream_versions=msgspec.json.decode(state["versions"] or "{}"),
-                )
-                if plan.rows:
-                    # NOTIFY is delivered at commit, so it can go with the insert.
-                    await conn.execute(
-                        INSERT_ROWS_AND_NOTIFY,
-                        *_columns_of(plan.rows),
-                        str(plan.rows[-1].position),
-                    )
-                    records = [
-                        record
-                        for item, outcome in plan.outcomes
-                        if isinstance(outcome, list)
-                        for record in recorded(item, outcome)
-                    ]
-                    await _execute_grouped(conn, batch_statements(records))
+            return await self._write_batch_once(items)
+        except _UncommittedConnectionError:
+            # The connection broke before COMMIT was sent (a server restart
+            # drops the kept writer): nothing was written, so once more on a
+            # fresh connection. A break during COMMIT is not retried: it may
+            # have committed.
+            try:
+                return await self._write_batch_once(items)
+            except _UncommittedConnectionError as again:
+                raise StoreUnavailable(f"Postgres append failed: {again.__cause__}") from again
+
+    async def _write_batch_once(self, items: list[PendingAppend]) -> BatchPlan:
+        if self._writer is None:
+            self._writer = await self._connection()
+        conn = self._writer
+        committing = False
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                plan = await _insert_batch(conn, items)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            committing = True
+            await transaction.commit()
         except asyncpg.UniqueViolationError as exc:
             # A unique key of a query table (one request id claimed by two
             # streams, a racing idempotency key), or a writer bypassing the lock.
             raise ConcurrencyError(items[0].stream, items[0].expected_version, None) from exc
         except _CONNECTION_ERRORS as exc:
             self._writer = None
-            await self._pool.release(conn)  # a broken connection is replaced by the pool
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._pool.release(conn)  # a broken connection is replaced by the pool
+            if not committing:
+                raise _UncommittedConnectionError() from exc
             raise StoreUnavailable(f"Postgres append failed: {exc}") from exc
         if plan.rows:
             self._watch.advance(plan.rows[-1].position)
         return plan
+
+    async def _connection(self) -> asyncpg.Connection:
+        try:
+            return await self._pool.acquire()
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(f"cannot connect to Postgres: {exc}") from exc
 
     # --- reading --------------------------------------------------------------
 
@@ -342,6 +352,32 @@ _FROM_SQLITE: dict[str, Callable[[Any], Any]] = {
     "timestamp with time zone": datetime.fromisoformat,  # fixed-width ISO-8601 text
     "boolean": bool,  # 0 or 1
 }
+
+
+async def _insert_batch(conn: asyncpg.Connection, items: list[PendingAppend]) -> BatchPlan:
+    """The batch's rows and projections, under the append lock, in ``conn``'s transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+    # Read only now, under the lock: the head and versions are final.
+    state = await conn.fetchrow(READ_HEAD_AND_VERSIONS, sorted({item.stream for item in items}))
+    plan = plan_batch(
+        items,
+        head_position=state["position"] or 0,
+        head_hash=state["hash"],
+        stream_versions=msgspec.json.decode(state["versions"] or "{}"),
+    )
+    if plan.rows:
+        # NOTIFY is delivered at commit, so it can go with the insert.
+        await conn.execute(
+            INSERT_ROWS_AND_NOTIFY, *_columns_of(plan.rows), str(plan.rows[-1].position)
+        )
+        records = [
+            record
+            for item, outcome in plan.outcomes
+            if isinstance(outcome, list)
+            for record in recorded(item, outcome)
+        ]
+        await _execute_grouped(conn, batch_statements(records))
+    return plan
 
 
 async def _copy_from_scratch(conn: asyncpg.Connection, scratch: ScratchTables, table: str) -> None:

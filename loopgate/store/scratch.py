@@ -55,6 +55,11 @@ class ScratchTables:
         for sql, runs in grouped(statements):
             self._db.executemany(sql, [tuple(map(sqlite_value, params)) for params in runs])
 
+    def columns(self, table: str) -> list[tuple[str, bool]]:
+        """The table's columns in order, each with whether it is part of the primary key."""
+        info = self._db.execute(f"PRAGMA table_info({table})").fetchall()
+        return [(name, pk > 0) for _cid, name, _type, _notnull, _default, pk in info]
+
     def rows(self, table: str, columns: list[str], batch: int) -> Iterator[list[tuple[Any, ...]]]:
         """The table's rows, ``batch`` at a time, with the columns in the order given."""
         cursor = self._db.execute(f"SELECT {', '.join(columns)} FROM {table}")

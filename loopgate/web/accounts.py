@@ -4,6 +4,9 @@
 routes (``/api/user/apikeys``) need the login token (JWT) that login returns,
 which the auth middleware checks before these handlers run. A raw key is shown
 once, in the answer to its creation; lists never carry it, nor its hash.
+
+A key's ``kind`` is ``agent`` (the default: it asks, reads, waits and cancels,
+but never answers) or ``operator`` (it also answers, as the user who made it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aiohttp import web
 from loopgate.accounts.users import ApiKeyView
 from loopgate.domain.account import MAX_LABEL_CHARS
 from loopgate.errors import Forbidden
+from loopgate.events import ApiKeyKind
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import ACCOUNTS, CONFIG, REQUEST_ID
 from loopgate.web.params import read_body
@@ -34,11 +38,12 @@ class CredentialsBody(Body, frozen=True, kw_only=True):
 
 
 class CreateKeyBody(Body, frozen=True, kw_only=True):
-    """``POST /api/user/apikeys``: both fields optional; the body may be left out."""
+    """``POST /api/user/apikeys``: every field optional; the body may be left out."""
 
     label: Annotated[str, msgspec.Meta(max_length=MAX_LABEL_CHARS)] | None = None
     # A moment without a zone would be read differently by client and server.
     expires_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    kind: ApiKeyKind = "agent"
 
     def __post_init__(self) -> None:
         # Labels are shown in lists and logs; Postgres would refuse a NUL outright.
@@ -55,6 +60,7 @@ def key_json(key: ApiKeyView, now: datetime) -> dict[str, Any]:
     return {
         "id": key.key_id,
         "label": key.label,
+        "kind": key.kind,
         "prefix": key.prefix,
         "is_active": key.is_active_at(now),
         "created_at": _iso(key.created_at),
@@ -90,7 +96,10 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, CredentialsBody)
     token, user = await request.app[ACCOUNTS].login(
-        body.username, body.password, correlation_id=request.get(REQUEST_ID)
+        body.username,
+        body.password,
+        address=request.remote,
+        correlation_id=request.get(REQUEST_ID),
     )
     return json_response({"token": token, "user_id": user.user_id, "username": user.username})
 
@@ -100,13 +109,14 @@ async def create_key(request: web.Request) -> web.Response:
     raw = await request.read()
     body = decode_body(raw, CreateKeyBody) if raw.strip() else CreateKeyBody()
     raw_key, key = await request.app[ACCOUNTS].create_api_key(
-        actor_of(request), label=body.label, expires_at=body.expires_at
+        actor_of(request), label=body.label, expires_at=body.expires_at, kind=body.kind
     )
     return json_response(
         {
             "id": key.key_id,
             "raw_key": raw_key,
             "label": key.label,
+            "kind": key.kind,
             "prefix": key.prefix,
             "expires_at": _iso(key.expires_at),
             "created_at": _iso(key.created_at),

@@ -3,9 +3,12 @@
 Middlewares, outermost first: request id and access log (every response
 carries ``X-Request-ID``, every log line the id), the error renderer, the
 console's page renderer (HTML errors on ``/console`` pages), the body-size
-limit, then auth (who is calling; see ``web/auth.py``), so even a 404 for an
-unknown route, a 413 or a 401 comes out in the JSON error shape (or, on the
-console, as a page) with the request id on it.
+limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
+then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
+route, a 413, a 421 or a 401 comes out in the JSON error shape (or, on the
+console, as a page) with the request id on it. The id is set as the response
+is prepared, so responses that handlers stream themselves (SSE, ``/mcp``)
+carry it too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.secrets import SecretBox
 from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import utcnow
 from loopgate.commands.requests import Requests
@@ -36,6 +40,7 @@ from loopgate.store.base import EventStore
 from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
+from loopgate.web.guard import guard_middleware
 from loopgate.web.keys import (
     ACCOUNTS,
     CONFIG,
@@ -43,6 +48,7 @@ from loopgate.web.keys import (
     HUB,
     REQUEST_ID,
     REQUESTS,
+    SECRET_BOX,
     SESSIONS,
     STORE,
     TELEGRAM,
@@ -65,8 +71,6 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         response = await handler(request)
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
         log.info(
             "http",
             method=request.method,
@@ -75,6 +79,13 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
     return response
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    # On prepare, not after the handler: a streamed response (SSE, the ASGI bridge behind
+    # /mcp) has sent its headers by the time the handler returns.
+    if REQUEST_ID in request:
+        response.headers.setdefault(REQUEST_ID_HEADER, request[REQUEST_ID])
 
 
 @web.middleware
@@ -99,7 +110,8 @@ def create_app(
 
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
-    missing where it must be set, or the Telegram settings cannot work, before
+    missing where it must be set, ``secrets.key`` is no key, the Telegram
+    settings cannot work, or ``server.allowed_hosts`` cannot be read, before
     anything is opened.
     """
     jwt_secret = jwt_secret_for(config)
@@ -110,11 +122,14 @@ def create_app(
             console.console_middleware,
             nul_middleware,
             body_limit_middleware,
+            guard_middleware(config),
             auth_middleware(keys_required=api_keys_required(config)),
         ],
         client_max_size=config.requests.max_body_bytes,
     )
+    app.on_response_prepare.append(_add_request_id)
     app[CONFIG] = config
+    app[SECRET_BOX] = SecretBox.from_config(config)
     if store is not None:
         app[STORE] = store
     else:
@@ -177,7 +192,7 @@ async def _runtime_context(
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
-    webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks)
+    webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
     app[REQUESTS], app[SESSIONS] = requests, sessions

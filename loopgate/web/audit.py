@@ -16,7 +16,7 @@ from aiohttp import web
 
 from loopgate.audit.export import ExportFilter, csv_rows, export_batches, ndjson, session_streams
 from loopgate.commands.base import Actor
-from loopgate.errors import ValidationFailed
+from loopgate.errors import Forbidden, ValidationFailed
 from loopgate.events import (
     EVENT_TYPES,
     AnswerRefused,
@@ -31,6 +31,7 @@ from loopgate.events import (
     ResponseReceived,
     WebhookDelivered,
     WebhookFailed,
+    event_data,
 )
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import REQUESTS, STORE
@@ -85,8 +86,15 @@ def export_format(request: web.Request) -> str:
 
 @routes.get("/v1/audit/export")
 async def export(request: web.Request) -> web.StreamResponse:
+    """The tenant's log; a person's to read (login token, console, operator key), not an agent's."""
     kind = export_format(request)
     actor = actor_of(request)
+    if actor.answers_as is None:
+        raise Forbidden(
+            "an agent key cannot export the audit log; use a login token, an operator key "
+            "or the console",
+            code="agent_cannot_export",
+        )
     only = ExportFilter(
         tenant=actor.tenant,
         streams=await _streams(request, actor),
@@ -211,4 +219,4 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "final": hook.final,
             }
         case _:
-            return type(event).__name__, {}
+            return type(event).__name__, event_data(event)

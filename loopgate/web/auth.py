@@ -4,7 +4,10 @@ Credentials, tried in this order:
 
 - ``X-API-Key: lk_pub_…`` or ``Authorization: Bearer lk_pub_…``: an API key,
   acting for the user who made it (its requests go to that user's tenant);
-- ``Authorization: Bearer <jwt>``: a user logged in with ``/api/auth/login``.
+  an ``agent`` key may not answer requests, an ``operator`` key answers as
+  that user (``Actor.answers_as``);
+- ``Authorization: Bearer <jwt>``: a user logged in with ``/api/auth/login``,
+  who answers as themselves.
 
 Each authenticator returns ``None`` for "not mine" (no such header, another
 scheme) and raises ``Unauthorized`` for "mine but invalid" (an unknown, revoked
@@ -25,7 +28,8 @@ surface is protected until it says otherwise):
   sign-in form instead of answering 401 (see ``web/console_session.py``);
 - every other route (``/hitl/*``, ``/sessions/register``, ``/v1/*``): an API
   key or a login token when ``auth.require_api_key`` is on; otherwise an
-  anonymous caller acts as ``Actor(id="anonymous", tenant="local")``.
+  anonymous caller acts as ``Actor(id="anonymous", tenant="local")`` and may
+  answer, as ``anonymous``.
 
 Handlers only ever ask :func:`actor_of`.
 """
@@ -81,7 +85,14 @@ def actor_of(request: web.Request) -> Actor:
 
 
 def anonymous(request: web.Request) -> Actor:
-    return Actor(id="anonymous", tenant=ANONYMOUS_TENANT, correlation_id=request.get(REQUEST_ID))
+    # The open mode's quick start answers its own requests with curl, so the
+    # anonymous caller may answer, and the decision says so.
+    return Actor(
+        id="anonymous",
+        tenant=ANONYMOUS_TENANT,
+        correlation_id=request.get(REQUEST_ID),
+        answers_as="anonymous",
+    )
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -216,7 +216,10 @@ async def login(request: web.Request) -> web.Response:
         )
     try:
         _token, user = await request.app[ACCOUNTS].login(
-            username.strip(), password, correlation_id=request.get(REQUEST_ID)
+            username.strip(),
+            password,
+            address=request.remote,
+            correlation_id=request.get(REQUEST_ID),
         )
     except TooManyRequests as exc:
         minutes = max(1, round(exc.retry_after / 60))

@@ -221,9 +221,11 @@ async def create_key(request: web.Request) -> web.Response:
             zone = _zone(form_field(form, "tz"))
             day = date.fromisoformat(expires) + timedelta(days=1)
             expires_at = datetime.combine(day, time(), tzinfo=zone).isoformat()
-        body = decode_form({"label": label or None, "expires_at": expires_at}, CreateKeyBody)
+        kind = form_field(form, "kind") or "agent"
+        fields = {"label": label or None, "expires_at": expires_at, "kind": kind}
+        body = decode_form(fields, CreateKeyBody)
         raw_key, key = await request.app[ACCOUNTS].create_api_key(
-            actor_of(request), label=body.label, expires_at=body.expires_at
+            actor_of(request), label=body.label, expires_at=body.expires_at, kind=body.kind
         )
     except ValueError:  # a date the browser's date field would not have sent
         message = f"expires: expected a date like 2026-05-01, got {expires!r}"

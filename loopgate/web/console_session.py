@@ -205,7 +205,10 @@ async def console_gate(request: web.Request, handler: Handler) -> web.StreamResp
     if session is not None:
         request[CONSOLE_SESSION] = session
         request[ACTOR] = Actor(
-            id=session.user_id, tenant=session.user_id, correlation_id=request.get(REQUEST_ID)
+            id=session.user_id,
+            tenant=session.user_id,
+            correlation_id=request.get(REQUEST_ID),
+            answers_as=session.user_id,  # the cookie is a person's
         )
         request[CREDENTIAL] = "console"
     elif request.path != LOGIN:

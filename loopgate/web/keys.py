@@ -8,6 +8,7 @@ from aiohttp import web
 
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.secrets import SecretBox
 from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
@@ -29,6 +30,7 @@ REQUESTS = web.AppKey("requests", Requests)
 SESSIONS = web.AppKey("sessions", Sessions)
 EXPIRER = web.AppKey("expirer", Expirer)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")

@@ -5,7 +5,8 @@
 the event's global position, ``event:`` its type and ``data:`` a JSON object
 ``{position, type, stream, recorded_at, data, actor}``. Only ``session.*`` and
 ``request.*`` events of the caller's tenant are sent: account events carry
-password and key hashes and never appear here.
+password and key hashes and never appear here. Whatever is sent has its
+secret fields redacted all the same (``events.event_data``).
 
 Resuming: ``Last-Event-ID`` (or ``?after=N``) replays from the log everything
 after that position, then the stream goes live. The hub subscription is taken
@@ -30,11 +31,12 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from loopgate.commands.base import Actor
+from loopgate.commands.sessions import read_session
 from loopgate.errors import ValidationFailed
-from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated
+from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import CONFIG, HUB, REQUEST_ID, REQUESTS, SESSIONS, STORE
+from loopgate.web.keys import CONFIG, HUB, REQUESTS, SESSIONS, STORE
 from loopgate.web.params import client_gone
 
 routes = web.RouteTableDef()
@@ -49,15 +51,13 @@ Match = Callable[[RecordedEvent], bool]
 
 def message_data(record: RecordedEvent) -> str:
     """The ``data:`` line of an event's SSE message."""
-    fields = msgspec.to_builtins(record.event)
-    fields.pop("type", None)
     return _encoder.encode(
         {
             "position": record.position,
             "type": record.type,
             "stream": record.stream,
             "recorded_at": record.recorded_at.isoformat(),
-            "data": fields,
+            "data": event_data(record.event),
             "actor": record.meta.actor,
         }
     ).decode()
@@ -119,6 +119,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
 async def session_events(request: web.Request) -> web.StreamResponse:
     actor, session_id = actor_of(request), request.match_info["session_id"]
     await request.app[SESSIONS].get_session(session_id, actor)  # 404 before the stream starts
+    session_stream, _ = await read_session(request.app[STORE], actor.tenant, session_id)
     visible = _visible(actor)
     after = resume_position(request) or 0
     requests: set[str] = set()  # the session's requests, joined by those created live
@@ -129,7 +130,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
             (session_id, actor.tenant),
         )
         requests.update(row["request_id"] for row in rows)
-        streams = [f"session-{session_id}", *(f"request-{r}" for r in sorted(requests))]
+        streams = [session_stream, *(f"request-{r}" for r in sorted(requests))]
         async for record in _streams_between(store, streams, after, upto):
             yield record
 
@@ -139,7 +140,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         event = record.event
         if isinstance(event, RequestCreated) and event.session_id == session_id:
             requests.add(event.request_id)
-        if record.stream == f"session-{session_id}":
+        if record.stream == session_stream:
             return True
         return record.stream.startswith("request-") and record.stream[8:] in requests
 
@@ -186,9 +187,7 @@ async def _serve(
     """
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
-    response = EventSourceResponse(
-        headers={"X-Request-ID": request.get(REQUEST_ID, "")}, ping_interval=heartbeat
-    )
+    response = EventSourceResponse(ping_interval=heartbeat)
     with hub.subscribe(stream=stream, tenant=tenant) as subscription:
         since = subscription.position
         # Subscribed first: every event after ``subscription.position`` reaches the

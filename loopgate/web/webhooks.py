@@ -13,7 +13,7 @@ from aiohttp import web
 from loopgate.channels.webhooks.secrets import WebhookSecrets
 from loopgate.channels.webhooks.signing import SIGNATURE_HEADER
 from loopgate.web.auth import actor_of
-from loopgate.web.keys import REQUESTS
+from loopgate.web.keys import REQUESTS, SECRET_BOX
 from loopgate.web.responses import json_response
 
 routes = web.RouteTableDef()
@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 
 def _secrets(request: web.Request) -> WebhookSecrets:
     requests = request.app[REQUESTS]
-    return WebhookSecrets(requests.store, requests.clock)
+    return WebhookSecrets(requests.store, requests.clock, request.app[SECRET_BOX])
 
 
 def _shape(secret: str) -> dict[str, str]:

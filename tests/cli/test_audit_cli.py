@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import os
 import pty
@@ -23,17 +24,20 @@ import asyncpg
 import pytest
 from cli_server import TIMEOUT, clean_env
 
-from loopgate.commands.base import Actor
+from loopgate.accounts.users import AccountService
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
+from loopgate.commands.base import Actor, utcnow
 from loopgate.commands.requests import Requests
-from loopgate.commands.sessions import Sessions
+from loopgate.commands.sessions import Sessions, session_stream
 from loopgate.config import sqlite_path
 from loopgate.hub import Hub
 from loopgate.store import open_store
 
 MESSAGE = 'Deploy, "now"\nto Zürich ✓'
 # Stored as-is in the actor column, so the CSV must quote a real comma, quote and newline.
-ALICE = Actor(id='alice, "the admin"\nZürich ✓', tenant="a")
-BOB = Actor(id="bob", tenant="b")
+ALICE_ID = 'alice, "the admin"\nZürich ✓'
+ALICE = Actor(id=ALICE_ID, tenant="a", answers_as=ALICE_ID)
+BOB = Actor(id="bob", tenant="b", answers_as="bob")
 
 
 @dataclass
@@ -171,7 +175,7 @@ def test_export_filters(fresh_database_url: str, tmp_path: Path) -> None:
     assert [r["type"] for r in one] == ["request.created", "request.response_received"]
 
     session = export(url, tmp_path, "--session", "s1")
-    expected = {"session-s1"} | {
+    expected = {session_stream("a", "s1")} | {
         f"request-{rid}" for rid in (activity.answered, activity.cancelled, activity.pending)
     }
     assert {r["stream"] for r in session} == expected
@@ -267,7 +271,8 @@ def test_export_csv_has_its_header_when_nothing_matches(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash"
+        "position,recorded_at,stream,version,type,actor,tenant,channel,data,meta,prev_hash,hash,"
+        "digests,legacy"
     ]
 
 
@@ -311,7 +316,26 @@ def test_verify_the_log(fresh_database_url: str, tmp_path: Path) -> None:
     result = run_cli("audit", "verify", "--db", fresh_database_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"ok: {total} events, head ")
+    assert result.stdout.splitlines()[-1].endswith("rows, match the log")
     assert result.stderr == ""
+
+
+def test_verify_names_a_hand_edited_query_table_row(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    activity = create_activity(fresh_database_url)
+    sql(
+        fresh_database_url,
+        "UPDATE requests SET status = 'pending' WHERE request_id = $1",
+        activity.answered,
+    )
+    result = run_cli("audit", "verify", "--db", fresh_database_url, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("ok: ")  # the chain itself is intact
+    assert (
+        f"query tables differ from the log: requests row request_id={activity.answered!r}:"
+        " status is 'pending' in the table, 'answered' from the log"
+    ) in result.stdout
 
 
 def test_verify_finds_an_edited_event(fresh_database_url: str, tmp_path: Path) -> None:
@@ -472,3 +496,35 @@ def test_rebuild_reports_progress(fresh_database_url: str, events: int) -> None:
     replayed, seen = asyncio.run(_with_service(fresh_database_url, work))
     assert replayed == events
     assert seen == [events]  # one batch: called once, with the running total
+
+
+def test_an_exported_file_holds_no_secret_and_verifies(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    async def work() -> tuple[str, str]:
+        store = await open_store(fresh_database_url)
+        try:
+            accounts = AccountService(store, jwt_secret="x" * 32)
+            user = await accounts.register_user("alice", "Zebra-Quartz-7781-unmistakable")
+            raw_key, _ = await accounts.create_api_key(Actor(id=user.user_id, tenant=user.user_id))
+            box = SecretBox(lambda: bytes(32))
+            return raw_key, await WebhookSecrets(store, utcnow, box).current(user.user_id)
+        finally:
+            await store.close()
+
+    raw_key, webhook_secret = asyncio.run(work())
+    key_hash = hashlib.sha256(raw_key.encode()).hexdigest()
+    for fmt in ("ndjson", "csv"):
+        out = tmp_path / f"audit.{fmt}"
+        exported = run_cli(
+            "audit", "export", "--db", fresh_database_url, "--format", fmt, "-o", str(out),
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        text = out.read_text(encoding="utf-8")
+        assert "user.registered" in text and "[redacted]" in text
+        for secret in ("$argon2", key_hash, webhook_secret, "whsec_"):
+            assert secret not in text
+    checked = run_cli("audit", "verify", "--file", str(tmp_path / "audit.ndjson"), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("ok: 3 events"), checked.stdout

@@ -117,7 +117,7 @@ def test_user_create_then_login_with_registration_closed(
         request = urllib.request.Request(
             f"{base}/api/user/apikeys",
             data=b'{"label": "cli"}',
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=5) as response:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from loopgate.commands.callback_urls import CallbackUrlRefused, _refused_address, check_callback_url
+from loopgate.commands.callback_urls import CallbackUrlRefused, check_callback_url, refused_address
 
 
 @pytest.mark.parametrize(
@@ -31,12 +31,12 @@ from loopgate.commands.callback_urls import CallbackUrlRefused, _refused_address
     ],
 )
 def test_non_public_addresses_are_refused(address: str) -> None:
-    assert _refused_address(ipaddress.ip_address(address))
+    assert refused_address(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
 def test_public_addresses_are_allowed(address: str) -> None:
-    assert not _refused_address(ipaddress.ip_address(address))
+    assert not refused_address(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,15 @@ import pytest
 
 from loopgate.commands.base import APPEND_ATTEMPTS, Actor
 from loopgate.commands.requests import Requests
-from loopgate.commands.sessions import Sessions
+from loopgate.commands.sessions import Sessions, session_stream
 from loopgate.errors import AlreadyDecided, ConcurrencyError, Conflict, NotFound
 from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, ResponseReceived
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 
-ALICE = Actor(id="alice", tenant="a")
-BOB = Actor(id="bob", tenant="b")
+# People (a login token, the console): they may answer.
+ALICE = Actor(id="alice", tenant="a", answers_as="alice")
+BOB = Actor(id="bob", tenant="b", answers_as="bob")
 
 
 class Clock:
@@ -197,7 +198,7 @@ async def test_concurrent_answers_make_exactly_one_decision(
             assert isinstance(result, AlreadyDecided)
 
 
-async def test_another_tenant_cannot_see_or_touch_a_request_or_session(
+async def test_another_tenant_cannot_see_or_touch_a_request_or_session_of_its_id(
     store: EventStore, service: Requests
 ) -> None:
     request_id = await open_request(service, ALICE)
@@ -219,7 +220,6 @@ async def test_another_tenant_cannot_see_or_touch_a_request_or_session(
     session_commands: list[Callable[[], Awaitable[object]]] = [
         lambda: service.sessions.get_session("s1", BOB),
         lambda: service.sessions.deactivate_session("s1", BOB),
-        lambda: service.sessions.register_session("s1", "agent", None, BOB),
         lambda: service.create_request(
             session_id="s1", client_id="agent", message="Mine?", request_type="input", actor=BOB
         ),
@@ -320,7 +320,7 @@ async def test_a_repeated_registration_changes_nothing(
     again, changed_again = await service.sessions.register_session("s1", "agent", 7, ALICE)
     assert (changed, changed_again) == (True, False)
     assert again == first
-    assert len(await store.read_stream("session-s1")) == 1
+    assert len(await store.read_stream(session_stream("a", "s1"))) == 1
 
 
 async def test_the_default_timeout_comes_from_the_service(store: EventStore) -> None:

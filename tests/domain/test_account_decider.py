@@ -9,7 +9,11 @@ import msgspec
 import pytest
 
 from loopgate.domain.account import (
+    FIRST_LOGIN_DELAY,
+    FREE_FAILURES_PER_ADDRESS,
+    FREE_FAILURES_PER_USER,
     LOGIN_FAILURE_WINDOW,
+    MAX_LOGIN_DELAY,
     ApiKey,
     ApiKeyCommand,
     ApiKeyState,
@@ -461,26 +465,32 @@ def test_refuses_passwords_too_short_too_long_or_unencodable(password: str) -> N
     assert "password" in raised.value.message
 
 
-def test_allows_logins_after_fewer_than_five_failures() -> None:
-    assert login_retry_after([at(0), at(1), at(2), at(3)], at(4)) is None
+def test_allows_logins_after_fewer_than_the_free_failures() -> None:
+    assert login_retry_after([at(n) for n in range(4)], [at(n) for n in range(19)], at(4)) is None
 
 
-def test_locks_out_after_five_failures_until_the_oldest_leaves_the_window() -> None:
-    failures = [at(0), at(10), at(20), at(30), at(40)]
-    window = int(LOGIN_FAILURE_WINDOW.total_seconds())
-    assert login_retry_after(failures, at(41)) == window - 41
-    assert login_retry_after(failures, at(window - 0.5)) == 1
-    assert login_retry_after(failures, at(window)) is None
+def test_the_wait_after_the_free_failures_starts_at_fifteen_seconds_and_doubles() -> None:
+    first = int(FIRST_LOGIN_DELAY.total_seconds())
+    for extra in range(4):
+        failures = [at(n) for n in range(FREE_FAILURES_PER_USER + extra)]
+        last = failures[-1]
+        wait = first * 2**extra
+        assert login_retry_after(failures, failures, last) == wait
+        assert login_retry_after(failures, failures, last + timedelta(seconds=wait - 0.5)) == 1
+        assert login_retry_after(failures, failures, last + timedelta(seconds=wait)) is None
+
+
+def test_the_wait_never_exceeds_fifteen_minutes_however_many_failures() -> None:
+    failures = [at(n) for n in range(1000)]
+    assert login_retry_after(failures, failures, at(999)) == MAX_LOGIN_DELAY.total_seconds()
+
+
+def test_failures_at_other_users_from_the_address_throttle_past_twenty() -> None:
+    spread = [at(n) for n in range(FREE_FAILURES_PER_ADDRESS)]  # one each at twenty users
+    assert login_retry_after([], spread[:-1], at(20)) is None
+    assert login_retry_after([], spread, at(19)) == FIRST_LOGIN_DELAY.total_seconds()
 
 
 def test_ignores_failures_older_than_the_window() -> None:
-    old = [at(-3600)] * 10
-    assert login_retry_after([*old, at(0), at(1)], at(2)) is None
-
-
-def test_with_more_than_five_failures_waits_for_enough_of_them_to_leave() -> None:
-    failures = [at(0), at(100), at(200), at(300), at(400), at(500)]
-    window = int(LOGIN_FAILURE_WINDOW.total_seconds())
-    # Once at(0) leaves, five remain: the lock lifts when at(100) leaves too.
-    assert login_retry_after(failures, at(600)) == window + 100 - 600
-    assert login_retry_after(failures, at(window + 100)) is None
+    old = [at(-LOGIN_FAILURE_WINDOW.total_seconds() - 1)] * 50
+    assert login_retry_after([*old, at(0), at(1)], [*old, at(0), at(1)], at(2)) is None

@@ -234,6 +234,20 @@ async def test_an_unknown_host_is_refused(live: Live) -> None:
         assert refused.status == 403
 
 
+async def test_mcp_answers_carry_the_request_id_like_every_route(live: Live) -> None:
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with live.http.post(live.url, json=INITIALIZE, headers=headers) as made:
+        assert made.status == 200
+        assert len(made.headers["X-Request-ID"]) == 32
+    sent = headers | {"X-Request-ID": "agent-7.call:1"}
+    async with live.http.post(live.url, json=INITIALIZE, headers=sent) as echoed:
+        assert echoed.headers["X-Request-ID"] == "agent-7.call:1"
+    async with live.http.post(live.url, data=b"{}", headers=headers) as refused:
+        assert refused.status == 415  # the guard's, in the JSON error shape, with the id
+        assert (await refused.json())["error"]["code"] == "unsupported_media_type"
+        assert refused.headers["X-Request-ID"]
+
+
 def _messages(error: BaseException) -> list[str]:
     """Every message in an exception (group): how the SDK's client reports an HTTP error."""
     if isinstance(error, BaseExceptionGroup):
@@ -247,3 +261,22 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("condition not met within 5 s")
+
+
+async def test_a_keyed_tenant_registering_mcp_does_not_break_anonymous_calls(live: Live) -> None:
+    # Keys are optional on loopback: a key's user registers the anonymous default id.
+    key = {"X-API-Key": await live.new_api_key()}
+    squat = {"session_id": "mcp", "client_id": "squatter", "telegram_id": 666}
+    await live.rest("POST", "/v1/sessions", json=squat, headers=key)
+
+    async with live.client() as client:
+        made = await client.call_tool("request_human_input", {"message": "Mine?", "wait": False})
+    assert not made.is_error, text_of(made)
+    assert structured(made)["session_id"] == "mcp"
+
+    # Each tenant has its own "mcp": anonymous callers see the MCP one, the key its own.
+    anonymous = await live.rest("GET", "/v1/sessions/mcp")
+    squatters = await live.rest("GET", "/v1/sessions/mcp", headers=key)
+    assert (anonymous["client_id"], anonymous["telegram_id"]) == ("mcp", None)
+    assert (squatters["client_id"], squatters["telegram_id"]) == ("squatter", 666)
+    assert (await live.rest("GET", "/v1/requests", headers=key))["requests"] == []

@@ -38,7 +38,7 @@ Client = TestClient[Any, Any]
 FINAL_TYPES = ("request.response_received", "request.cancelled", "request.expired")
 SETTLE = 5.0  # a generous bound for something that should take milliseconds
 LATE = 1.0  # how late after its deadline an expiry may be, on a loaded CI machine
-OPERATOR = Actor(id="operator", tenant="local")
+OPERATOR = Actor(id="operator", tenant="local", answers_as="operator")
 
 
 async def until(condition: Callable[[], bool]) -> None:

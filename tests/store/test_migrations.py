@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -12,13 +14,16 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from loopgate.store import PostgresStore, SqliteStore, migrations, open_store
+from loopgate.config import sqlite_path
+from loopgate.events import Meta, SessionRegistered
+from loopgate.store import PostgresStore, SqliteStore, migrations, open_store, postgres, sqlite
 from loopgate.store.migrations import migrations_for
 
 Store = SqliteStore | PostgresStore
 
 # The source tree's migrations/, which the installed package loopgate._migrations must mirror.
 MIGRATIONS_DIR = Path(__file__).parents[2] / "migrations"
+THEN = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def names(backend: Any) -> list[str]:
@@ -109,3 +114,65 @@ async def test_records_one_row_per_migration_file(store: Store) -> None:
         (m.version, m.name) for m in migrations_for(store.backend)
     ]
     assert all(r["applied_at"] for r in rows)
+
+
+async def test_keying_sessions_by_tenant_keeps_the_rows_of_a_database_before_it(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in (sqlite, postgres):
+        monkeypatch.setattr(module, "migrations_for", lambda backend: migrations_for(backend)[:5])
+    store = await open_store(empty_url)
+    backend = store.backend
+    [before] = await store.fetch("SELECT MAX(version) AS version FROM schema_migrations")
+    assert before["version"] == 5  # session_id alone is the key, as before
+    await store.close()
+    row = (
+        "INSERT INTO sessions (session_id, client_id, telegram_id, tenant, active,"
+        " registered_at, version)"
+        " VALUES ('deploys', 'ci', 7, 'a', TRUE, '2024-01-01T00:00:00+00:00', 1)"
+    )
+    if backend == "sqlite":
+        with sqlite3.connect(sqlite_path(empty_url)) as conn:
+            conn.execute(row)
+    else:
+        conn = await asyncpg.connect(empty_url)
+        await conn.execute(row.replace("'2024-01-01T00:00:00+00:00'", "'2024-01-01T00:00:00Z'"))
+        await conn.close()
+    monkeypatch.undo()
+
+    store = await open_store(empty_url)
+    try:
+        [kept] = await store.fetch("SELECT * FROM sessions")
+        assert (kept["tenant"], kept["session_id"], kept["telegram_id"]) == ("a", "deploys", 7)
+        # The same id in another tenant is another row now.
+        registered = SessionRegistered(session_id="deploys", client_id="ci", registered_at=THEN)
+        await store.append("session-b/deploys", 0, [registered], Meta(actor="bob", tenant="b"))
+        rows = await store.fetch("SELECT tenant FROM sessions ORDER BY tenant")
+        assert [r["tenant"] for r in rows] == ["a", "b"]
+    finally:
+        await store.close()
+
+
+async def test_keys_in_a_database_from_before_key_kinds_become_agent_keys(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(empty_url, migrate=False)
+    try:
+        module = "loopgate.store.sqlite" if store.backend == "sqlite" else "loopgate.store.postgres"
+        before = [m for m in migrations_for(store.backend) if m.name != "api_key_kind"]
+        with monkeypatch.context() as patched:
+            patched.setattr(f"{module}.migrations_for", lambda _backend: before)
+            await store.migrate()
+        await store.execute(
+            "INSERT INTO api_keys (key_id, user_id, label, prefix, key_hash, created_at, version)"
+            " VALUES ('k1', 'alice', 'ci', 'lk_pub_abcde', 'hash-1', ?, 1)",
+            (datetime(2026, 1, 1, tzinfo=UTC),),
+        )
+
+        assert await store.migrate() == ["008_api_key_kind"]
+
+        assert await store.fetch("SELECT key_id, kind FROM api_keys") == [
+            {"key_id": "k1", "kind": "agent"}
+        ]
+    finally:
+        await store.close()

@@ -24,6 +24,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = AnyEvent.__args__
 def filled(kind: msgspec.inspect.Type) -> Any:
     """A value of ``kind``, never None where something else is allowed."""
     match kind:
+        case msgspec.inspect.Metadata(type=inner):  # e.g. a field marked SECRET
+            return filled(inner)
         case msgspec.inspect.UnionType(types=types):
             return filled(next(t for t in types if not isinstance(t, msgspec.inspect.NoneType)))
         case msgspec.inspect.LiteralType(values=values):

@@ -144,7 +144,7 @@ async def realistic_day(a: Store, b: Store) -> None:
 async def dump(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Both tables in full, in primary-key order."""
     return {
-        "sessions": await store.fetch("SELECT * FROM sessions ORDER BY session_id"),
+        "sessions": await store.fetch("SELECT * FROM sessions ORDER BY session_id, tenant"),
         "requests": await store.fetch("SELECT * FROM requests ORDER BY request_id"),
     }
 

@@ -12,7 +12,13 @@ from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from telegram.conftest import AppFactory
 from telegram.fake_bot_api import TEST_TOKEN, FakeBotAPI
-from telegram.helpers import OPERATOR, TelegramApp, telegram_config
+from telegram.helpers import (
+    OPERATOR,
+    SECRET_HEADER,
+    WEBHOOK_SECRET,
+    TelegramApp,
+    telegram_config,
+)
 
 
 async def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_handled(tg: TelegramApp) -> None:
@@ -125,3 +131,23 @@ async def test_a_telegram_set_up_that_cannot_work_stops_the_start(
     )
     with pytest.raises(ConfigError, match=named):
         create_app(msgspec.structs.replace(config, telegram=telegram), store=store)
+
+
+async def test_the_webhook_answers_telegram_under_any_host(tg: TelegramApp) -> None:
+    # Telegram calls the public name of telegram.webhook_url (a tunnel, a proxy): the
+    # secret header is the webhook's check, not server.allowed_hosts.
+    await tg.register()
+    request_id = await tg.ask(request_type="confirmation")
+    shown = await tg.delivered(request_id)
+    update = tg.fake.callback_update(
+        from_id=OPERATOR,
+        chat_id=shown.chat_id,
+        message_id=shown.message_id,
+        data=shown.buttons()[0]["callback_data"],
+    )
+    headers = {SECRET_HEADER: WEBHOOK_SECRET, "Host": "bot.tunnel.example"}
+    response = await tg.client.post("/telegram/webhook", json=update, headers=headers)
+    assert response.status == 200, await response.text()
+    assert (await tg.poll(request_id))["status"] == "completed"
+    api = await tg.client.get("/hitl/pending", headers={"Host": "bot.tunnel.example"})
+    assert api.status == 421  # the JSON API under that Host is the guard's

@@ -73,7 +73,9 @@ async def test_a_bad_registration_body_is_a_400(open_client: Client, body: Any, 
 
 
 async def test_malformed_json_is_a_400(open_client: Client) -> None:
-    response = await open_client.post("/api/auth/register", data=b"{nope")
+    response = await open_client.post(
+        "/api/auth/register", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     await assert_error(response, 400, "invalid_json")
 
 
@@ -160,7 +162,16 @@ async def test_creating_a_key_answers_201_with_the_raw_key_once(open_client: Cli
     )
     assert response.status == 201, await response.text()
     created = await response.json()
-    assert set(created) == {"id", "raw_key", "label", "prefix", "expires_at", "created_at"}
+    assert set(created) == {
+        "id",
+        "raw_key",
+        "label",
+        "kind",
+        "prefix",
+        "expires_at",
+        "created_at",
+    }
+    assert created["kind"] == "agent"  # a key never answers unless made to
     assert created["raw_key"].startswith("lk_pub_")
     assert len(created["raw_key"]) > 40
     assert created["raw_key"].startswith(created["prefix"])
@@ -217,6 +228,7 @@ async def test_the_list_shows_the_users_own_keys_without_secrets(open_client: Cl
         assert set(key) == {
             "id",
             "label",
+            "kind",
             "prefix",
             "is_active",
             "created_at",

@@ -98,7 +98,8 @@ async def test_oversized_chunked_body_answers_413_when_read(
         for _ in range(10):
             yield b"y" * 1000
 
-    response = await client.post("/echo", data=chunks())
+    json_type = {"Content-Type": "application/json"}
+    response = await client.post("/echo", data=chunks(), headers=json_type)
     assert response.status == 413
     assert_error_shape(await response.json(), "payload_too_large")
 

@@ -159,8 +159,8 @@ async def test_tenants_see_only_their_own_events(app_client: AppClientFactory) -
     )
     request_id = (await made.json())["request_id"]
 
-    bobs = await client.get("/v1/audit/export", headers=bob_key)
-    alices = await client.get("/v1/audit/export", headers=alice_key)
+    bobs = await client.get("/v1/audit/export", headers=bob.bearer)
+    alices = await client.get("/v1/audit/export", headers=alice.bearer)
     alices_lines = [msgspec.json.decode(x) for x in (await alices.read()).splitlines()]
     assert {line["tenant"] for line in alices_lines} == {alice.user_id}
     # Her account's events (sign-up, log-in, key) and her session's.
@@ -180,3 +180,19 @@ async def test_tenants_see_only_their_own_events(app_client: AppClientFactory) -
         "request_not_found",
     )
     assert (await client.get("/v1/audit/export")).status == 401
+
+
+async def test_an_agent_key_cannot_export_but_an_operator_key_and_a_login_token_can(
+    app_client: AppClientFactory,
+) -> None:
+    client = await app_client(require_api_key="true")
+    alice = await sign_up(client, "alice")
+    agent = api_key((await new_key(client, alice, label="bot"))["raw_key"])
+    operator = api_key((await new_key(client, alice, label="me", kind="operator"))["raw_key"])
+
+    refused = await client.get("/v1/audit/export", headers=agent)
+    await assert_error(refused, 403, "agent_cannot_export")
+    for person in (operator, alice.bearer):
+        response = await client.get("/v1/audit/export", headers=person)
+        assert response.status == 200, await response.text()
+        assert b'"user.registered"' in await response.read()

@@ -21,6 +21,7 @@ from console_helpers import (
 from hitl_helpers import assert_error, event_types
 
 from loopgate.audit.export import CSV_COLUMNS
+from loopgate.commands.sessions import session_stream
 from loopgate.store.base import EventStore
 from loopgate.web.console_admin import HISTORY_PAGE
 
@@ -134,7 +135,8 @@ async def test_sessions_are_listed_registered_and_deactivated(
 
     deactivated = await submit(open_client, "/console/sessions/deactivate", session_id="on-call")
     assert deactivated.headers["Location"] == "/console/sessions?notice=deactivated"
-    assert (await event_types(store, "session-on-call"))[-1] == "session.deactivated"
+    on_call = session_stream(user.user_id, "on-call")
+    assert (await event_types(store, on_call))[-1] == "session.deactivated"
     status = await open_client.get(
         "/hitl/status", params={"session_id": "on-call"}, headers=user.bearer
     )
@@ -278,7 +280,8 @@ async def test_the_export_downloads_csv_narrowed_to_a_session(
     rows = list(csv.reader(io.StringIO((await response.read()).decode())))
     assert tuple(rows[0]) == CSV_COLUMNS
     streams = {row[CSV_COLUMNS.index("stream")] for row in rows[1:]}
-    assert "session-nightly" in streams and "session-deploys" not in streams
+    assert session_stream(user.user_id, "nightly") in streams
+    assert session_stream(user.user_id, "deploys") not in streams
     assert [row[CSV_COLUMNS.index("type")] for row in rows[1:]] == [
         "session.registered",
         "request.created",

@@ -9,15 +9,18 @@ two attempts and starting a fresh one on the same store.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from server_key import TEST_SECRETS
 
-from loopgate.channels.webhooks.secrets import WebhookSecrets
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.channels.webhooks.sender import NAME, WebhookSender
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
@@ -34,11 +37,15 @@ from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
+from loopgate.web.keys import SECRET_BOX
 
 Client = TestClient[Any, Any]
 ServerFactory = Callable[..., Awaitable[TestServer]]
 SETTLE = 5.0  # a generous bound for something that should take milliseconds
 FAST = WebhooksConfig(allow_private_networks=True, retry_seconds=0.05, timeout_seconds=2)
+
+BOX = SecretBox(lambda: bytes(range(32)))
+"""The server key of the senders built by hand here."""
 
 
 class Receiver:
@@ -78,7 +85,7 @@ async def webhook_events(
 
 @pytest.fixture
 def config() -> Config:
-    return Config(requests=RequestsConfig(max_wait_seconds=10), webhooks=FAST)
+    return Config(requests=RequestsConfig(max_wait_seconds=10), webhooks=FAST, secrets=TEST_SECRETS)
 
 
 async def ask(client: Client, callback_url: str) -> str:
@@ -174,7 +181,7 @@ async def test_a_failure_past_max_age_is_final_and_not_retried(
         allow_private_callbacks=True,
     )
     settings = WebhooksConfig(allow_private_networks=True, retry_seconds=5, max_age_seconds=1)
-    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
     await service.hub.start()
     await sender.start()
     try:
@@ -217,7 +224,7 @@ async def test_a_restart_between_attempts_loses_nothing_and_sends_nothing_twice(
     await service.hub.start()
 
     def sender() -> WebhookSender:
-        return WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings)
+        return WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
 
     first = sender()
     await first.start()
@@ -267,7 +274,8 @@ async def test_the_webhook_secret_is_stable_until_rotated(
     rotated = await (await client.post("/v1/webhook-secret")).json()
     assert rotated["secret"] != first["secret"]
     assert (await (await client.get("/v1/webhook-secret")).json()) == rotated
-    assert await WebhookSecrets(store, utcnow).current("local") == (rotated["secret"])
+    box = client.server.app[SECRET_BOX]
+    assert await WebhookSecrets(store, utcnow, box).current("local") == (rotated["secret"])
 
 
 async def test_a_private_callback_url_is_refused_without_the_setting(
@@ -310,7 +318,7 @@ async def test_two_processes_send_each_delivery_once_and_hand_over_on_stop(
         )
         await service.hub.start()
         sender = WebhookSender(
-            service, service.sessions, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST
+            service, service.sessions, lease_for(store, "webhooks", WEBHOOK_LEASE), FAST, BOX
         )
         await sender.start()
         processes.append((service, sender))
@@ -368,3 +376,43 @@ async def test_a_private_session_callback_url_is_refused_without_the_setting(
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "callback_url_not_allowed"
+
+
+async def test_a_host_that_rebinds_to_loopback_after_the_check_is_never_connected_to(
+    store: EventStore, aiohttp_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver()
+    port = urlsplit(await serve(receiver, aiohttp_server)).port
+    loop = asyncio.get_running_loop()
+    real_getaddrinfo = loop.getaddrinfo
+    lookups: list[str] = []
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return await real_getaddrinfo(host, port, *args, **kwargs)
+        # The first answer (the sender's check) is public; every later one is loopback.
+        address = "93.184.216.34" if not lookups else "127.0.0.1"
+        lookups.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    service = Requests(
+        store,
+        Hub(store),
+        Sessions(store, allow_private_callbacks=True),
+        allow_private_callbacks=True,  # skip the creation check: the sender's is the one tested
+    )
+    settings = WebhooksConfig(allow_private_networks=False, retry_seconds=5, timeout_seconds=2)
+    sender = WebhookSender(service, service.sessions, AlwaysHeld("webhooks"), settings, BOX)
+    await service.hub.start()
+    await sender.start()
+    try:
+        request_id = await _decided_request(service, f"http://rebind.test:{port}/hook")
+        (failed,) = await _eventually(lambda: webhook_events(store, request_id), 1)
+    finally:
+        await sender.stop()
+        await service.hub.stop()
+    assert lookups[:2] == ["93.184.216.34", "127.0.0.1"]  # checked, then resolved to connect
+    assert receiver.deliveries == []
+    assert isinstance(failed, WebhookFailed) and failed.final
+    assert "now resolves to 127.0.0.1" in failed.error

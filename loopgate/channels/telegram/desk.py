@@ -52,8 +52,9 @@ class OperatorDesk:
         ``Forbidden`` (``not_operator``); the request is left as it was.
         """
         view = await self.requests.find_request(request_id)
-        actor = Actor(id=f"telegram:{telegram_user_id}", tenant=view.tenant)
-        if await self.sessions.telegram_operator(view.session_id) != telegram_user_id:
+        responder = f"telegram:{telegram_user_id}"
+        actor = Actor(id=responder, tenant=view.tenant, answers_as=responder)
+        if await self.sessions.telegram_operator(view.tenant, view.session_id) != telegram_user_id:
             await self.requests.refuse_answer(
                 request_id,
                 responder=actor.id,
@@ -71,7 +72,8 @@ class OperatorDesk:
     async def open_requests_of(self, telegram_user_id: int, limit: int = 20) -> list[RequestView]:
         """Open requests of every session this Telegram user operates, oldest first."""
         rows = await self.store.fetch(
-            "SELECT r.* FROM requests r JOIN sessions s ON s.session_id = r.session_id"
+            "SELECT r.* FROM requests r"
+            " JOIN sessions s ON s.tenant = r.tenant AND s.session_id = r.session_id"
             " WHERE s.telegram_id = ? AND r.status IN ('pending', 'delivered')"
             " ORDER BY r.created_at, r.request_id LIMIT ?",
             (telegram_user_id, limit),

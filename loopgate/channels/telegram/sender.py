@@ -136,7 +136,8 @@ class TelegramSender(LogFollower):
     async def _deliver(self, record: RecordedEvent) -> None:
         created = record.event
         assert isinstance(created, RequestCreated)
-        chat_id = await self._desk.sessions.telegram_operator(created.session_id)
+        operator = self._desk.sessions.telegram_operator
+        chat_id = await operator(record.meta.tenant, created.session_id)
         if chat_id is None or not await self._still_to_deliver(created.request_id):
             return
         view = await self._desk.requests.find_request(created.request_id)

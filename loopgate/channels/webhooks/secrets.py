@@ -3,26 +3,111 @@
 The first delivery (or the first ``GET /v1/webhook-secret``) makes one;
 ``POST /v1/webhook-secret`` replaces it, and deliveries are signed with the
 new one from then on.
+
+The server must sign with the secret itself, so a hash would not do; the log
+keeps it sealed instead: ``WebhookSecretRotated.sealed`` is AES-256-GCM under
+the server key, ``base64(nonce || ciphertext)``, with the tenant as associated
+data so a sealed secret copied to another tenant's stream does not open. The
+key comes from ``secrets.key`` or a key file (``config.secrets_key_file``),
+made with mode 0600 on first use; it never enters the log or an export.
+Events of older logs carry ``secret`` in clear, and are still read.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from loopgate.config import Config, ConfigError, decode_secrets_key, secrets_key, secrets_key_file
 from loopgate.errors import ConcurrencyError
 from loopgate.events import Meta, WebhookSecretRotated
 from loopgate.store.base import EventStore
 
 SECRET_PREFIX = "whsec_"
+NONCE_BYTES = 12
+
+
+class SealError(Exception):
+    """A sealed secret does not open with this server's key (another key, or tampered)."""
+
+
+def read_or_make_key(path: Path) -> bytes:
+    """The key in ``path``, made there (mode 0600, never overwritten) if it does not exist."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode() + "\n")
+    try:
+        return decode_secrets_key(path.read_text().strip())
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+class SecretBox:
+    """Seals and opens webhook secrets with the server key, read on first use.
+
+    Reading lazily means a server that never signs a webhook never makes a key file.
+    """
+
+    def __init__(self, key: Callable[[], bytes]) -> None:
+        self._key_source = key
+        self._aead: AESGCM | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> SecretBox:
+        key = secrets_key(config)
+        if key is not None:
+            return cls(lambda: key)
+        path = secrets_key_file(config)
+        if path is None:
+            ephemeral = AESGCM.generate_key(bit_length=256)
+            return cls(lambda: ephemeral)
+        return cls(lambda: read_or_make_key(path))
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            self._aead = AESGCM(self._key_source())
+        return self._aead
+
+    def seal(self, tenant: str, secret: str) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._cipher().encrypt(nonce, secret.encode(), _associated(tenant))
+        return base64.b64encode(nonce + sealed).decode()
+
+    def open(self, tenant: str, sealed: str) -> str:
+        try:
+            raw = base64.b64decode(sealed, validate=True)
+            clear = self._cipher().decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(tenant)
+            )
+        except (binascii.Error, InvalidTag, ValueError) as exc:
+            raise SealError(
+                f"tenant {tenant!r}'s webhook secret does not open with this server's key "
+                "(secrets.key or its key file changed?); rotate it with POST /v1/webhook-secret"
+            ) from exc
+        return clear.decode()
+
+
+def _associated(tenant: str) -> bytes:
+    return f"loopgate webhook secret\0{tenant}".encode()
 
 
 class WebhookSecrets:
-    """Each tenant's signing secret, kept as events on the ``tenant-<tenant>`` stream."""
+    """Each tenant's signing secret, kept sealed as events on the ``tenant-<tenant>`` stream."""
 
-    def __init__(self, store: EventStore, clock: Callable[[], datetime]) -> None:
-        self.store, self.clock = store, clock
+    def __init__(self, store: EventStore, clock: Callable[[], datetime], box: SecretBox) -> None:
+        self.store, self.clock, self.box = store, clock, box
 
     async def current(self, tenant: str) -> str:
         """The tenant's secret; the first call makes one."""
@@ -49,18 +134,21 @@ class WebhookSecrets:
 
     async def _latest(self, tenant: str) -> tuple[str | None, int]:
         history = await self.store.read_stream(f"tenant-{tenant}")
-        secret = next(
-            (
-                r.event.secret
-                for r in reversed(history)
-                if isinstance(r.event, WebhookSecretRotated)
-            ),
+        latest = next(
+            (r.event for r in reversed(history) if isinstance(r.event, WebhookSecretRotated)),
             None,
         )
-        return secret, history[-1].version if history else 0
+        version = history[-1].version if history else 0
+        if latest is None:
+            return None, version
+        if latest.sealed is not None:
+            return self.box.open(tenant, latest.sealed), version
+        return latest.secret, version
 
     async def _append(self, tenant: str, version: int, meta: Meta) -> str:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        event = WebhookSecretRotated(tenant=tenant, secret=secret, rotated_at=self.clock())
+        event = WebhookSecretRotated(
+            tenant=tenant, sealed=self.box.seal(tenant, secret), rotated_at=self.clock()
+        )
         await self.store.append(f"tenant-{tenant}", version, [event], meta)
         return secret

@@ -18,11 +18,18 @@ backoff, under the same delivery id, and one recorded delivered is never sent
 again. One process holds the ``webhooks`` lease. The gap left, as with
 Telegram: a crash between the receiver's 2xx and the append sends that
 attempt again, with the same delivery id, so the receiver can drop it.
+
+Unless ``webhooks.allow_private_networks`` is set, the POST connects only to
+addresses :class:`PublicOnlyResolver` vetted as it resolved them: a host whose
+DNS answer changes between the check and the connection (DNS rebinding) cannot
+steer the sender to a private address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
@@ -30,9 +37,10 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+from aiohttp.abc import ResolveResult
 
 from loopgate import __version__
-from loopgate.channels.webhooks.secrets import WebhookSecrets
+from loopgate.channels.webhooks.secrets import SecretBox, WebhookSecrets
 from loopgate.channels.webhooks.signing import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -40,7 +48,11 @@ from loopgate.channels.webhooks.signing import (
     payload,
     sign,
 )
-from loopgate.commands.callback_urls import CallbackUrlRefused, check_callback_url
+from loopgate.commands.callback_urls import (
+    CallbackUrlRefused,
+    check_callback_url,
+    refused_address,
+)
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import WebhooksConfig
@@ -76,12 +88,17 @@ class WebhookSender(LogFollower):
     name = NAME
 
     def __init__(
-        self, requests: Requests, sessions: Sessions, lease: Lease, settings: WebhooksConfig
+        self,
+        requests: Requests,
+        sessions: Sessions,
+        lease: Lease,
+        settings: WebhooksConfig,
+        box: SecretBox,
     ) -> None:
         super().__init__(requests.store, requests.clock, lease)
         self._requests, self._sessions = requests, sessions
         self._settings = settings
-        self._secrets = WebhookSecrets(requests.store, requests.clock)
+        self._secrets = WebhookSecrets(requests.store, requests.clock, box)
         self._posting = asyncio.Semaphore(CONCURRENT_POSTS)
         self._http: aiohttp.ClientSession | None = None
 
@@ -109,7 +126,9 @@ class WebhookSender(LogFollower):
 
     async def _deliver(self, request_id: str, decided: RecordedEvent) -> None:
         view = await self._requests.find_request(request_id)
-        url = view.callback_url or await self._sessions.session_callback_url(view.session_id)
+        url = view.callback_url or await self._sessions.session_callback_url(
+            view.tenant, view.session_id
+        )
         if url is None:
             return
         stream = f"request-{request_id}"
@@ -178,7 +197,7 @@ class WebhookSender(LogFollower):
             SIGNATURE_HEADER: sign(body, secret, int(self._clock().timestamp())),
         }
         if self._http is None:
-            self._http = aiohttp.ClientSession()
+            self._http = aiohttp.ClientSession(connector=self._connector())
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
         try:
             async with (
@@ -190,11 +209,20 @@ class WebhookSender(LogFollower):
                 status = response.status
         except TimeoutError:
             return Failure(f"no answer within {self._settings.timeout_seconds:g} s")
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, RebindRefused):
+                return Failure(str(exc.os_error), final=True)  # as the check before would say
+            return Failure(f"{type(exc).__name__}: {exc}")
         except aiohttp.ClientError as exc:
             return Failure(f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             return status
         return Failure(f"HTTP {status}")
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        if self._settings.allow_private_networks:
+            return aiohttp.TCPConnector()
+        return aiohttp.TCPConnector(resolver=PublicOnlyResolver())
 
     async def _record(
         self, stream: str, event: WebhookDelivered | WebhookFailed, meta: Meta
@@ -213,3 +241,28 @@ class WebhookSender(LogFollower):
             except ConcurrencyError:
                 if attempt == RECORD_ATTEMPTS - 1:
                     raise
+
+
+class RebindRefused(OSError):
+    """The callback host resolved to a refused address as the sender connected."""
+
+
+class PublicOnlyResolver(aiohttp.ThreadedResolver):
+    """Resolves as aiohttp does, and refuses a host with any non-public address.
+
+    The connection then goes to one of exactly the addresses checked here, so
+    the check and the connection cannot see two different DNS answers.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        for result in results:
+            address = ipaddress.ip_address(result["host"].partition("%")[0])
+            if refused_address(address):
+                raise RebindRefused(
+                    f"callback_url: {host!r} now resolves to {address}, a loopback, private "
+                    "or reserved address"
+                )
+        return results
