@@ -2,19 +2,25 @@
 
 ``/hitl/register`` (and ``/sessions/register``), ``/hitl/request``,
 ``/hitl/poll``, ``/hitl/status``, ``/hitl/deactivate``, ``/hitl/pending`` and
-``/hitl/cancel``. Status words are the reference's: ``pending``,
-``completed``, ``timeout``, ``canceled`` (one "l"); ``completed`` is true for
-every final state. ``/hitl/poll`` answers at once unless ``wait=N`` asks for a
-long-poll, which sleeps on the hub until the request is decided.
+``/hitl/cancel``. Each answers a superset of the Go server's JSON: its keys,
+with their JSON types, plus a few of ours. The reply shapes are the structs
+below; ``tests/web/test_reference_contract.py`` holds the Go shapes as data
+and checks every route against them. Status words are the reference's:
+``pending``, ``completed``, ``timeout``, ``canceled`` (one "l");
+``completed`` is true for every final state. ``/hitl/poll`` answers at once
+unless ``wait=N`` asks for a long-poll, which sleeps on the hub until the
+request is decided.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from aiohttp import web
 
-from loopgate.views import RequestView
+from loopgate.events import RequestType
+from loopgate.views import RequestView, SessionView
 from loopgate.web.auth import actor_of
 from loopgate.web.keys import REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, read_body, required, wait_seconds
@@ -28,7 +34,8 @@ from loopgate.wire import (
 
 routes = web.RouteTableDef()
 
-REFERENCE_STATUS = {
+ReferenceStatus = Literal["pending", "completed", "timeout", "canceled"]
+REFERENCE_STATUS: dict[str, ReferenceStatus] = {
     "pending": "pending",
     "delivered": "pending",
     "answered": "completed",
@@ -37,20 +44,136 @@ REFERENCE_STATUS = {
 }
 
 
-def poll_shape(view: RequestView) -> dict[str, Any]:
-    """What ``/hitl/poll`` answers; the reference's fields plus a few extras its README reads."""
-    return {
-        "request_id": view.request_id,
-        "session_id": view.session_id,
-        "status": REFERENCE_STATUS[view.status],
-        "completed": view.final,
-        "approved": bool(view.approved),
-        "response": view.response or "",
-        "message": view.message,
-        "options": [option.label for option in view.options],
-        "metadata": view.metadata,
-        "timestamp": (view.decided_at or view.created_at).isoformat(),
-    }
+class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of the reference's replies: a ``None`` field is left out, as Go's ``omitempty``."""
+
+
+class Done(Reply, frozen=True, kw_only=True):
+    """``POST /hitl/register``, ``/hitl/deactivate`` and ``/hitl/cancel``."""
+
+    success: bool
+    message: str
+    session_id: str | None = None
+    request_id: str | None = None
+    status: ReferenceStatus | None = None
+
+
+class Created(Reply, frozen=True, kw_only=True):
+    """``POST /hitl/request``."""
+
+    success: bool
+    request_id: str
+    status: ReferenceStatus
+    created_at: str
+    expires_at: str | None = None
+
+
+class Polled(Reply, frozen=True, kw_only=True):
+    """``GET /hitl/poll``: the reference's ``PollResponse``, plus what its README reads."""
+
+    request_id: str
+    session_id: str
+    status: ReferenceStatus
+    completed: bool
+    approved: bool
+    response: str
+    message: str
+    options: list[str]
+    metadata: dict[str, Any]
+    timestamp: str
+
+
+class Session(Reply, frozen=True, kw_only=True):
+    """``GET /hitl/status``: the reference's ``Session``, plus how many requests wait on it."""
+
+    id: str
+    client_id: str
+    # Go's int64: 0 when the session has no Telegram chat.
+    telegram_id: int
+    active: bool
+    created_at: str
+    success: bool
+    session_id: str
+    registered_at: str
+    pending_requests: int
+
+
+class HitlRequest(Reply, frozen=True, kw_only=True):
+    """One request in ``GET /hitl/pending``: the reference's ``HITLRequest``."""
+
+    id: str
+    session_id: str
+    client_id: str
+    message: str
+    request_type: RequestType
+    options: list[str] | None = None
+    timeout_seconds: int
+    callback_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    status: ReferenceStatus
+    response: str | None = None
+    approved: bool
+    created_at: str
+    responded_at: str | None = None
+    expires_at: str | None = None
+
+
+class Pending(Reply, frozen=True, kw_only=True):
+    """``GET /hitl/pending``."""
+
+    pending_requests: list[HitlRequest]
+    count: int
+    success: bool
+
+
+def polled(view: RequestView) -> Polled:
+    return Polled(
+        request_id=view.request_id,
+        session_id=view.session_id,
+        status=REFERENCE_STATUS[view.status],
+        completed=view.final,
+        approved=bool(view.approved),
+        response=view.response or "",
+        message=view.message,
+        options=[option.label for option in view.options],
+        metadata=view.metadata,
+        timestamp=(view.decided_at or view.created_at).isoformat(),
+    )
+
+
+def hitl_request(view: RequestView) -> HitlRequest:
+    return HitlRequest(
+        id=view.request_id,
+        session_id=view.session_id,
+        client_id=view.client_id,
+        message=view.message,
+        request_type=view.request_type,
+        options=[option.label for option in view.options] or None,
+        timeout_seconds=view.timeout_seconds,
+        callback_url=view.callback_url,
+        metadata=view.metadata or None,
+        status=REFERENCE_STATUS[view.status],
+        response=view.response,
+        approved=bool(view.approved),
+        created_at=view.created_at.isoformat(),
+        responded_at=view.decided_at.isoformat() if view.decided_at else None,
+        expires_at=view.expires_at.isoformat() if view.expires_at else None,
+    )
+
+
+def session_reply(session: SessionView, pending: int) -> Session:
+    registered = session.registered_at.isoformat()
+    return Session(
+        id=session.session_id,
+        client_id=session.client_id,
+        telegram_id=session.telegram_id or 0,
+        active=session.active,
+        created_at=registered,
+        success=True,
+        session_id=session.session_id,
+        registered_at=registered,
+        pending_requests=pending,
+    )
 
 
 async def register(request: web.Request) -> web.Response:
@@ -58,15 +181,8 @@ async def register(request: web.Request) -> web.Response:
     session, changed = await request.app[SESSIONS].register_session(
         body.session_id, body.client_id, body.telegram_id, actor_of(request)
     )
-    return json_response(
-        {
-            "success": True,
-            "session_id": session.session_id,
-            "message": "Session registered successfully"
-            if changed
-            else "Session already registered",
-        }
-    )
+    message = "Session registered successfully" if changed else "Session already registered"
+    return json_response(Done(success=True, session_id=session.session_id, message=message))
 
 
 routes.post("/hitl/register")(register)
@@ -85,13 +201,13 @@ async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
 async def create_request(request: web.Request) -> web.Response:
     view, _ = await create_from_body(request)
     return json_response(
-        {
-            "success": True,
-            "request_id": view.request_id,
-            "status": "pending",
-            "created_at": view.created_at.isoformat(),
-            "expires_at": view.expires_at.isoformat() if view.expires_at else None,
-        }
+        Created(
+            success=True,
+            request_id=view.request_id,
+            status="pending",
+            created_at=view.created_at.isoformat(),
+            expires_at=view.expires_at.isoformat() if view.expires_at else None,
+        )
     )
 
 
@@ -103,7 +219,7 @@ async def poll(request: web.Request) -> web.Response:
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return json_response(poll_shape(view))
+    return json_response(polled(view))
 
 
 @routes.get("/hitl/status")
@@ -113,17 +229,7 @@ async def session_status(request: web.Request) -> web.Response:
     pending = await request.app[REQUESTS].list_requests(
         actor, statuses=("pending", "delivered"), session_id=session.session_id, limit=1000
     )
-    return json_response(
-        {
-            "success": True,
-            "session_id": session.session_id,
-            "client_id": session.client_id,
-            "telegram_id": session.telegram_id,
-            "active": session.active,
-            "registered_at": session.registered_at.isoformat(),
-            "pending_requests": len(pending),
-        }
-    )
+    return json_response(session_reply(session, len(pending)))
 
 
 @routes.post("/hitl/deactivate")
@@ -131,7 +237,11 @@ async def deactivate(request: web.Request) -> web.Response:
     body = await read_body(request, SessionRef)
     session = await request.app[SESSIONS].deactivate_session(body.session_id, actor_of(request))
     return json_response(
-        {"success": True, "session_id": session.session_id, "message": "Session deactivated"}
+        Done(
+            success=True,
+            session_id=session.session_id,
+            message="Session deactivated successfully",
+        )
     )
 
 
@@ -141,7 +251,7 @@ async def pending(request: web.Request) -> web.Response:
         actor_of(request), statuses=("pending", "delivered"), limit=1000
     )
     return json_response(
-        {"success": True, "count": len(views), "requests": [poll_shape(v) for v in views]}
+        Pending(pending_requests=[hitl_request(v) for v in views], count=len(views), success=True)
     )
 
 
@@ -150,5 +260,10 @@ async def cancel(request: web.Request) -> web.Response:
     body = await read_body(request, RequestRef)
     view = await request.app[REQUESTS].cancel(body.request_id, body.reason, actor_of(request))
     return json_response(
-        {"success": True, "request_id": view.request_id, "status": REFERENCE_STATUS[view.status]}
+        Done(
+            success=True,
+            request_id=view.request_id,
+            status=REFERENCE_STATUS[view.status],
+            message="Request canceled successfully",
+        )
     )

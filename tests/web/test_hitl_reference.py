@@ -199,8 +199,8 @@ async def test_pending_lists_only_open_requests(client: Client) -> None:
     pending = await response.json()
     assert pending["success"] is True
     assert pending["count"] == 1
-    assert [r["request_id"] for r in pending["requests"]] == [waiting]
-    assert pending["requests"][0]["status"] == "pending"
+    assert [r["id"] for r in pending["pending_requests"]] == [waiting]
+    assert pending["pending_requests"][0]["status"] == "pending"
 
 
 async def test_hitl_cancel_reads_canceled_in_poll(client: Client) -> None:
@@ -212,6 +212,7 @@ async def test_hitl_cancel_reads_canceled_in_poll(client: Client) -> None:
         "success": True,
         "request_id": request_id,
         "status": "canceled",
+        "message": "Request canceled successfully",
     }
     assert reference_fields(await poll(client, request_id)) == {
         "request_id": request_id,

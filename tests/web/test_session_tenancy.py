@@ -79,7 +79,7 @@ async def test_two_tenants_register_the_same_session_id_and_each_sees_only_its_o
         assert (status_body["client_id"], status_body["pending_requests"]) == (me.client_id, 1)
 
         pending = await (await client.get("/hitl/pending", headers=me.key)).json()
-        assert [r["request_id"] for r in pending["requests"]] == [me.request_id]
+        assert [r["id"] for r in pending["pending_requests"]] == [me.request_id]
         listed = await client.get("/v1/requests", params={"session_id": BOT}, headers=me.key)
         assert [r["request_id"] for r in (await listed.json())["requests"]] == [me.request_id]
         theirs = await client.get(f"/v1/requests/{other.request_id}", headers=me.key)

@@ -326,7 +326,7 @@ async def test_lists_show_each_tenant_only_its_own(tenants: Tenants) -> None:
         (tenants.as_alice, tenants.request_id),
     ):
         pending = await (await as_user("GET", "/hitl/pending")).json()
-        assert [r["request_id"] for r in pending["requests"]] == [expected]
+        assert [r["id"] for r in pending["pending_requests"]] == [expected]
         listed = await (await as_user("GET", "/v1/requests")).json()
         assert [r["request_id"] for r in listed["requests"]] == [expected]
 
