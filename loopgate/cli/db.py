@@ -13,11 +13,11 @@ log = structlog.get_logger("loopgate")
 async def migrate(config: Config) -> None:
     from loopgate.store import open_store
 
-    store = await open_store(config.database.url, migrate=False)
-    try:
-        applied = await store.migrate()
-    finally:
-        await store.close()
+    # Migrated as it opens, before the Postgres listener starts: a listener on an
+    # empty database would find no events table and warn.
+    store = await open_store(config.database.url)
+    applied = store.applied_migrations
+    await store.close()
     if applied:
         log.info("migrations applied", applied=applied)
     else:

@@ -321,6 +321,8 @@ class GroupCommitStore:
 
     def __init__(self) -> None:
         self._watch = HeadWatch()
+        # What open() applied, for `loopgate migrate` to report.
+        self.applied_migrations: list[str] = []
         self._committer = GroupCommitter(self._write_batch)
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:

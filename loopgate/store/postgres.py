@@ -139,7 +139,7 @@ class PostgresStore(GroupCommitStore):
             raise StoreUnavailable(f"cannot connect to Postgres: {exc}") from exc
         store = cls(dsn, pool)
         if migrate:
-            await store.migrate()
+            store.applied_migrations = await store.migrate()
         listening = asyncio.Event()
         store._listener = asyncio.create_task(store._listen(listening), name="loopgate-listen")
         await listening.wait()

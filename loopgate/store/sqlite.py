@@ -77,7 +77,7 @@ class SqliteStore(GroupCommitStore):
         store = cls(path)
         await store._connect()
         if migrate:
-            await store.migrate()
+            store.applied_migrations = await store.migrate()
         await store._start()
         return store
 
