@@ -27,6 +27,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Comma-separated; empty: derived from the bind address (see web/guard.py).
     allowed_hosts: str = ""
     allowed_origins: str = ""
+    # Comma-separated addresses or networks (see web/proxies.py).
+    trusted_proxies: str = ""
 
 
 class DatabaseConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -176,6 +178,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Origin (curl, SDKs, agents) and a page of the server's own origin are always "
         "accepted. Empty: no other site. /console and /telegram/webhook check their own "
         "callers and are not affected.",
+    ),
+    _setting(
+        "server.trusted_proxies",
+        "Reverse proxies (IP addresses or networks such as 10.0.0.0/8, comma-separated) whose "
+        "X-Forwarded-For header names the client. Failed logins are counted per client "
+        "address, so behind a proxy list it here, or every client shares the proxy's count. "
+        "Empty: the connection's own address, and X-Forwarded-For is ignored.",
     ),
     _setting(
         "database.url",

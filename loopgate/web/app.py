@@ -1,7 +1,9 @@
 """``create_app(config)``: the one aiohttp application, composed per surface.
 
 Middlewares, outermost first: request id and access log (every response
-carries ``X-Request-ID``, every log line the id), the error renderer, the
+carries ``X-Request-ID``, every log line the id), the client's address behind
+a trusted proxy (``web/proxies.py``; only when ``server.trusted_proxies`` is
+set), the error renderer, the
 console's page renderer (HTML errors on ``/console`` pages), the body-size
 limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
 then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
@@ -55,6 +57,7 @@ from loopgate.web.keys import (
     WEBHOOKS,
 )
 from loopgate.web.params import nul_middleware
+from loopgate.web.proxies import proxies_middleware
 
 log = structlog.get_logger(__name__)
 
@@ -111,13 +114,16 @@ def create_app(
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
     missing where it must be set, ``secrets.key`` is no key, the Telegram
-    settings cannot work, or ``server.allowed_hosts`` cannot be read, before
+    settings cannot work, or ``server.allowed_hosts`` or ``server.trusted_proxies``
+    cannot be read, before
     anything is opened.
     """
     jwt_secret = jwt_secret_for(config)
+    forwarded = proxies_middleware(config)
     app = web.Application(
         middlewares=[
             request_id_middleware,
+            *([forwarded] if forwarded else []),
             error_middleware,
             console.console_middleware,
             nul_middleware,
