@@ -39,7 +39,18 @@ from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks
+from loopgate.web import (
+    accounts,
+    api,
+    audit,
+    console,
+    health,
+    hitl,
+    mcp,
+    openapi,
+    stream,
+    webhooks,
+)
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.guard import guard_middleware
@@ -148,6 +159,7 @@ def create_app(
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(openapi.routes)
     console.setup(app)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":

@@ -19,7 +19,7 @@ tenant.
 What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
-- public (``/health``, ``/healthz``, ``/readyz``, ``/api/auth/*``, and
+- public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``, ``/api/auth/*``, and
   ``/telegram/webhook``, which checks Telegram's secret header itself):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
@@ -56,7 +56,9 @@ API_KEY_PREFIX = "lk_pub_"
 ANONYMOUS_TENANT = "local"
 
 # The Telegram webhook proves itself with its own secret header (web/telegram.py).
-_PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/telegram/webhook"})
+_PUBLIC_PATHS = frozenset(
+    {"/health", "/healthz", "/readyz", "/telegram/webhook", "/openapi.json", "/docs"}
+)
 _PUBLIC_PREFIXES = ("/api/auth/",)
 _USER_PREFIXES = ("/api/user/",)
 
