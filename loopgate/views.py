@@ -1,9 +1,10 @@
 """What a request and a session look like to every reader.
 
 :class:`RequestView` and :class:`SessionView` are the ``requests`` and
-``sessions`` projections' rows as structs. :func:`request_json` is a request's
-public JSON (the ``/v1`` API's, and what MCP, webhooks, Telegram, the console
-and the Python client read), with the two words that say how it was decided:
+``sessions`` projections' rows as structs. :class:`PublicRequest` is a
+request's public JSON (the ``/v1`` API's, and what MCP, webhooks, Telegram,
+the console and the Python client read; :func:`request_json` gives it as a
+dict), with the two words that say how it was decided:
 ``outcome`` (approved, rejected, answered, expired, cancelled) and
 ``decided_by`` (``{kind: human|policy|agent, id, channel}``), so a timeout is
 never mistaken for a human's decision. One module, so every surface says the

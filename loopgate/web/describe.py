@@ -13,7 +13,7 @@ A handler is described by decorating it, under its route::
 
 ``replies`` maps each success status to the msgspec type the handler encodes
 (or to a :class:`Media`, for streams and files); ``params`` are the query (and
-header) parameters; ``errors`` lists the 4xx the route itself raises. What
+header) parameters; ``errors`` lists the 4xx (or 503) the route itself raises. What
 every route of a kind can answer is added by ``web/openapi.py``, which walks
 the router: 400 for a NUL in the path or the query, 401 for a bad credential,
 403 and 421 from the browser guard, and 413 and 415 for a route with a body.

@@ -44,7 +44,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.get("/readyz")
-@describe("Readiness: the event store answers (503 otherwise)", replies={200: Ready})
+@describe("Readiness: the event store answers", replies={200: Ready}, errors=(503,))
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the event store answers; 503 in the error shape otherwise."""
     store = request.app[STORE]

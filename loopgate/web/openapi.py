@@ -50,7 +50,8 @@ OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
-_TAGS = {"hitl": "hitl", "sessions": "hitl", "api": "accounts", "v1": "v1"}
+_TAGS = {"hitl": "hitl", "sessions": "hitl", "v1": "v1", "api": "accounts"}
+_TAG_ORDER = [*dict.fromkeys(_TAGS.values()), "health"]
 
 SECURITY_SCHEMES = {
     "apiKeyBearer": {
@@ -291,7 +292,7 @@ def _operations_by_tag(document: dict[str, Any]) -> list[tuple[str, list[dict[st
                     "responses": operation["responses"],
                 }
             )
-    return list(groups.items())
+    return sorted(groups.items(), key=lambda group: _TAG_ORDER.index(group[0]))
 
 
 @routes.get(DOCS_PATH)
