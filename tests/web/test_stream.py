@@ -12,6 +12,7 @@ import pytest
 from account_helpers import AppClientFactory, Client, api_key, new_key, sign_up
 from aiohttp import ClientResponse
 from hitl_helpers import assert_error
+from waiting import until
 
 from loopgate import hub as hub_module
 from loopgate.config import Config, RequestsConfig, StreamConfig
@@ -100,14 +101,6 @@ async def ask(client: Client, headers: dict[str, str] | None = None, **fields: A
 async def answer(client: Client, request_id: str, option: str = "Deploy") -> None:
     response = await client.post(f"/v1/requests/{request_id}/response", json={"option": option})
     assert response.status == 200, await response.text()
-
-
-async def until(condition: Any, within: float = SETTLE) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # --- one request, one session ----------------------------------------------------------
