@@ -92,6 +92,19 @@ async def test_cancel_is_counted_under_its_own_outcome(client: Client) -> None:
     ]
 
 
+async def test_an_expiry_is_counted_as_the_systems_decision_after_the_timeout(
+    client: Client,
+) -> None:
+    await register(client)
+    await create(client, timeout_seconds=1)
+    registry = client.server.app[METRICS].registry
+    expired = {"outcome": "expired", "channel": "system"}
+
+    await until(lambda: registry.get_sample_value("loopgate_requests_decided_total", expired) == 1)
+    seconds = registry.get_sample_value("loopgate_decision_seconds_sum", {"outcome": "expired"})
+    assert seconds is not None and seconds >= 1
+
+
 async def test_appends_are_measured_on_the_stores_backend(
     client: Client, store: EventStore
 ) -> None:
