@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail after ``within`` seconds."""
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait (yielding to the loop) until ``condition()`` holds; fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from waiting import until
+from waiting import eventually
 
 from loopgate.commands.base import utcnow
 from loopgate.events import Meta, RecordedEvent, SessionRegistered
@@ -50,12 +50,12 @@ async def test_lag_counts_from_the_oldest_work_in_flight_and_drops_when_it_is_do
     try:
         for n in range(3):
             await _register(store, n)
-        await until(lambda: len(follower.done) == 2)
+        await eventually(lambda: len(follower.done) == 2)
 
         assert follower.lag == 3  # position 1 still in flight: the checkpoint stays at 0
 
         follower.release.set()
-        await until(lambda: len(follower.done) == 3)
+        await eventually(lambda: len(follower.done) == 3)
         assert follower.lag == 0
     finally:
         await follower.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from waiting import until
+from waiting import eventually
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.sender import NAME
@@ -105,7 +105,7 @@ async def test_sends_and_failed_attempts_are_counted_for_telegram(tg: TelegramAp
     def counted(name: str) -> float | None:
         return registry.get_sample_value(name, {"channel": "telegram"})
 
-    await until(lambda: counted("loopgate_deliveries_total") == 1)
+    await eventually(lambda: counted("loopgate_deliveries_total") == 1)
     assert counted("loopgate_delivery_failures_total") == 2
     assert registry.get_sample_value("loopgate_reactor_lag_events", {"reactor": NAME}) is not None
 

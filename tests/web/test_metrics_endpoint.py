@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 from hitl_helpers import DEPLOY, answer, create, register
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import until
+from waiting import eventually
 
 from loopgate.config import AuthConfig, Config, MetricsConfig, ServerConfig
 from loopgate.store.base import EventStore
@@ -100,7 +100,9 @@ async def test_an_expiry_is_counted_as_the_systems_decision_after_the_timeout(
     registry = client.server.app[METRICS].registry
     expired = {"outcome": "expired", "channel": "system"}
 
-    await until(lambda: registry.get_sample_value("loopgate_requests_decided_total", expired) == 1)
+    await eventually(
+        lambda: registry.get_sample_value("loopgate_requests_decided_total", expired) == 1
+    )
     seconds = registry.get_sample_value("loopgate_decision_seconds_sum", {"outcome": "expired"})
     assert seconds is not None and seconds >= 1
 
@@ -158,7 +160,7 @@ async def test_a_parked_long_poll_shows_as_a_waiter_until_it_returns(client: Cli
     hub = client.server.app[HUB]
     before = value(await scrape(client), "loopgate_hub_waiters")
     long_poll = asyncio.create_task(client.get(f"/v1/requests/{request_id}?wait=10"))
-    await until(lambda: hub.waiting > before)
+    await eventually(lambda: hub.waiting > before)
 
     assert value(await scrape(client), "loopgate_hub_waiters") == before + 1
 
@@ -176,7 +178,7 @@ async def test_an_open_sse_stream_is_counted_until_it_closes(client: Client) -> 
     assert value(await scrape(client), "loopgate_sse_streams") == 1
 
     stream.close()
-    await until(lambda: hub.subscribers == 0)
+    await eventually(lambda: hub.subscribers == 0)
     assert value(await scrape(client), "loopgate_sse_streams") == 0
 
 

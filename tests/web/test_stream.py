@@ -12,7 +12,7 @@ import pytest
 from account_helpers import AppClientFactory, Client, api_key, new_key, sign_up
 from aiohttp import ClientResponse
 from hitl_helpers import assert_error
-from waiting import until
+from waiting import eventually
 
 from loopgate import hub as hub_module
 from loopgate.config import Config, RequestsConfig, StreamConfig
@@ -330,7 +330,7 @@ async def test_a_reader_that_falls_behind_still_gets_everything(
 
     monkeypatch.setattr(subscription, "next", held)
     ids = [await ask(client) for _ in range(50)]
-    await until(lambda: subscription.catching_up)
+    await eventually(lambda: subscription.catching_up)
     gate.set()
     assert [e["data"]["request_id"] for e in await stream.events(50)] == ids
     await stream.quiet()
@@ -341,4 +341,4 @@ async def test_a_client_that_goes_away_is_released(client: Client) -> None:
     stream = await open_sse(client, "/v1/events")
     assert hub.subscribers == 1
     stream.response.close()
-    await until(lambda: hub.subscribers == 0, within=2.5)  # two heartbeats and a bit
+    await eventually(lambda: hub.subscribers == 0, within=2.5)  # two heartbeats and a bit
