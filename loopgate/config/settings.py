@@ -98,6 +98,12 @@ class SecretsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key_file: str = ""  # empty: see secrets_key_file()
 
 
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    bind: str = ""  # host:port of a listener of its own; empty: the main port (see derived.py)
+    token: str = ""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -110,6 +116,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True)
@@ -389,6 +396,22 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the server key when secrets.key is empty. Empty: loopgate-secrets.key "
         "beside the SQLite database file, or in the working directory for Postgres; an "
         "in-memory SQLite database gets a key that lives as long as the process.",
+    ),
+    _setting(
+        "metrics.enabled",
+        "Serve Prometheus metrics at /metrics. false: no /metrics anywhere.",
+    ),
+    _setting(
+        "metrics.bind",
+        "host:port of a listener of its own for /metrics (e.g. 127.0.0.1:9464, or "
+        "[::1]:9464); the main port then does not serve it. Empty: /metrics is on the main "
+        "port, but only when server.host is a loopback address or metrics.token is set "
+        "(else it answers 404), so metrics are never public by default.",
+    ),
+    _setting(
+        "metrics.token",
+        "If set, /metrics asks for Authorization: Bearer <this token>, and is then served "
+        "on the main port whatever server.host is. A secret: never logged.",
     ),
 )
 

@@ -1,16 +1,15 @@
 """``create_app(config)``: the one aiohttp application, composed per surface.
 
-Middlewares, outermost first: request id and access log (every response
-carries ``X-Request-ID``, every log line the id), the client's address behind
-a trusted proxy (``web/proxies.py``; only when ``server.trusted_proxies`` is
-set), the error renderer, the
-console's page renderer (HTML errors on ``/console`` pages), the body-size
-limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
-then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
-route, a 413, a 421 or a 401 comes out in the JSON error shape (or, on the
-console, as a page) with the request id on it. The id is set as the response
-is prepared, so responses that handlers stream themselves (SSE, ``/mcp``)
-carry it too.
+Middlewares, outermost first: the HTTP metrics (``web/metrics.py``), request
+id and access log (every response carries ``X-Request-ID``, every log line the
+id), the client's address behind a trusted proxy (``web/proxies.py``; only when
+``server.trusted_proxies`` is set), the error renderer, the console's page
+renderer (HTML errors on ``/console`` pages), the body-size limit, the browser
+guard (Content-Type, Host and Origin; see ``web/guard.py``), then auth (who is
+calling; see ``web/auth.py``), so even a 404 for an unknown route, a 413, a 421
+or a 401 comes out in the JSON error shape (or, on the console, as a page) with
+the request id on it. The id is set as the response is prepared, so responses
+that handlers stream themselves (SSE, ``/mcp``) carry it too.
 """
 
 from __future__ import annotations
@@ -35,11 +34,23 @@ from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
+from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
-from loopgate.web import accounts, api, audit, console, health, hitl, mcp, stream, webhooks
+from loopgate.web import (
+    accounts,
+    api,
+    audit,
+    console,
+    health,
+    hitl,
+    mcp,
+    metrics,
+    stream,
+    webhooks,
+)
 from loopgate.web.auth import auth_middleware, jwt_secret_for
 from loopgate.web.errors import error_middleware
 from loopgate.web.guard import guard_middleware
@@ -48,6 +59,7 @@ from loopgate.web.keys import (
     CONFIG,
     EXPIRER,
     HUB,
+    METRICS,
     REQUEST_ID,
     REQUESTS,
     SECRET_BOX,
@@ -120,8 +132,10 @@ def create_app(
     """
     jwt_secret = jwt_secret_for(config)
     forwarded = proxies_middleware(config)
+    app_metrics = Metrics()
     app = web.Application(
         middlewares=[
+            metrics.http_metrics_middleware(app_metrics),
             request_id_middleware,
             *([forwarded] if forwarded else []),
             error_middleware,
@@ -148,6 +162,7 @@ def create_app(
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
+    metrics.setup(app, config, app_metrics)
     console.setup(app)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":
@@ -177,9 +192,11 @@ async def _runtime_context(
     app: web.Application, *, jwt_secret: str, clock: Callable[[], datetime] | None
 ) -> AsyncIterator[None]:
     """The hub, the command handlers, the accounts and the reactors, over the app's store."""
-    config, store = app[CONFIG], app[STORE]
+    config, store, app_metrics = app[CONFIG], app[STORE], app[METRICS]
+    store.metrics = app_metrics
     hub = Hub(store)
     await hub.start()
+    metrics.watch_hub(app_metrics, hub)
     private_ok = config.webhooks.allow_private_networks
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     requests = Requests(
@@ -188,6 +205,7 @@ async def _runtime_context(
         sessions,
         default_timeout_seconds=config.requests.default_timeout_seconds,
         allow_private_callbacks=private_ok,
+        metrics=app_metrics,
     )
     app[ACCOUNTS] = AccountService(
         store,
@@ -200,11 +218,15 @@ async def _runtime_context(
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
     webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
+    app_metrics.reactor(webhooks.name, lambda: webhooks.lag)
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
     app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
         await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE))
+        sender = bot.sender
+        if sender is not None:
+            app_metrics.reactor(sender.name, lambda: sender.lag)
     else:
         log.info("telegram off", reason="no telegram.bot_token or telegram.mode = off")
     yield
