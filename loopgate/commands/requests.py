@@ -12,6 +12,7 @@ own transaction, so a read right after a command sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from loopgate.domain import request as request_domain
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
+from loopgate.limits import Limits
 from loopgate.metrics import Metrics
 from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, new_request_view, outcome_of, request_view
@@ -48,9 +50,11 @@ class Requests:
         ids: Callable[[], str] = new_id,
         allow_private_callbacks: bool = False,
         metrics: Metrics | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store, self.hub, self.sessions = store, hub, sessions
         self.metrics = metrics or Metrics()
+        self.limits = limits or Limits.unlimited()
         self.allow_private_callbacks = allow_private_callbacks
         self.default_timeout_seconds = default_timeout_seconds
         self.clock = clock
@@ -87,8 +91,10 @@ class Requests:
         """Create a request; with an idempotency key, a repeat returns the first one.
 
         Returns the request and whether it was created now (False for a repeat).
-        The same key with a different body is a ``Conflict`` (409).
+        The same key with a different body is a ``Conflict`` (409). Over the
+        caller's ``limits.create_*`` bucket: ``TooManyRequests``, nothing appended.
         """
+        await self.limits.take("create", actor.caller)
         command = request_domain.CreateRequest(
             request_id=self.ids(),
             session_id=session_id,
@@ -247,8 +253,10 @@ class Requests:
         (an agent API key) is refused on every surface alike: the attempt is
         recorded as ``AnswerRefused``, the request is left as it was, and
         ``Forbidden`` (``agent_cannot_answer``) is raised. An agent must never
-        approve what it asked for.
+        approve what it asked for. Over the caller's ``limits.answer_*`` bucket
+        (refused answers count too): ``TooManyRequests``, nothing appended.
         """
+        await self.limits.take("answer", actor.caller)
         if actor.answers_as is None:
             await self.refuse_answer(
                 request_id,
@@ -388,9 +396,11 @@ class Requests:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
+        # Only a wait holds the client's connection open, so only a wait takes a slot.
+        slot = self.hub.park(actor.tenant) if wait_seconds > 0 else contextlib.nullcontext()
         # Watch before reading: an answer committed between the read and the
         # wait still sets ``changed``.
-        with self.hub.watch(f"request-{request_id}") as changed:
+        with slot, self.hub.watch(f"request-{request_id}") as changed:
             view = await self.get_request(request_id, actor)
             while not view.final and not gone():
                 remaining = deadline - loop.time()

@@ -34,6 +34,7 @@ from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
+from loopgate.limits import Limits
 from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
@@ -194,10 +195,15 @@ async def _runtime_context(
     """The hub, the command handlers, the accounts and the reactors, over the app's store."""
     config, store, app_metrics = app[CONFIG], app[STORE], app[METRICS]
     store.metrics = app_metrics
-    hub = Hub(store)
+    hub = Hub(
+        store,
+        max_waiters=config.limits.max_waiters,
+        max_waiters_per_workspace=config.limits.max_waiters_per_workspace,
+    )
     await hub.start()
     metrics.watch_hub(app_metrics, hub)
     private_ok = config.webhooks.allow_private_networks
+    limits = Limits.from_config(config, store, _seconds(clock) if clock else time.time)
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     requests = Requests(
         store,
@@ -206,12 +212,14 @@ async def _runtime_context(
         default_timeout_seconds=config.requests.default_timeout_seconds,
         allow_private_callbacks=private_ok,
         metrics=app_metrics,
+        limits=limits,
     )
     app[ACCOUNTS] = AccountService(
         store,
         jwt_secret=jwt_secret,
         token_ttl_seconds=config.auth.token_ttl_seconds,
         clock=clock or utcnow,
+        limits=limits,
     )
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
@@ -235,3 +243,8 @@ async def _runtime_context(
     await webhooks.stop()
     await expirer.stop()
     await hub.stop()
+
+
+def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
+    # The rate limits count in epoch seconds; a test's clock drives them too.
+    return lambda: clock().timestamp()

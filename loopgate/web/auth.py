@@ -94,6 +94,7 @@ def anonymous(request: web.Request) -> Actor:
         tenant=ANONYMOUS_TENANT,
         correlation_id=request.get(REQUEST_ID),
         answers_as="anonymous",
+        address=request.remote,
     )
 
 

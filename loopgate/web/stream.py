@@ -188,7 +188,10 @@ async def _serve(
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
     response = EventSourceResponse(ping_interval=heartbeat)
-    with hub.subscribe(stream=stream, tenant=tenant) as subscription:
+    with (
+        hub.park(actor_of(request).tenant),
+        hub.subscribe(stream=stream, tenant=tenant) as subscription,
+    ):
         since = subscription.position
         # Subscribed first: every event after ``subscription.position`` reaches the
         # queue. The replay covers the log up to ``upto`` >= that position, so live
