@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import append, audit, hitl, push, telegram
+from bench import append, audit, hitl, limits, push, telegram
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     append.add_subcommand(subcommands)
     audit.add_subcommand(subcommands)
     hitl.add_subcommand(subcommands)
+    limits.add_subcommand(subcommands)
     push.add_subcommand(subcommands)
     telegram.add_subcommand(subcommands)
     return parser

@@ -9,6 +9,12 @@ a bounded queue.
 
 The hub follows ``store.subscribe``, so it is woken by this process's own
 appends and, on Postgres, by every other process's through NOTIFY.
+
+Each waiter that holds a client's connection open (a long-poll, an MCP wait,
+an SSE stream) first takes a parking slot (:meth:`Hub.park`): at most
+``max_waiters`` in the process and ``max_waiters_per_workspace`` for one
+tenant, so a flood of waits is a 429, not a process out of file descriptors.
+The caps are per process: each process has its own descriptors to protect.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import structlog
 
+from loopgate.errors import TooManyRequests
 from loopgate.events import RecordedEvent
 from loopgate.store.base import EventStore
 
@@ -126,8 +133,12 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self, store: EventStore, *, max_waiters: int = 0, max_waiters_per_workspace: int = 0
+    ) -> None:
         self._store = store
+        self.max_waiters, self.max_waiters_per_workspace = max_waiters, max_waiters_per_workspace
+        self._parked: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listeners: list[Listener] = []
         self._subscriptions: set[Subscription] = set()
@@ -160,6 +171,32 @@ class Hub:
         """Stop calling ``listener``; a no-op if it is not registered."""
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def park(self, tenant: str) -> Iterator[None]:
+        """Hold one of the waiter slots while a client waits; 429 ``too_many_waiters`` if none.
+
+        0 for a cap means no cap.
+        """
+        mine = self._parked.get(tenant, 0)
+        if self.max_waiters and self.parked >= self.max_waiters:
+            raise _too_many("this server", self.max_waiters)
+        if self.max_waiters_per_workspace and mine >= self.max_waiters_per_workspace:
+            raise _too_many("this workspace", self.max_waiters_per_workspace)
+        self._parked[tenant] = mine + 1
+        try:
+            yield
+        finally:
+            left = self._parked[tenant] - 1
+            if left:
+                self._parked[tenant] = left
+            else:
+                del self._parked[tenant]
+
+    @property
+    def parked(self) -> int:
+        """How many clients hold a waiter slot (long-polls, MCP waits, SSE streams)."""
+        return sum(self._parked.values())
 
     @contextlib.contextmanager
     def watch(self, stream: str) -> Iterator[asyncio.Event]:
@@ -250,3 +287,12 @@ class Hub:
                 listener(record)
             except Exception:
                 log.exception("hub listener failed", position=record.position)
+
+
+def _too_many(where: str, cap: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"{where} already holds {cap} long-polls and event streams open; "
+        "try again shortly, or wait with shorter polls",
+        retry_after=1,
+        code="too_many_waiters",
+    )

@@ -20,12 +20,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from server_key import TEST_SECRETS
 
-from loopgate.config import Config, RequestsConfig
+from loopgate.config import Config, LimitsConfig, RequestsConfig
 from loopgate.projections import PROJECTIONS
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 
+NO_RATE_LIMITS = LimitsConfig(create_rate=0, answer_rate=0, login_rate=0)
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Every table a test can write to: emptied between tests on the shared Postgres database.
@@ -34,6 +35,7 @@ TABLES = (
     *(projection.TABLE for projection in PROJECTIONS),
     "reactor_checkpoints",
     "telegram_updates",
+    "rate_buckets",
 )
 
 
@@ -125,8 +127,16 @@ async def store(open_test_store: StoreFactory) -> EventStore:
 
 @pytest.fixture
 def config() -> Config:
-    """The app's configuration in tests: defaults, with a short long-poll cap."""
-    return Config(requests=RequestsConfig(max_wait_seconds=10), secrets=TEST_SECRETS)
+    """The app's configuration in tests: defaults, with a short long-poll cap and no rate limits.
+
+    Many tests run on a frozen clock, where no bucket would ever refill; the
+    rate limits are tested where they are turned on (tests/web/test_rate_limits.py).
+    """
+    return Config(
+        requests=RequestsConfig(max_wait_seconds=10),
+        limits=NO_RATE_LIMITS,
+        secrets=TEST_SECRETS,
+    )
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.events import ApiKeyKind, Meta
+from loopgate.limits import Limits
 from loopgate.store.base import EventStore
 
 API_KEY_PREFIX = "lk_pub_"
@@ -191,6 +192,7 @@ class AccountService:
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
         passwords: CryptContext | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if not jwt_secret:
             raise ValueError("jwt_secret must not be empty")
@@ -200,6 +202,7 @@ class AccountService:
         self.clock = clock
         self.ids = ids
         self.passwords = passwords if passwords is not None else password_context()
+        self.limits = limits or Limits.unlimited()
         self._dummy_hash: str | None = None
 
     # --- users ----------------------------------------------------------------
@@ -243,8 +246,10 @@ class AccountService:
         very version the outcome is appended at: a failure recorded meanwhile
         by another attempt makes the append conflict, and the retry checks
         again. Attempts refused by the throttle record nothing, so they do not
-        prolong it.
+        prolong it. Before all that, the address's ``limits.login_*`` bucket:
+        a full one is ``TooManyRequests`` before any password is hashed.
         """
+        await self.limits.take("login", f"address:{address}")
         row = await self._find_user(username)
         if row is None:
             _throttle(*await self._failures(None, address), self.clock())

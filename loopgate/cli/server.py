@@ -10,7 +10,15 @@ import structlog
 from aiohttp import web
 
 from loopgate import __version__
-from loopgate.config import Config, api_keys_required, database_kind, is_loopback, sqlite_path
+from loopgate.config import (
+    Config,
+    api_keys_required,
+    database_kind,
+    is_loopback,
+    metrics_bind,
+    metrics_exposure,
+    sqlite_path,
+)
 
 log = structlog.get_logger("loopgate")
 
@@ -47,26 +55,57 @@ def _browsable(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _runner(app: web.Application, config: Config) -> web.AppRunner:
+    return web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout_seconds,
+        handle_signals=False,
+    )
+
+
+def _log_metrics(config: Config) -> None:
+    """Say where /metrics is (never the token itself)."""
+    token = "set" if config.metrics.token else "none"
+    match metrics_exposure(config):
+        case "main":
+            log.info("metrics on /metrics", token=token)
+        case "bind":
+            host, port = metrics_bind(config.metrics.bind)
+            url = f"http://{_browsable(host)}:{port}/metrics"
+            log.info("metrics on their own listener", url=url, token=token)
+        case "hidden":
+            log.info(
+                "metrics off the public port: /metrics answers 404 here",
+                host=config.server.host,
+                to_turn_on="set metrics.bind (e.g. 127.0.0.1:9464) or metrics.token",
+            )
+        case "off":
+            log.info("metrics off", setting="metrics.enabled = false")
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish."""
     from loopgate.web.app import create_app
     from loopgate.web.auth import auth_mode
     from loopgate.web.guard import allowed_for
+    from loopgate.web.keys import METRICS
+    from loopgate.web.metrics import metrics_app
 
-    runner = web.AppRunner(
-        create_app(config),  # refuses a missing auth.jwt_secret before opening anything
-        access_log=None,
-        shutdown_timeout=config.server.shutdown_timeout_seconds,
-        handle_signals=False,
-    )
-    await runner.setup()
+    app = create_app(config)  # refuses a missing auth.jwt_secret before opening anything
+    runners = [_runner(app, config)]
+    if metrics_exposure(config) == "bind":
+        runners.append(_runner(metrics_app(config, app[METRICS]), config))
+    for runner in runners:
+        await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
-        await site.start()
+        await web.TCPSite(runners[0], config.server.host, config.server.port).start()
+        if len(runners) > 1:
+            await web.TCPSite(runners[1], *metrics_bind(config.metrics.bind)).start()
         log.info(
             "loopgate listening",
             version=__version__,
@@ -85,10 +124,12 @@ async def serve(config: Config) -> None:
                 host=config.server.host,
                 setting="auth.require_api_key = false",
             )
+        _log_metrics(config)
         await stop.wait()
         log.info("shutting down", grace_seconds=config.server.shutdown_timeout_seconds)
     finally:
-        await runner.cleanup()
+        for runner in reversed(runners):
+            await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")

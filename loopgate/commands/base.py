@@ -21,6 +21,7 @@ from loopgate.events import Event, Meta, RecordedEvent
 from loopgate.store.base import EventStore
 
 APPEND_ATTEMPTS = 5
+ANONYMOUS = "anonymous"
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -47,13 +48,21 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     default so that a new kind of caller cannot answer until someone says so.
     """
 
-    id: str = "anonymous"
+    id: str = ANONYMOUS
     tenant: str = "local"
     correlation_id: str | None = None
     answers_as: str | None = None
+    # The client's address, for an anonymous caller: anonymous callers are told
+    # apart by it alone (the rate limits' key). Never recorded in an event.
+    address: str | None = None
 
     def meta(self) -> Meta:
         return Meta(actor=self.id, tenant=self.tenant, correlation_id=self.correlation_id)
+
+    @property
+    def caller(self) -> str:
+        """Who counts against a rate limit: the credential, or an anonymous caller's address."""
+        return f"address:{self.address}" if self.id == ANONYMOUS else self.id
 
 
 async def execute(

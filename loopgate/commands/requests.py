@@ -12,6 +12,7 @@ own transaction, so a read right after a command sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,10 @@ from loopgate.domain import request as request_domain
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
+from loopgate.limits import Limits
+from loopgate.metrics import Metrics
 from loopgate.store.base import EventStore
-from loopgate.views import RequestView, new_request_view, request_view
+from loopgate.views import RequestView, decided_by, new_request_view, outcome_of, request_view
 from loopgate.wire import CreateRequestBody
 
 AGENT_REFUSAL = "an agent API key may not answer"
@@ -46,8 +49,12 @@ class Requests:
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
         allow_private_callbacks: bool = False,
+        metrics: Metrics | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store, self.hub, self.sessions = store, hub, sessions
+        self.metrics = metrics or Metrics()
+        self.limits = limits or Limits.unlimited()
         self.allow_private_callbacks = allow_private_callbacks
         self.default_timeout_seconds = default_timeout_seconds
         self.clock = clock
@@ -84,8 +91,10 @@ class Requests:
         """Create a request; with an idempotency key, a repeat returns the first one.
 
         Returns the request and whether it was created now (False for a repeat).
-        The same key with a different body is a ``Conflict`` (409).
+        The same key with a different body is a ``Conflict`` (409). Over the
+        caller's ``limits.create_*`` bucket: ``TooManyRequests``, nothing appended.
         """
+        await self.limits.take("create", actor.caller)
         command = request_domain.CreateRequest(
             request_id=self.ids(),
             session_id=session_id,
@@ -122,6 +131,7 @@ class Requests:
             if earlier is None:
                 raise
             return earlier, False
+        self.metrics.request_created()
         return new_request_view(created), True
 
     async def create_from_body(
@@ -243,8 +253,10 @@ class Requests:
         (an agent API key) is refused on every surface alike: the attempt is
         recorded as ``AnswerRefused``, the request is left as it was, and
         ``Forbidden`` (``agent_cannot_answer``) is raised. An agent must never
-        approve what it asked for.
+        approve what it asked for. Over the caller's ``limits.answer_*`` bucket
+        (refused answers count too): ``TooManyRequests``, nothing appended.
         """
+        await self.limits.take("answer", actor.caller)
         if actor.answers_as is None:
             await self.refuse_answer(
                 request_id,
@@ -267,20 +279,38 @@ class Requests:
             channel=channel,
             now=self.clock(),
         )
-        await self._on_request(command, actor)
-        return await self.get_request(request_id, actor)
+        return await self._decide(command, actor)
 
     async def cancel(self, request_id: str, reason: str | None, actor: Actor) -> RequestView:
         command = request_domain.CancelRequest(
             request_id=request_id, reason=reason, now=self.clock()
         )
-        await self._on_request(command, actor)
-        return await self.get_request(request_id, actor)
+        return await self._decide(command, actor)
 
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
         command = request_domain.ExpireRequest(request_id=request_id, now=self.clock())
-        return await self._on_request(command, Actor(id="system", tenant=tenant))
+        recorded = await self._on_request(command, Actor(id="system", tenant=tenant))
+        if recorded:
+            self._count_decision(await self.find_request(request_id))
+        return recorded
+
+    async def _decide(self, command: request_domain.Command, actor: Actor) -> RequestView:
+        """Run a deciding command and return the request as it is now."""
+        recorded = await self._on_request(command, actor)
+        view = await self.get_request(command.request_id, actor)
+        if recorded:
+            self._count_decision(view)
+        return view
+
+    def _count_decision(self, view: RequestView) -> None:
+        # Counted by the process whose append decided it (a repeat appends
+        # nothing), so each decision is counted once across processes.
+        outcome, by = outcome_of(view), decided_by(view)
+        if outcome is None or by is None or view.decided_at is None:
+            return
+        seconds = (view.decided_at - view.created_at).total_seconds()
+        self.metrics.request_decided(outcome, by.channel or "unknown", seconds)
 
     # --- operator channels --------------------------------------------------------
 
@@ -366,9 +396,11 @@ class Requests:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
+        # Only a wait holds the client's connection open, so only a wait takes a slot.
+        slot = self.hub.park(actor.tenant) if wait_seconds > 0 else contextlib.nullcontext()
         # Watch before reading: an answer committed between the read and the
         # wait still sets ``changed``.
-        with self.hub.watch(f"request-{request_id}") as changed:
+        with slot, self.hub.watch(f"request-{request_id}") as changed:
             view = await self.get_request(request_id, actor)
             while not view.final and not gone():
                 remaining = deadline - loop.time()

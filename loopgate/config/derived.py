@@ -142,3 +142,30 @@ def telegram_mode(config: Config) -> TelegramMode:
             "print(secrets.token_urlsafe(32))')"
         )
     return mode
+
+
+MetricsExposure = Literal["off", "main", "bind", "hidden"]
+
+
+def metrics_exposure(config: Config) -> MetricsExposure:
+    """Where ``/metrics`` is served: nowhere, the main port, ``metrics.bind``, or hidden.
+
+    Hidden (the main port answers 404): bound beyond loopback with neither a
+    listener of its own nor a token, so that metrics are never public by default.
+    """
+    metrics = config.metrics
+    if not metrics.enabled:
+        return "off"
+    if metrics.bind:
+        return "bind"
+    if metrics.token or is_loopback(config.server.host):
+        return "main"
+    return "hidden"
+
+
+def metrics_bind(bind: str) -> tuple[str, int]:
+    """``metrics.bind`` as (host, port): ``127.0.0.1:9464``, ``[::1]:9464``, ``:9464``."""
+    host, sep, port = bind.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"metrics.bind: expected host:port, e.g. 127.0.0.1:9464, got {bind!r}")
+    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)

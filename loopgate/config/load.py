@@ -38,6 +38,7 @@ from loopgate.config.derived import (
     DATABASE_SCHEMES,
     database_kind,
     decode_secrets_key,
+    metrics_bind,
     sqlite_path,
 )
 from loopgate.config.settings import SECTIONS, SETTINGS, Config, ConfigError, Setting
@@ -304,6 +305,11 @@ def _check(setting: Setting, value: Any, source: str) -> None:
     if setting.name == "secrets.key" and value:
         try:
             decode_secrets_key(value.strip())
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from {source})") from None
+    if setting.name == "metrics.bind" and value:
+        try:
+            metrics_bind(value)
         except ConfigError as exc:
             raise ConfigError(f"{exc} (from {source})") from None
     if setting.name == "database.url":

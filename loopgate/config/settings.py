@@ -55,6 +55,17 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token_ttl_seconds: int = 86400
 
 
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    create_rate: float = 20.0
+    create_burst: int = 100
+    answer_rate: float = 10.0
+    answer_burst: int = 50
+    login_rate: float = 1.0
+    login_burst: int = 20
+    max_waiters: int = 10000
+    max_waiters_per_workspace: int = 1000
+
+
 class StreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_seconds: int = 15
 
@@ -98,18 +109,26 @@ class SecretsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key_file: str = ""  # empty: see secrets_key_file()
 
 
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    bind: str = ""  # host:port of a listener of its own; empty: the main port (see derived.py)
+    token: str = ""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     requests: RequestsConfig = msgspec.field(default_factory=RequestsConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,54 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest long-poll a client may ask for with wait=N; larger values are capped.",
         minimum=0,
         maximum=3600,
+    ),
+    _setting(
+        "limits.create_rate",
+        "Requests each caller (an API key, a signed-in user, or an address when anonymous) "
+        "may create a second, on average; over it, 429 rate_limited with Retry-After. "
+        "0: no limit. Behind one Postgres the limit holds across all server processes.",
+        minimum=0,
+    ),
+    _setting(
+        "limits.create_burst",
+        "Requests a caller may create at once before limits.create_rate applies: room for a "
+        "CI run that asks several questions together.",
+        minimum=1,
+    ),
+    _setting(
+        "limits.answer_rate",
+        "Answers each caller (a person, an operator key, a Telegram account) may give a "
+        "second, on average; 0: no limit. Far above any human's pace, well below a script's.",
+        minimum=0,
+    ),
+    _setting(
+        "limits.answer_burst",
+        "Answers a caller may give at once before limits.answer_rate applies.",
+        minimum=1,
+    ),
+    _setting(
+        "limits.login_rate",
+        "Login attempts (API and console) each client address may make a second, on "
+        "average; 0: no limit. Failed logins are throttled further, per user and address.",
+        minimum=0,
+    ),
+    _setting(
+        "limits.login_burst",
+        "Login attempts an address may make at once before limits.login_rate applies.",
+        minimum=1,
+    ),
+    _setting(
+        "limits.max_waiters",
+        "Long-polls (wait=N), MCP waits and event streams one server process holds open at "
+        "once; more get 429 too_many_waiters. Each holds a connection and a file "
+        "descriptor. 0: no cap.",
+        minimum=0,
+    ),
+    _setting(
+        "limits.max_waiters_per_workspace",
+        "The same, for one workspace (tenant), so one busy tenant cannot take every slot "
+        "of a process. 0: no cap.",
+        minimum=0,
     ),
     _setting(
         "auth.registration",
@@ -389,6 +456,22 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the server key when secrets.key is empty. Empty: loopgate-secrets.key "
         "beside the SQLite database file, or in the working directory for Postgres; an "
         "in-memory SQLite database gets a key that lives as long as the process.",
+    ),
+    _setting(
+        "metrics.enabled",
+        "Serve Prometheus metrics at /metrics. false: no /metrics anywhere.",
+    ),
+    _setting(
+        "metrics.bind",
+        "host:port of a listener of its own for /metrics (e.g. 127.0.0.1:9464, or "
+        "[::1]:9464); the main port then does not serve it. Empty: /metrics is on the main "
+        "port, but only when server.host is a loopback address or metrics.token is set "
+        "(else it answers 404), so metrics are never public by default.",
+    ),
+    _setting(
+        "metrics.token",
+        "If set, /metrics asks for Authorization: Bearer <this token>, and is then served "
+        "on the main port whatever server.host is. A secret: never logged.",
     ),
 )
 

@@ -54,6 +54,14 @@ class LogFollower:
     def held(self) -> bool:
         return self._lease.held
 
+    @property
+    def lag(self) -> int | None:
+        """Events between the log's head and the checkpoint; None unless following here."""
+        progress = self._progress
+        if progress is None:
+            return None
+        return max(0, self._store.known_head - progress.safe)
+
     async def start(self) -> None:
         """Take part in the lease; returns once it was tried (uncontested: following by then)."""
         await self._lease.start(self._follow_from_checkpoint, self._stand_down)

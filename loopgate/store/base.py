@@ -21,6 +21,7 @@ still succeeds or fails on its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ import msgspec
 
 from loopgate.errors import ConcurrencyError, LoopgateError
 from loopgate.events import Event, Meta, RecordedEvent, event_type
+from loopgate.metrics import Metrics
 from loopgate.projections import Statement, batch_statements
 from loopgate.store.codec import (
     GENESIS_HASH,
@@ -49,6 +51,14 @@ class EventStore(Protocol):
 
     backend: str
     """``"sqlite"`` or ``"postgres"``."""
+
+    metrics: Metrics
+    """Where appends are measured; the app hands the store its own."""
+
+    @property
+    def known_head(self) -> int:
+        """The last committed position this process has heard of, without a query."""
+        ...
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations; returns the names applied."""
@@ -319,11 +329,23 @@ class GroupCommitStore:
     of a committed position.
     """
 
+    backend: str
+
     def __init__(self) -> None:
         self._watch = HeadWatch()
         # What open() applied, for `loopgate migrate` to report.
         self.applied_migrations: list[str] = []
-        self._committer = GroupCommitter(self._write_batch)
+        self._committer = GroupCommitter(self._measured_batch)
+        self.metrics = Metrics()
+
+    @property
+    def known_head(self) -> int:
+        return self._watch.position
+
+    async def _measured_batch(self, items: list[PendingAppend]) -> BatchPlan:
+        plan = await self._write_batch(items)
+        self.metrics.committed(self.backend, len(plan.rows))
+        return plan
 
     async def _write_batch(self, items: list[PendingAppend]) -> BatchPlan:
         raise NotImplementedError
@@ -336,7 +358,13 @@ class GroupCommitStore:
     ) -> list[RecordedEvent]:
         if not events:
             return []
-        return await self._committer.submit(PendingAppend(stream, expected_version, events, meta))
+        started = time.perf_counter()
+        try:
+            return await self._committer.submit(
+                PendingAppend(stream, expected_version, events, meta)
+            )
+        finally:
+            self.metrics.appended(self.backend, time.perf_counter() - started)
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         return [decode_row(row) for row in await self.read_rows(after, limit)]

@@ -120,7 +120,7 @@ def key_info(key: ApiKeyView, now: datetime) -> KeyInfo:
     "Create a user (unless auth.registration is closed)",
     body=CredentialsBody,
     replies={201: Registered},
-    errors=(403, 409, 429),
+    errors=(403, 409),
 )
 async def register(request: web.Request) -> web.Response:
     if request.app[CONFIG].auth.registration == "closed":

@@ -101,7 +101,7 @@ async def create_request(request: web.Request) -> web.Response:
     "A request; with wait=N, a long-poll until it is decided",
     params=(WAIT,),
     replies={200: PublicRequest},
-    errors=(404,),
+    errors=(404, 429),
 )
 async def get_request(request: web.Request) -> web.Response:
     view = await request.app[REQUESTS].wait_for_decision(

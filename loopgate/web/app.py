@@ -1,16 +1,15 @@
 """``create_app(config)``: the one aiohttp application, composed per surface.
 
-Middlewares, outermost first: request id and access log (every response
-carries ``X-Request-ID``, every log line the id), the client's address behind
-a trusted proxy (``web/proxies.py``; only when ``server.trusted_proxies`` is
-set), the error renderer, the
-console's page renderer (HTML errors on ``/console`` pages), the body-size
-limit, the browser guard (Content-Type, Host and Origin; see ``web/guard.py``),
-then auth (who is calling; see ``web/auth.py``), so even a 404 for an unknown
-route, a 413, a 421 or a 401 comes out in the JSON error shape (or, on the
-console, as a page) with the request id on it. The id is set as the response
-is prepared, so responses that handlers stream themselves (SSE, ``/mcp``)
-carry it too.
+Middlewares, outermost first: the HTTP metrics (``web/metrics.py``), request
+id and access log (every response carries ``X-Request-ID``, every log line the
+id), the client's address behind a trusted proxy (``web/proxies.py``; only when
+``server.trusted_proxies`` is set), the error renderer, the console's page
+renderer (HTML errors on ``/console`` pages), the body-size limit, the browser
+guard (Content-Type, Host and Origin; see ``web/guard.py``), then auth (who is
+calling; see ``web/auth.py``), so even a 404 for an unknown route, a 413, a 421
+or a 401 comes out in the JSON error shape (or, on the console, as a page) with
+the request id on it. The id is set as the response is prepared, so responses
+that handlers stream themselves (SSE, ``/mcp``) carry it too.
 """
 
 from __future__ import annotations
@@ -35,6 +34,8 @@ from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
+from loopgate.limits import Limits
+from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.store import open_store
@@ -47,6 +48,7 @@ from loopgate.web import (
     health,
     hitl,
     mcp,
+    metrics,
     openapi,
     stream,
     webhooks,
@@ -59,6 +61,7 @@ from loopgate.web.keys import (
     CONFIG,
     EXPIRER,
     HUB,
+    METRICS,
     REQUEST_ID,
     REQUESTS,
     SECRET_BOX,
@@ -131,8 +134,10 @@ def create_app(
     """
     jwt_secret = jwt_secret_for(config)
     forwarded = proxies_middleware(config)
+    app_metrics = Metrics()
     app = web.Application(
         middlewares=[
+            metrics.http_metrics_middleware(app_metrics),
             request_id_middleware,
             *([forwarded] if forwarded else []),
             error_middleware,
@@ -160,6 +165,7 @@ def create_app(
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(openapi.routes)
+    metrics.setup(app, config, app_metrics)
     console.setup(app)
     mcp.setup(app, config)
     if telegram_mode(config) != "off":
@@ -189,10 +195,17 @@ async def _runtime_context(
     app: web.Application, *, jwt_secret: str, clock: Callable[[], datetime] | None
 ) -> AsyncIterator[None]:
     """The hub, the command handlers, the accounts and the reactors, over the app's store."""
-    config, store = app[CONFIG], app[STORE]
-    hub = Hub(store)
+    config, store, app_metrics = app[CONFIG], app[STORE], app[METRICS]
+    store.metrics = app_metrics
+    hub = Hub(
+        store,
+        max_waiters=config.limits.max_waiters,
+        max_waiters_per_workspace=config.limits.max_waiters_per_workspace,
+    )
     await hub.start()
+    metrics.watch_hub(app_metrics, hub)
     private_ok = config.webhooks.allow_private_networks
+    limits = Limits.from_config(config, store, _seconds(clock) if clock else time.time)
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     requests = Requests(
         store,
@@ -200,23 +213,30 @@ async def _runtime_context(
         sessions,
         default_timeout_seconds=config.requests.default_timeout_seconds,
         allow_private_callbacks=private_ok,
+        metrics=app_metrics,
+        limits=limits,
     )
     app[ACCOUNTS] = AccountService(
         store,
         jwt_secret=jwt_secret,
         token_ttl_seconds=config.auth.token_ttl_seconds,
         clock=clock or utcnow,
+        limits=limits,
     )
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
     webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
+    app_metrics.reactor(webhooks.name, lambda: webhooks.lag)
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
     app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
         await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE))
+        sender = bot.sender
+        if sender is not None:
+            app_metrics.reactor(sender.name, lambda: sender.lag)
     else:
         log.info("telegram off", reason="no telegram.bot_token or telegram.mode = off")
     yield
@@ -225,3 +245,8 @@ async def _runtime_context(
     await webhooks.stop()
     await expirer.stop()
     await hub.stop()
+
+
+def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
+    # The rate limits count in epoch seconds; a test's clock drives them too.
+    return lambda: clock().timestamp()

@@ -19,8 +19,9 @@ tenant.
 What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
-- public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``, ``/api/auth/*``, and
-  ``/telegram/webhook``, which checks Telegram's secret header itself):
+- public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
+  ``/api/auth/*``, ``/telegram/webhook``, which checks Telegram's secret header itself, and
+  ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
 - ``/console`` and ``/console/*`` (the web console): its signed session
@@ -55,9 +56,10 @@ log = structlog.get_logger(__name__)
 API_KEY_PREFIX = "lk_pub_"
 ANONYMOUS_TENANT = "local"
 
-# The Telegram webhook proves itself with its own secret header (web/telegram.py).
+# The Telegram webhook proves itself with its own secret header (web/telegram.py),
+# /metrics with metrics.token (web/metrics.py).
 _PUBLIC_PATHS = frozenset(
-    {"/health", "/healthz", "/readyz", "/telegram/webhook", "/openapi.json", "/docs"}
+    {"/health", "/healthz", "/readyz", "/telegram/webhook", "/metrics", "/openapi.json", "/docs"}
 )
 _PUBLIC_PREFIXES = ("/api/auth/",)
 _USER_PREFIXES = ("/api/user/",)
@@ -94,10 +96,12 @@ def anonymous(request: web.Request) -> Actor:
         tenant=ANONYMOUS_TENANT,
         correlation_id=request.get(REQUEST_ID),
         answers_as="anonymous",
+        address=request.remote,
     )
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer(request: web.Request) -> str | None:
+    """The credentials of ``Authorization: Bearer …``, if sent."""
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -106,14 +110,14 @@ def _bearer(request: web.Request) -> str | None:
 
 def credential_of(request: web.Request) -> str | None:
     """The API key or token the caller sent, if any (not checked here)."""
-    return request.headers.get("X-API-Key", "").strip() or _bearer(request)
+    return request.headers.get("X-API-Key", "").strip() or bearer(request)
 
 
 async def api_key_authenticator(request: web.Request) -> Actor | None:
     """An API key from ``X-API-Key`` or ``Authorization: Bearer lk_pub_…``."""
     raw = request.headers.get("X-API-Key", "").strip()
     if not raw:  # an empty header is what `curl -H "X-API-Key: $UNSET"` sends
-        token = _bearer(request)
+        token = bearer(request)
         if token is None or not token.startswith(API_KEY_PREFIX):
             return None
         raw = token
@@ -122,7 +126,7 @@ async def api_key_authenticator(request: web.Request) -> Actor | None:
 
 async def token_authenticator(request: web.Request) -> Actor | None:
     """A login token (JWT) in ``Authorization: Bearer``."""
-    token = _bearer(request)
+    token = bearer(request)
     if token is None or token.startswith(API_KEY_PREFIX):
         return None
     return request.app[ACCOUNTS].actor_for_token(token, request.get(REQUEST_ID))

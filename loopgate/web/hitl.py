@@ -229,7 +229,7 @@ async def create_request(request: web.Request) -> web.Response:
     "A request's state; with wait=N, a long-poll until it is decided",
     params=(Param("request_id", "The request to read.", required=True), WAIT),
     replies={200: Polled},
-    errors=(404,),
+    errors=(404, 429),
 )
 async def poll(request: web.Request) -> web.Response:
     view = await request.app[REQUESTS].wait_for_decision(

@@ -16,6 +16,7 @@ from loopgate.commands.sessions import Sessions
 from loopgate.config import Config
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
+from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
 from loopgate.store.base import EventStore
 
@@ -32,6 +33,7 @@ EXPIRER = web.AppKey("expirer", Expirer)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)
+METRICS = web.AppKey("metrics", Metrics)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")
 # Who is calling, resolved once per request by the auth middleware (web/auth.py).

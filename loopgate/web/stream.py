@@ -122,7 +122,7 @@ async def _streams_between(
 
 @routes.get("/v1/requests/{request_id}/events")
 @describe(
-    "A request's events, replayed then live", params=RESUME, replies={200: SSE}, errors=(404,)
+    "A request's events, replayed then live", params=RESUME, replies={200: SSE}, errors=(404, 429)
 )
 async def request_events(request: web.Request) -> web.StreamResponse:
     actor, request_id = actor_of(request), request.match_info["request_id"]
@@ -142,7 +142,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
     "A session's events and its requests', replayed then live",
     params=RESUME,
     replies={200: SSE},
-    errors=(404,),
+    errors=(404, 429),
 )
 async def session_events(request: web.Request) -> web.StreamResponse:
     actor, session_id = actor_of(request), request.match_info["session_id"]
@@ -183,6 +183,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         Param("types", "Comma-separated event types to keep (request.created, ...)."),
     ),
     replies={200: SSE},
+    errors=(429,),
 )
 async def tenant_events(request: web.Request) -> web.StreamResponse:
     actor = actor_of(request)
@@ -224,7 +225,10 @@ async def _serve(
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
     response = EventSourceResponse(ping_interval=heartbeat)
-    with hub.subscribe(stream=stream, tenant=tenant) as subscription:
+    with (
+        hub.park(actor_of(request).tenant),
+        hub.subscribe(stream=stream, tenant=tenant) as subscription,
+    ):
         since = subscription.position
         # Subscribed first: every event after ``subscription.position`` reaches the
         # queue. The replay covers the log up to ``upto`` >= that position, so live

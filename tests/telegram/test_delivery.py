@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from waiting import eventually
+
 from loopgate.channels.telegram.callbacks import CallbackSigner
+from loopgate.channels.telegram.sender import NAME
 from loopgate.events import DeliveryFailed, RequestCreated, RequestDelivered
+from loopgate.web.keys import METRICS
 from telegram.conftest import AppFactory
 from telegram.fake_bot_api import TEST_TOKEN
 from telegram.helpers import OPERATOR, TelegramApp
@@ -90,6 +94,20 @@ async def test_a_failed_send_is_retried(tg: TelegramApp) -> None:
         False,
     ]
     assert await tg.event_types(request_id) == [RequestCreated, RequestDelivered]
+
+
+async def test_sends_and_failed_attempts_are_counted_for_telegram(tg: TelegramApp) -> None:
+    tg.fake.fail_next("sendMessage", times=2, error_code=500)
+    await tg.register()
+    await tg.delivered(await tg.ask())
+    registry = tg.client.server.app[METRICS].registry
+
+    def counted(name: str) -> float | None:
+        return registry.get_sample_value(name, {"channel": "telegram"})
+
+    await eventually(lambda: counted("loopgate_deliveries_total") == 1)
+    assert counted("loopgate_delivery_failures_total") == 2
+    assert registry.get_sample_value("loopgate_reactor_lag_events", {"reactor": NAME}) is not None
 
 
 async def test_telegram_asking_to_slow_down_is_obeyed(tg: TelegramApp) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import ClientResponse
@@ -110,12 +108,3 @@ async def event_types(store: EventStore, stream: str | None = None) -> list[str]
     if stream is not None:
         return [r.type for r in await store.read_stream(stream)]
     return [r.type for r in await store.read_all(0, 100_000)]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait (yielding to the loop) until ``condition()`` holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)

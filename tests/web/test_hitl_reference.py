@@ -29,12 +29,12 @@ from hitl_helpers import (
     assert_error,
     create,
     event_types,
-    eventually,
     poll,
     reference_fields,
     register,
     session_status,
 )
+from waiting import eventually
 
 from loopgate.config import Config, RequestsConfig
 from loopgate.store.base import EventStore

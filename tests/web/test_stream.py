@@ -12,6 +12,7 @@ import pytest
 from account_helpers import AppClientFactory, Client, api_key, new_key, sign_up
 from aiohttp import ClientResponse
 from hitl_helpers import assert_error
+from waiting import eventually
 
 from loopgate import hub as hub_module
 from loopgate.config import Config, RequestsConfig, StreamConfig
@@ -100,14 +101,6 @@ async def ask(client: Client, headers: dict[str, str] | None = None, **fields: A
 async def answer(client: Client, request_id: str, option: str = "Deploy") -> None:
     response = await client.post(f"/v1/requests/{request_id}/response", json={"option": option})
     assert response.status == 200, await response.text()
-
-
-async def until(condition: Any, within: float = SETTLE) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # --- one request, one session ----------------------------------------------------------
@@ -337,7 +330,7 @@ async def test_a_reader_that_falls_behind_still_gets_everything(
 
     monkeypatch.setattr(subscription, "next", held)
     ids = [await ask(client) for _ in range(50)]
-    await until(lambda: subscription.catching_up)
+    await eventually(lambda: subscription.catching_up)
     gate.set()
     assert [e["data"]["request_id"] for e in await stream.events(50)] == ids
     await stream.quiet()
@@ -348,4 +341,4 @@ async def test_a_client_that_goes_away_is_released(client: Client) -> None:
     stream = await open_sse(client, "/v1/events")
     assert hub.subscribers == 1
     stream.response.close()
-    await until(lambda: hub.subscribers == 0, within=2.5)  # two heartbeats and a bit
+    await eventually(lambda: hub.subscribers == 0, within=2.5)  # two heartbeats and a bit

@@ -37,7 +37,7 @@ from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import WEBHOOK_LEASE, AlwaysHeld, lease_for
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
-from loopgate.web.keys import SECRET_BOX
+from loopgate.web.keys import METRICS, SECRET_BOX
 
 Client = TestClient[Any, Any]
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -168,6 +168,21 @@ async def test_a_receiver_failing_twice_gets_the_same_delivery_id_three_times(
     assert not any(isinstance(e, WebhookFailed) and e.final for e in recorded)
     # The decision travelled unchanged through every retry.
     assert len({body for body, _ in receiver.deliveries}) == 1
+
+
+async def test_deliveries_and_failed_attempts_are_counted_for_webhooks(
+    client: Client, store: EventStore, aiohttp_server: ServerFactory
+) -> None:
+    request_id = await ask(client, await serve(Receiver(500, 502), aiohttp_server))
+    await answer(client, request_id, "Deploy")
+    await _eventually(lambda: webhook_events(store, request_id), 3)
+    registry = client.server.app[METRICS].registry
+
+    def counted(name: str) -> float | None:
+        return registry.get_sample_value(name, {"channel": "webhook"})
+
+    await until(_async(lambda: counted("loopgate_deliveries_total") == 1))
+    assert counted("loopgate_delivery_failures_total") == 2
 
 
 async def test_a_failure_past_max_age_is_final_and_not_retried(

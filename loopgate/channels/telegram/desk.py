@@ -103,6 +103,7 @@ class OperatorDesk:
                     shown_text=request_text(view),
                     shown_options=tuple(option.label for option in view.options),
                 )
+                self.requests.metrics.delivered("telegram")
                 return
             except (AlreadyDecided, RequestClosed):
                 decided = await self.requests.find_request(view.request_id)

@@ -39,6 +39,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
+from aiogram.types import Message
 
 from loopgate.channels.telegram.desk import OperatorDesk
 from loopgate.domain import request as request_domain
@@ -53,6 +54,7 @@ from loopgate.events import (
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
+from loopgate.views import RequestView
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +145,7 @@ class TelegramSender(LogFollower):
         view = await self._desk.requests.find_request(created.request_id)
         try:
             message = await self._retrying(
-                lambda: self._desk.send_request(chat_id, view),
+                lambda: self._send(chat_id, view),
                 "send",
                 request_id=created.request_id,
             )
@@ -165,6 +167,13 @@ class TelegramSender(LogFollower):
             return
         await self._desk.record_delivery(view, message)
         log.info("telegram request sent", request_id=created.request_id, chat_id=chat_id)
+
+    async def _send(self, chat_id: int, view: RequestView) -> Message:
+        try:
+            return await self._desk.send_request(chat_id, view)
+        except Exception:
+            self._desk.requests.metrics.delivery_failed("telegram")
+            raise
 
     async def _still_to_deliver(self, request_id: str) -> bool:
         """False once the request is decided, shown on Telegram, or given up on."""

@@ -172,6 +172,10 @@ class WebhookSender(LogFollower):
             await self._record(
                 stream, event, Meta(tenant=tenant, causation_id=str(decided.position))
             )
+            if isinstance(event, WebhookDelivered):
+                self._requests.metrics.delivered("webhook")
+            else:
+                self._requests.metrics.delivery_failed("webhook")
             log.info(
                 "webhook delivered" if isinstance(outcome, int) else "webhook attempt failed",
                 request_id=request_id,
