@@ -7,7 +7,8 @@
 #   .ci/schemathesis.sh sqlite     # or just one
 # Postgres: LOOPGATE_TEST_DATABASE_URL, else postgresql://postgres@127.0.0.1:5432/postgres
 # (a database is made for the run and dropped after it).
-# SCHEMATHESIS_MAX_EXAMPLES (default 50) bounds the cases per operation and phase.
+# SCHEMATHESIS_MAX_EXAMPLES (default 50) bounds the cases per operation and phase. Each run
+# draws a new seed, so CI keeps exploring; the log prints it, and SCHEMATHESIS_SEED=N replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,23 +36,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A user's login token (JWT) and an operator key (it may answer requests too), one a line.
+# A user's login token (JWT), an operator key (it may answer requests too), and a
+# session and a request of that user's, one a line.
 credentials() {
   python - "$1" <<'EOF'
 import json, sys, urllib.request
 base = sys.argv[1]
-def post(path, body, token=None):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+def post(path, body, **headers):
+    headers = {"Content-Type": "application/json", **headers}
     request = urllib.request.Request(base + path, json.dumps(body).encode(), headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 account = {"username": "fuzzer", "password": "fuzzer-password-1234"}
 post("/api/auth/register", account)
 token = post("/api/auth/login", account)["token"]
-print(token)
-print(post("/api/user/apikeys", {"label": "schemathesis", "kind": "operator"}, token)["raw_key"])
+bearer = {"Authorization": f"Bearer {token}"}
+key = post("/api/user/apikeys", {"label": "schemathesis", "kind": "operator"}, **bearer)["raw_key"]
+session = {"session_id": "fuzz-session", "client_id": "schemathesis"}
+post("/v1/sessions", session, **bearer)
+ask = {**session, "message": "Fuzz?", "options": ["Yes", "No"], "timeout_seconds": 3600}
+print(token, key, session["session_id"], post("/v1/requests", ask, **bearer)["request_id"], sep="\n")
 EOF
 }
 
@@ -66,7 +70,7 @@ fuzz() {
     --max-examples "$max_examples" \
     --request-timeout 10 \
     --workers 2 \
-    --seed 17 \
+    ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
     "$@"
 }
 
@@ -95,7 +99,13 @@ run_against() {
   done
   curl -fsS "$base/healthz" >/dev/null || { cat "$work/server-$backend.log"; return 1; }
   local token key status=0
-  { read -r token; read -r key; } < <(credentials "$base")
+  {
+    read -r token
+    read -r key
+    read -r LOOPGATE_FUZZ_SESSION_ID
+    read -r LOOPGATE_FUZZ_REQUEST_ID
+  } < <(credentials "$base")
+  export LOOPGATE_FUZZ_SESSION_ID LOOPGATE_FUZZ_REQUEST_ID
   echo "--- schemathesis on $backend ($base): the agent and operator routes, with an API key"
   # The SSE routes are left out: a stream stays open by design, so a fuzzer's request
   # would only end at its timeout (tests/web/test_stream.py covers them).

@@ -49,6 +49,9 @@ OptionLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OPTION_CH
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 TimeoutSeconds = Annotated[int, msgspec.Meta(ge=1, le=MAX_TIMEOUT_SECONDS)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS)]
+# A Telegram chat id: the reference's int64, and what both stores keep (SQLite INTEGER,
+# Postgres BIGINT); a larger number would fail in the store, not here.
+TelegramId = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 # A field only Loopgate sets: declared so that sending it is a 400; the schema says "never".
 ServerSet = Annotated[
@@ -73,7 +76,7 @@ class RegisterSessionBody(Body, frozen=True, kw_only=True):
 
     session_id: NonEmptyId
     client_id: NonEmptyId
-    telegram_id: int
+    telegram_id: TelegramId
 
 
 class CreateSessionBody(Body, frozen=True, kw_only=True):
@@ -81,7 +84,7 @@ class CreateSessionBody(Body, frozen=True, kw_only=True):
 
     session_id: NonEmptyId
     client_id: NonEmptyId
-    telegram_id: int | None = None
+    telegram_id: TelegramId | None = None
     callback_url: Url | None = None
 
     def __post_init__(self) -> None:
