@@ -51,7 +51,6 @@ class Media:
 @dataclass(frozen=True)
 class Operation:
     summary: str
-    description: str | None = None
     params: tuple[Param, ...] = ()
     body: type | None = None
     body_required: bool = True
@@ -65,7 +64,6 @@ _DESCRIBED: dict[Callable[..., Any], Operation] = {}
 def describe(
     summary: str,
     *,
-    description: str | None = None,
     params: tuple[Param, ...] = (),
     body: type | None = None,
     body_required: bool = True,
@@ -75,7 +73,6 @@ def describe(
     """Record the handler's description; the handler itself is returned unchanged."""
     operation = Operation(
         summary=summary,
-        description=description,
         params=params,
         body=body,
         body_required=body_required,

@@ -29,7 +29,6 @@ from typing import Any
 import aiohttp_jinja2
 import msgspec
 from aiohttp import web
-from aiohttp.abc import AbstractView
 from aiohttp.web_urldispatcher import AbstractRoute
 from markupsafe import Markup, escape
 
@@ -105,10 +104,7 @@ def undescribed(app: web.Application) -> list[str]:
 
 
 def _operation_of(route: AbstractRoute) -> Operation:
-    handler = route.handler
-    if isinstance(handler, type) and issubclass(handler, AbstractView):
-        raise TypeError(f"{route}: class-based views are not described")
-    operation = description_of(handler)
+    operation = description_of(route.handler)
     if operation is None:
         raise LookupError(f"{route.method} {route.resource}: no @describe on its handler")
     return operation
@@ -183,8 +179,6 @@ def _operation(
         "responses": dict(sorted(responses.items())),
         "security": _security(policy, open_mode),
     }
-    if operation.description:
-        described["description"] = operation.description
     if operation.body is not None:
         described["requestBody"] = {
             "required": operation.body_required,
