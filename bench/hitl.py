@@ -248,7 +248,7 @@ async def server_process(
 
 
 def child_env() -> dict[str, str]:
-    """The servers' environment: this one, plus the repo on the path and quiet logs."""
+    """The servers' environment: this one, plus the repo on the path, quiet logs, no limits."""
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
@@ -258,6 +258,12 @@ def child_env() -> dict[str, str]:
         LOOPGATE_REQUESTS__MAX_WAIT_SECONDS=str(POLL_WAIT_SECONDS),
         LOOPGATE_SERVER__SHUTDOWN_TIMEOUT_SECONDS="2",
         LOOPGATE_DATABASE__MIGRATE_ON_START="true",
+        # Flat out: the benchmarks measure the server, not its rate limits.
+        LOOPGATE_LIMITS__CREATE_RATE="0",
+        LOOPGATE_LIMITS__ANSWER_RATE="0",
+        LOOPGATE_LIMITS__LOGIN_RATE="0",
+        LOOPGATE_LIMITS__MAX_WAITERS="0",
+        LOOPGATE_LIMITS__MAX_WAITERS_PER_WORKSPACE="0",
     )
     return env
 

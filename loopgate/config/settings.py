@@ -61,7 +61,7 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     answer_rate: float = 10.0
     answer_burst: int = 50
     login_rate: float = 1.0
-    login_burst: int = 20
+    login_burst: int = 30
     max_waiters: int = 10000
     max_waiters_per_workspace: int = 1000
 
@@ -276,7 +276,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting(
         "limits.login_burst",
-        "Login attempts an address may make at once before limits.login_rate applies.",
+        "Login attempts an address may make at once before limits.login_rate applies. Above "
+        "the 20 failed logins an address may make before the failed-login throttle holds it "
+        "back, so that throttle, which says why, answers first.",
         minimum=1,
     ),
     _setting(

@@ -43,9 +43,12 @@ def take(bucket: Bucket | None, rate: Rate, now: float) -> tuple[Bucket, float |
     The wait is the seconds until one whole token has been refilled.
     """
     tokens = level(bucket, rate, now)
+    # Calls reach the bucket out of clock order (one waited for a connection):
+    # its time never goes back, or the seconds in between would refill twice.
+    at = now if bucket is None else max(now, bucket.at)
     if tokens >= 1:
-        return Bucket(tokens - 1, now), None
-    return Bucket(tokens, now), (1 - tokens) / rate.per_second
+        return Bucket(tokens - 1, at), None
+    return Bucket(tokens, at), (1 - tokens) / rate.per_second
 
 
 def is_full(bucket: Bucket, rate: Rate, now: float) -> bool:

@@ -52,6 +52,24 @@ async def test_two_processes_on_one_postgres_share_one_bucket(postgres_url: str)
         await second.close()
 
 
+@pytest.mark.postgres
+async def test_once_refused_a_caller_is_refused_without_asking_postgres(
+    postgres_url: str,
+) -> None:
+    store = await open_store(postgres_url)
+    try:
+        buckets = StoreBuckets(store)
+        for _ in range(RATE.burst):
+            assert await buckets.take("login:address:x", RATE, 100.0) is None
+        assert await buckets.take("login:address:x", RATE, 100.0) == pytest.approx(0.5)
+        # Were Postgres asked again, the emptied table would let the next call through.
+        await store.execute("DELETE FROM rate_buckets")
+        assert await buckets.take("login:address:x", RATE, 100.25) == pytest.approx(0.25)
+        assert await buckets.take("login:address:x", RATE, 100.5) is None
+    finally:
+        await store.close()
+
+
 async def test_a_memory_of_many_callers_forgets_the_full_buckets() -> None:
     buckets = MemoryBuckets()
     for i in range(PRUNE_AT):
