@@ -1,9 +1,10 @@
 """What a request and a session look like to every reader.
 
 :class:`RequestView` and :class:`SessionView` are the ``requests`` and
-``sessions`` projections' rows as structs. :func:`request_json` is a request's
-public JSON (the ``/v1`` API's, and what MCP, webhooks, Telegram, the console
-and the Python client read), with the two words that say how it was decided:
+``sessions`` projections' rows as structs. :class:`PublicRequest` is a
+request's public JSON (the ``/v1`` API's, and what MCP, webhooks, Telegram,
+the console and the Python client read; :func:`request_json` gives it as a
+dict), with the two words that say how it was decided:
 ``outcome`` (approved, rejected, answered, expired, cancelled) and
 ``decided_by`` (``{kind: human|policy|agent, id, channel}``), so a timeout is
 never mistaken for a human's decision. One module, so every surface says the
@@ -98,7 +99,10 @@ def new_request_view(record: RecordedEvent) -> RequestView:
     )
 
 
-def outcome_of(view: RequestView) -> str | None:
+Outcome = Literal["approved", "rejected", "answered", "expired", "cancelled"]
+
+
+def outcome_of(view: RequestView) -> Outcome | None:
     match view.status:
         case "answered" if view.response_option is None:
             return "answered"
@@ -110,54 +114,112 @@ def outcome_of(view: RequestView) -> str | None:
             return None
 
 
-def decided_by(view: RequestView) -> dict[str, Any] | None:
+class DecidedBy(msgspec.Struct, frozen=True, kw_only=True):
+    """Who or what decided: a human (``id`` the responder), a policy
+    (``on_timeout:<rule>``) or the agent that cancelled."""
+
+    kind: Literal["human", "policy", "agent"]
+    id: str | None
+    channel: str | None
+
+
+class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the ``/v1`` API, MCP, webhooks and the Python client show it."""
+
+    request_id: str
+    session_id: str
+    client_id: str
+    message: str
+    request_type: RequestType
+    options: list[Option]
+    allow_text: bool
+    metadata: dict[str, Any]
+    timeout_seconds: int
+    on_timeout: OnTimeout
+    callback_url: str | None
+    status: Literal["pending", "delivered", "answered", "cancelled", "expired"]
+    completed: bool
+    approved: bool | None
+    response: str | None
+    outcome: Outcome | None
+    decided_by: DecidedBy | None
+    created_at: str
+    expires_at: str | None
+    delivered_at: str | None
+    decided_at: str | None
+
+
+class PublicSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A session as the ``/v1`` API shows it."""
+
+    session_id: str
+    client_id: str
+    telegram_id: int | None
+    callback_url: str | None
+    active: bool
+    registered_at: str
+    deactivated_at: str | None
+
+
+def decided_by(view: RequestView) -> DecidedBy | None:
     match view.status:
         case "answered":
-            return {"kind": "human", "id": view.responder, "channel": view.channel}
+            return DecidedBy(kind="human", id=view.responder, channel=view.channel)
         case "expired":
-            return {"kind": "policy", "id": f"on_timeout:{view.on_timeout}", "channel": "system"}
+            return DecidedBy(kind="policy", id=f"on_timeout:{view.on_timeout}", channel="system")
         case "cancelled":
-            return {"kind": "agent", "id": view.responder, "channel": "api"}
+            return DecidedBy(kind="agent", id=view.responder, channel="api")
         case _:
             return None
 
 
+def public_request(view: RequestView) -> PublicRequest:
+    return PublicRequest(
+        request_id=view.request_id,
+        session_id=view.session_id,
+        client_id=view.client_id,
+        message=view.message,
+        request_type=view.request_type,
+        options=list(view.options),
+        allow_text=view.allow_text,
+        metadata=view.metadata,
+        timeout_seconds=view.timeout_seconds,
+        on_timeout=view.on_timeout,
+        callback_url=view.callback_url,
+        status=view.status,
+        completed=view.final,
+        approved=view.approved,
+        response=view.response,
+        outcome=outcome_of(view),
+        decided_by=decided_by(view),
+        created_at=view.created_at.isoformat(),
+        expires_at=_iso(view.expires_at),
+        delivered_at=_iso(view.delivered_at),
+        decided_at=_iso(view.decided_at),
+    )
+
+
+def public_session(view: SessionView) -> PublicSession:
+    return PublicSession(
+        session_id=view.session_id,
+        client_id=view.client_id,
+        telegram_id=view.telegram_id,
+        callback_url=view.callback_url,
+        active=view.active,
+        registered_at=view.registered_at.isoformat(),
+        deactivated_at=_iso(view.deactivated_at),
+    )
+
+
 def request_json(view: RequestView) -> dict[str, Any]:
-    return {
-        "request_id": view.request_id,
-        "session_id": view.session_id,
-        "client_id": view.client_id,
-        "message": view.message,
-        "request_type": view.request_type,
-        "options": [{"label": o.label, "approves": o.approves} for o in view.options],
-        "allow_text": view.allow_text,
-        "metadata": view.metadata,
-        "timeout_seconds": view.timeout_seconds,
-        "on_timeout": view.on_timeout,
-        "callback_url": view.callback_url,
-        "status": view.status,
-        "completed": view.final,
-        "approved": view.approved,
-        "response": view.response,
-        "outcome": outcome_of(view),
-        "decided_by": decided_by(view),
-        "created_at": _iso(view.created_at),
-        "expires_at": _iso(view.expires_at),
-        "delivered_at": _iso(view.delivered_at),
-        "decided_at": _iso(view.decided_at),
-    }
+    """:class:`PublicRequest` as plain JSON values, for readers that want a dict."""
+    reply: dict[str, Any] = msgspec.to_builtins(public_request(view))
+    return reply
 
 
 def session_json(view: SessionView) -> dict[str, Any]:
-    return {
-        "session_id": view.session_id,
-        "client_id": view.client_id,
-        "telegram_id": view.telegram_id,
-        "callback_url": view.callback_url,
-        "active": view.active,
-        "registered_at": _iso(view.registered_at),
-        "deactivated_at": _iso(view.deactivated_at),
-    }
+    reply: dict[str, Any] = msgspec.to_builtins(public_session(view))
+    return reply
 
 
 def _iso(moment: datetime | None) -> str | None:

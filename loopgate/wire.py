@@ -49,6 +49,18 @@ OptionLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OPTION_CH
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 TimeoutSeconds = Annotated[int, msgspec.Meta(ge=1, le=MAX_TIMEOUT_SECONDS)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS)]
+# A Telegram chat id: the reference's int64, and what both stores keep (SQLite INTEGER,
+# Postgres BIGINT); a larger number would fail in the store, not here.
+TelegramId = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+# A field only Loopgate sets: declared so that sending it is a 400; the schema says "never".
+ServerSet = Annotated[
+    Any,
+    msgspec.Meta(
+        description="Set by Loopgate; a client sending it gets a 400.",
+        extra_json_schema={"not": {}},
+    ),
+]
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -64,7 +76,7 @@ class RegisterSessionBody(Body, frozen=True, kw_only=True):
 
     session_id: NonEmptyId
     client_id: NonEmptyId
-    telegram_id: int
+    telegram_id: TelegramId
 
 
 class CreateSessionBody(Body, frozen=True, kw_only=True):
@@ -72,7 +84,7 @@ class CreateSessionBody(Body, frozen=True, kw_only=True):
 
     session_id: NonEmptyId
     client_id: NonEmptyId
-    telegram_id: int | None = None
+    telegram_id: TelegramId | None = None
     callback_url: Url | None = None
 
     def __post_init__(self) -> None:
@@ -118,11 +130,11 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
     metadata: dict[str, Any] = {}
     idempotency_key: NonEmptyId | None = None
     # Set by Loopgate only; declared so that a client presetting them is refused.
-    status: Any = msgspec.UNSET
-    response: Any = msgspec.UNSET
-    approved: Any = msgspec.UNSET
-    outcome: Any = msgspec.UNSET
-    decided_by: Any = msgspec.UNSET
+    status: ServerSet = msgspec.UNSET
+    response: ServerSet = msgspec.UNSET
+    approved: ServerSet = msgspec.UNSET
+    outcome: ServerSet = msgspec.UNSET
+    decided_by: ServerSet = msgspec.UNSET
 
     def __post_init__(self) -> None:
         for name in ("status", "response", "approved", "outcome", "decided_by"):

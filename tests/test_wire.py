@@ -449,6 +449,16 @@ REFUSED: list[tuple[str, type[Any], bytes, type[LoopgateError], str]] = [
             ("decided_by", "me"),
         ]
     ],
+    *[
+        (
+            f"telegram_id past int64 ({shape.__name__})",
+            shape,
+            encode({"session_id": "s", "client_id": "c", "telegram_id": 2**63}),
+            ValidationFailed,
+            "telegram_id: must be at most 9223372036854775807",
+        )
+        for shape in (RegisterSessionBody, CreateSessionBody)
+    ],
     # answers
     ("empty answer", AnswerBody, b"{}", ValidationFailed, "give exactly one of option or text"),
     (

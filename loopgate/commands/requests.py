@@ -310,7 +310,7 @@ class Requests:
         if outcome is None or by is None or view.decided_at is None:
             return
         seconds = (view.decided_at - view.created_at).total_seconds()
-        self.metrics.request_decided(outcome, by["channel"], seconds)
+        self.metrics.request_decided(outcome, by.channel or "unknown", seconds)
 
     # --- operator channels --------------------------------------------------------
 

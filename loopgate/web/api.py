@@ -1,16 +1,18 @@
 """Loopgate's own API, versioned under ``/v1``: sessions, requests, answers.
 
 Beyond the reference's routes, a request here says how it was decided
-(``outcome`` and ``decided_by``: its JSON is :func:`loopgate.views.request_json`).
+(``outcome`` and ``decided_by``: its JSON is :class:`loopgate.views.PublicRequest`).
 """
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
-from loopgate.views import request_json, session_json
+from loopgate.views import PublicRequest, PublicSession, public_request, public_session
 from loopgate.web.auth import actor_of
+from loopgate.web.describe import WAIT, Param, describe
 from loopgate.web.hitl import create_from_body
 from loopgate.web.keys import REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, decode_cursor, encode_cursor, read_body, wait_seconds
@@ -18,6 +20,7 @@ from loopgate.web.responses import json_response
 from loopgate.wire import (
     AnswerBody,
     Body,
+    CreateRequestBody,
     CreateSessionBody,
     decode_body,
 )
@@ -31,11 +34,34 @@ class CancelBody(Body, frozen=True, kw_only=True):
     reason: str | None = None
 
 
+class RequestPage(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/requests``: newest first; ``next_cursor`` is null on the last page."""
+
+    requests: list[PublicRequest]
+    next_cursor: str | None
+
+
 STATUSES = ("pending", "delivered", "answered", "cancelled", "expired")
 MAX_PAGE = 200
+LIST_PARAMS = (
+    Param(
+        "status",
+        f"Comma-separated statuses to keep, any of {', '.join(STATUSES)}.",
+        {"type": "string", "pattern": f"^(({'|'.join(STATUSES)})(,|$))*$"},
+    ),
+    Param("session_id", "Only this session's requests."),
+    Param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+    Param("cursor", "The next_cursor of the previous page."),
+)
 
 
 @routes.post("/v1/sessions")
+@describe(
+    "Register a session (201), or find it registered already (200)",
+    body=CreateSessionBody,
+    replies={200: PublicSession, 201: PublicSession},
+    errors=(409, 422),
+)
 async def create_session(request: web.Request) -> web.Response:
     body = await read_body(request, CreateSessionBody)
     session, changed = await request.app[SESSIONS].register_session(
@@ -45,24 +71,38 @@ async def create_session(request: web.Request) -> web.Response:
         actor_of(request),
         callback_url=body.callback_url,
     )
-    return json_response(session_json(session), status=201 if changed else 200)
+    return json_response(public_session(session), status=201 if changed else 200)
 
 
 @routes.get("/v1/sessions/{session_id}")
+@describe("A session", replies={200: PublicSession}, errors=(404,))
 async def get_session(request: web.Request) -> web.Response:
     session = await request.app[SESSIONS].get_session(
         request.match_info["session_id"], actor_of(request)
     )
-    return json_response(session_json(session))
+    return json_response(public_session(session))
 
 
 @routes.post("/v1/requests")
+@describe(
+    "Ask a human (201); the same Idempotency-Key and body again answer the same request (200)",
+    params=(Param("Idempotency-Key", "Beats the body's idempotency_key.", location="header"),),
+    body=CreateRequestBody,
+    replies={200: PublicRequest, 201: PublicRequest},
+    errors=(404, 409, 422, 429),
+)
 async def create_request(request: web.Request) -> web.Response:
     view, created = await create_from_body(request)
-    return json_response(request_json(view), status=201 if created else 200)
+    return json_response(public_request(view), status=201 if created else 200)
 
 
 @routes.get("/v1/requests/{request_id}")
+@describe(
+    "A request; with wait=N, a long-poll until it is decided",
+    params=(WAIT,),
+    replies={200: PublicRequest},
+    errors=(404, 429),
+)
 async def get_request(request: web.Request) -> web.Response:
     view = await request.app[REQUESTS].wait_for_decision(
         request.match_info["request_id"],
@@ -70,10 +110,11 @@ async def get_request(request: web.Request) -> web.Response:
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return json_response(request_json(view))
+    return json_response(public_request(view))
 
 
 @routes.get("/v1/requests")
+@describe("The caller's requests, a page at a time", params=LIST_PARAMS, replies={200: RequestPage})
 async def list_requests(request: web.Request) -> web.Response:
     statuses = [s for s in request.query.get("status", "").split(",") if s]
     unknown = sorted(set(statuses) - set(STATUSES))
@@ -94,20 +135,35 @@ async def list_requests(request: web.Request) -> web.Response:
         limit=limit,
     )
     next_cursor = encode_cursor(views[-1]) if len(views) == limit else None
-    return json_response({"requests": [request_json(v) for v in views], "next_cursor": next_cursor})
+    return json_response(
+        RequestPage(requests=[public_request(v) for v in views], next_cursor=next_cursor)
+    )
 
 
 @routes.post("/v1/requests/{request_id}/cancel")
+@describe(
+    "Cancel an undecided request",
+    body=CancelBody,
+    body_required=False,
+    replies={200: PublicRequest},
+    errors=(404, 409, 410),
+)
 async def cancel_request(request: web.Request) -> web.Response:
     raw = await request.read()
     reason = decode_body(raw, CancelBody).reason if raw.strip() else None
     view = await request.app[REQUESTS].cancel(
         request.match_info["request_id"], reason, actor_of(request)
     )
-    return json_response(request_json(view))
+    return json_response(public_request(view))
 
 
 @routes.post("/v1/requests/{request_id}/response")
+@describe(
+    "Answer a request, as an operator (a login token, an operator key, or the open mode)",
+    body=AnswerBody,
+    replies={200: PublicRequest},
+    errors=(403, 404, 409, 410, 422, 429),
+)
 async def answer_request(request: web.Request) -> web.Response:
     body = await read_body(request, AnswerBody)
     view = await request.app[REQUESTS].answer(
@@ -117,4 +173,4 @@ async def answer_request(request: web.Request) -> web.Response:
         channel="api",
         actor=actor_of(request),
     )
-    return json_response(request_json(view))
+    return json_response(public_request(view))

@@ -49,6 +49,7 @@ from loopgate.web import (
     hitl,
     mcp,
     metrics,
+    openapi,
     stream,
     webhooks,
 )
@@ -163,6 +164,7 @@ def create_app(
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
     console.setup(app)
     mcp.setup(app, config)

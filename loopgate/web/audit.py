@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from loopgate.audit.export import ExportFilter, csv_rows, export_batches, ndjson, session_streams
@@ -34,12 +35,40 @@ from loopgate.events import (
     event_data,
 )
 from loopgate.web.auth import actor_of
+from loopgate.web.describe import Media, Param, describe
 from loopgate.web.keys import REQUESTS, STORE
 from loopgate.web.responses import json_response
 
 routes = web.RouteTableDef()
 
 FORMATS = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+MOMENT = {"type": "string", "format": "date-time"}
+EXPORT_PARAMS = (
+    Param("format", "ndjson (the default) or csv.", {"enum": sorted(FORMATS)}),
+    Param("since", "Events recorded at or after this moment (ISO 8601).", MOMENT),
+    Param("until", "Events recorded before this moment (ISO 8601).", MOMENT),
+    Param("types", "Comma-separated event types to keep."),
+    Param("session_id", "Only this session's events and its requests'."),
+    Param("request_id", "Only this request's events."),
+)
+
+
+class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a request's story, in words (``summary``) and in detail."""
+
+    position: int
+    at: str
+    type: str
+    actor: str
+    channel: str | None
+    summary: str
+    details: dict[str, Any]
+
+
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    status: str
+    timeline: list[TimelineEntry]
 
 
 def _moment(request: web.Request, name: str) -> datetime | None:
@@ -85,6 +114,12 @@ def export_format(request: web.Request) -> str:
 
 
 @routes.get("/v1/audit/export")
+@describe(
+    "The tenant's log as NDJSON or CSV, streamed (not for agent keys)",
+    params=EXPORT_PARAMS,
+    replies={200: Media(tuple(FORMATS.values()), "One event a line (NDJSON) or a row (CSV).")},
+    errors=(403,),
+)
 async def export(request: web.Request) -> web.StreamResponse:
     """The tenant's log; a person's to read (login token, console, operator key), not an agent's."""
     kind = export_format(request)
@@ -125,31 +160,31 @@ async def send_export(request: web.Request, only: ExportFilter, kind: str) -> we
 
 
 @routes.get("/v1/requests/{request_id}/history")
+@describe("A request's story: asked, shown, answered, ended", replies={200: History}, errors=(404,))
 async def history(request: web.Request) -> web.Response:
     requests, actor = request.app[REQUESTS], actor_of(request)
     view = await requests.get_request(request.match_info["request_id"], actor)
     records = await requests.store.read_stream(f"request-{view.request_id}")
     return json_response(
-        {
-            "request_id": view.request_id,
-            "status": view.status,
-            "timeline": [timeline_entry(record) for record in records],
-        }
+        History(
+            request_id=view.request_id,
+            status=view.status,
+            timeline=[timeline_entry(record) for record in records],
+        )
     )
 
 
-def timeline_entry(record: RecordedEvent) -> dict[str, Any]:
-    """One step of a request's story, in words and in detail."""
+def timeline_entry(record: RecordedEvent) -> TimelineEntry:
     summary, details = _told(record.event, record.meta.actor)
-    return {
-        "position": record.position,
-        "at": record.recorded_at.isoformat(),
-        "type": record.type,
-        "actor": record.meta.actor,
-        "channel": getattr(record.event, "channel", None),
-        "summary": summary,
-        "details": details,
-    }
+    return TimelineEntry(
+        position=record.position,
+        at=record.recorded_at.isoformat(),
+        type=record.type,
+        actor=record.meta.actor,
+        channel=getattr(record.event, "channel", None),
+        summary=summary,
+        details=details,
+    )
 
 
 def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:

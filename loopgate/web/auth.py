@@ -19,8 +19,8 @@ tenant.
 What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
-- public (``/health``, ``/healthz``, ``/readyz``, ``/api/auth/*``,
-  ``/telegram/webhook``, which checks Telegram's secret header itself, and
+- public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
+  ``/api/auth/*``, ``/telegram/webhook``, which checks Telegram's secret header itself, and
   ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
@@ -58,7 +58,9 @@ ANONYMOUS_TENANT = "local"
 
 # The Telegram webhook proves itself with its own secret header (web/telegram.py),
 # /metrics with metrics.token (web/metrics.py).
-_PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/telegram/webhook", "/metrics"})
+_PUBLIC_PATHS = frozenset(
+    {"/health", "/healthz", "/readyz", "/telegram/webhook", "/metrics", "/openapi.json", "/docs"}
+)
 _PUBLIC_PREFIXES = ("/api/auth/",)
 _USER_PREFIXES = ("/api/user/",)
 

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -345,14 +346,14 @@ async def _request_page(
     names = await actor_names(request)
     records = await requests.store.read_stream(f"request-{view.request_id}")
     timeline = [
-        {**entry, "summary": named(entry["summary"], names)}
+        msgspec.structs.replace(entry, summary=named(entry.summary, names))
         for entry in map(timeline_entry, records)
     ]
     decider = decided_by(view)
     context = {
         "view": view,
         "outcome": outcome_of(view),
-        "decider": named(decider["id"] or "", names) if decider else None,
+        "decider": named(decider.id or "", names) if decider else None,
         "timeline": timeline,
         "text_allowed": view.allow_text or not view.options,
         "notice": notice,

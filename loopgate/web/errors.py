@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -37,8 +38,21 @@ _CODES = {
 }
 
 
+class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """``code`` is stable, for programs; ``message`` is for people."""
+
+    code: str
+    message: str
+
+
+class Error(msgspec.Struct, frozen=True, kw_only=True):
+    """Every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return json_response({"error": {"code": code, "message": message}}, status=status)
+    return json_response(Error(error=ErrorDetail(code=code, message=message)), status=status)
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:

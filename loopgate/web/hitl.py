@@ -22,6 +22,7 @@ from aiohttp import web
 from loopgate.events import RequestType
 from loopgate.views import RequestView, SessionView
 from loopgate.web.auth import actor_of
+from loopgate.web.describe import WAIT, Param, describe
 from loopgate.web.keys import REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, read_body, required, wait_seconds
 from loopgate.web.responses import json_response
@@ -176,6 +177,12 @@ def session_reply(session: SessionView, pending: int) -> Session:
     )
 
 
+@describe(
+    "Register a session (the reference's name; also /sessions/register)",
+    body=RegisterSessionBody,
+    replies={200: Done},
+    errors=(409,),
+)
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, RegisterSessionBody)
     session, changed = await request.app[SESSIONS].register_session(
@@ -198,6 +205,12 @@ async def create_from_body(request: web.Request) -> tuple[RequestView, bool]:
 
 
 @routes.post("/hitl/request")
+@describe(
+    "Ask a human (the reference's shape; /v1/requests answers the full request)",
+    body=CreateRequestBody,
+    replies={200: Created},
+    errors=(404, 409, 422, 429),
+)
 async def create_request(request: web.Request) -> web.Response:
     view, _ = await create_from_body(request)
     return json_response(
@@ -212,6 +225,12 @@ async def create_request(request: web.Request) -> web.Response:
 
 
 @routes.get("/hitl/poll")
+@describe(
+    "A request's state; with wait=N, a long-poll until it is decided",
+    params=(Param("request_id", "The request to read.", required=True), WAIT),
+    replies={200: Polled},
+    errors=(404, 429),
+)
 async def poll(request: web.Request) -> web.Response:
     view = await request.app[REQUESTS].wait_for_decision(
         required(request, "request_id"),
@@ -223,6 +242,12 @@ async def poll(request: web.Request) -> web.Response:
 
 
 @routes.get("/hitl/status")
+@describe(
+    "A session, and how many of its requests wait",
+    params=(Param("session_id", "The session to read.", required=True),),
+    replies={200: Session},
+    errors=(404,),
+)
 async def session_status(request: web.Request) -> web.Response:
     actor = actor_of(request)
     session = await request.app[SESSIONS].get_session(required(request, "session_id"), actor)
@@ -233,6 +258,12 @@ async def session_status(request: web.Request) -> web.Response:
 
 
 @routes.post("/hitl/deactivate")
+@describe(
+    "Deactivate a session: it takes no new requests",
+    body=SessionRef,
+    replies={200: Done},
+    errors=(404, 409),
+)
 async def deactivate(request: web.Request) -> web.Response:
     body = await read_body(request, SessionRef)
     session = await request.app[SESSIONS].deactivate_session(body.session_id, actor_of(request))
@@ -246,6 +277,7 @@ async def deactivate(request: web.Request) -> web.Response:
 
 
 @routes.get("/hitl/pending")
+@describe("The caller's undecided requests", replies={200: Pending})
 async def pending(request: web.Request) -> web.Response:
     views = await request.app[REQUESTS].list_requests(
         actor_of(request), statuses=("pending", "delivered"), limit=1000
@@ -256,6 +288,12 @@ async def pending(request: web.Request) -> web.Response:
 
 
 @routes.post("/hitl/cancel")
+@describe(
+    "Cancel an undecided request",
+    body=RequestRef,
+    replies={200: Done},
+    errors=(404, 409, 410),
+)
 async def cancel(request: web.Request) -> web.Response:
     body = await read_body(request, RequestRef)
     view = await request.app[REQUESTS].cancel(body.request_id, body.reason, actor_of(request))

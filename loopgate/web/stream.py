@@ -36,6 +36,7 @@ from loopgate.errors import ValidationFailed
 from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
+from loopgate.web.describe import Media, Param, describe
 from loopgate.web.keys import CONFIG, HUB, REQUESTS, SESSIONS, STORE
 from loopgate.web.params import client_gone
 
@@ -44,6 +45,24 @@ routes = web.RouteTableDef()
 STREAMED_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith(("session.", "request.")))
 """What the streams may show; account events (hashes, login failures) never."""
 REPLAY_PAGE = 500
+SSE = Media(
+    ("text/event-stream",),
+    "Server-sent events: id is the global position, event the type, data a JSON object "
+    "{position, type, stream, recorded_at, data, actor}; ': ping' comments as heartbeats.",
+)
+RESUME = (
+    Param(
+        "Last-Event-ID",
+        "Resume after this position (what the last message's id said).",
+        {"type": "integer", "minimum": 0},
+        location="header",
+    ),
+    Param(
+        "after",
+        "Resume after this position, for clients that cannot set headers.",
+        {"type": "integer", "minimum": 0},
+    ),
+)
 
 _encoder = msgspec.json.Encoder()
 Match = Callable[[RecordedEvent], bool]
@@ -102,6 +121,9 @@ async def _streams_between(
 
 
 @routes.get("/v1/requests/{request_id}/events")
+@describe(
+    "A request's events, replayed then live", params=RESUME, replies={200: SSE}, errors=(404, 429)
+)
 async def request_events(request: web.Request) -> web.StreamResponse:
     actor, request_id = actor_of(request), request.match_info["request_id"]
     await request.app[REQUESTS].get_request(request_id, actor)  # 404 before the stream starts
@@ -116,6 +138,12 @@ async def request_events(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/sessions/{session_id}/events")
+@describe(
+    "A session's events and its requests', replayed then live",
+    params=RESUME,
+    replies={200: SSE},
+    errors=(404, 429),
+)
 async def session_events(request: web.Request) -> web.StreamResponse:
     actor, session_id = actor_of(request), request.match_info["session_id"]
     await request.app[SESSIONS].get_session(session_id, actor)  # 404 before the stream starts
@@ -148,6 +176,15 @@ async def session_events(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/events")
+@describe(
+    "The tenant's session and request events; live only unless a position is given",
+    params=(
+        *RESUME,
+        Param("types", "Comma-separated event types to keep (request.created, ...)."),
+    ),
+    replies={200: SSE},
+    errors=(429,),
+)
 async def tenant_events(request: web.Request) -> web.StreamResponse:
     actor = actor_of(request)
     types = {t for t in request.query.get("types", "").split(",") if t.strip()}

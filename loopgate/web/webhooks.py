@@ -8,11 +8,13 @@ configuration takes to catch up.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from loopgate.channels.webhooks.secrets import WebhookSecrets
 from loopgate.channels.webhooks.signing import SIGNATURE_HEADER
 from loopgate.web.auth import actor_of
+from loopgate.web.describe import describe
 from loopgate.web.keys import REQUESTS, SECRET_BOX
 from loopgate.web.responses import json_response
 
@@ -24,16 +26,26 @@ def _secrets(request: web.Request) -> WebhookSecrets:
     return WebhookSecrets(requests.store, requests.clock, request.app[SECRET_BOX])
 
 
-def _shape(secret: str) -> dict[str, str]:
-    return {"secret": secret, "header": SIGNATURE_HEADER, "algorithm": "hmac-sha256"}
+class WebhookSecret(msgspec.Struct, frozen=True, kw_only=True):
+    """The secret that signs the tenant's webhooks, the header it signs and how."""
+
+    secret: str
+    header: str
+    algorithm: str
+
+
+def _shape(secret: str) -> WebhookSecret:
+    return WebhookSecret(secret=secret, header=SIGNATURE_HEADER, algorithm="hmac-sha256")
 
 
 @routes.get("/v1/webhook-secret")
+@describe("The tenant's webhook signing secret (made on first read)", replies={200: WebhookSecret})
 async def read_secret(request: web.Request) -> web.Response:
     return json_response(_shape(await _secrets(request).current(actor_of(request).tenant)))
 
 
 @routes.post("/v1/webhook-secret")
+@describe("Rotate the webhook signing secret", replies={200: WebhookSecret})
 async def rotate_secret(request: web.Request) -> web.Response:
     actor = actor_of(request)
     return json_response(_shape(await _secrets(request).rotate(actor.tenant, actor.meta())))

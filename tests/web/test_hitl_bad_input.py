@@ -74,6 +74,19 @@ CASES = [
         {"session_id": "x", "client_id": "y", "telegram_id": "abc"},
         mentions="telegram_id",
     ),
+    # Past int64: SQLite's INTEGER and Postgres' BIGINT cannot hold it (schemathesis found it).
+    post(
+        "telegram-id-past-int64",
+        "/hitl/register",
+        {"session_id": "x", "client_id": "y", "telegram_id": 2**63},
+        mentions="telegram_id",
+    ),
+    post(
+        "telegram-id-past-int64-v1",
+        "/v1/sessions",
+        {"session_id": "x", "client_id": "y", "telegram_id": -(2**63) - 1},
+        mentions="telegram_id",
+    ),
     post("answer-option-int", ANSWER, {"option": 1}, mentions="option"),
     # missing fields
     post("no-session-id", HITL, {"client_id": "test", "message": "hi"}, mentions="session_id"),

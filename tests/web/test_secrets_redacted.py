@@ -168,7 +168,7 @@ def test_streams_and_timelines_show_secret_fields_redacted() -> None:
     for event in events:
         record = recorded(event)
         sent = msgspec.json.decode(message_data(record))["data"]
-        shown = timeline_entry(record)["details"]
+        shown = timeline_entry(record).details
         for name in SECRET_FIELDS[record.type]:
             if getattr(event, name) is not None:
                 assert sent[name] == shown[name] == REDACTED

@@ -25,6 +25,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from loopgate.views import RequestView, decided_by, outcome_of
 
 DELIVERY_HEADER = "Loopgate-Delivery-Id"
@@ -53,7 +55,7 @@ def payload(view: RequestView) -> dict[str, Any]:
         "approved": view.approved,
         "response": view.response,
         "outcome": outcome_of(view),
-        "decided_by": decided_by(view),
+        "decided_by": msgspec.to_builtins(decided_by(view)),
         "decided_at": view.decided_at.isoformat() if view.decided_at else None,
     }
 
