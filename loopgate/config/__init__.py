@@ -1,7 +1,7 @@
 """Loopgate's configuration, declared once and loaded into frozen structs.
 
-``settings`` holds the typed ``*Config`` structs and the table of settings
-(``SETTINGS``) that documents them; ``load`` builds a ``Config`` from defaults,
+``structs`` holds the typed ``*Config`` structs, ``settings`` the table of
+settings (``SETTINGS``) that documents them; ``load`` builds a ``Config`` from defaults,
 a TOML file, the environment and overrides; ``derived`` answers what a loaded
 config implies (the database backend, loopback binding, the "auto" values).
 """
@@ -23,6 +23,9 @@ from loopgate.config.derived import (
 from loopgate.config.load import load_config
 from loopgate.config.settings import (
     SETTINGS,
+    settings_markdown_table,
+)
+from loopgate.config.structs import (
     AuthConfig,
     Config,
     ConfigError,
@@ -38,7 +41,6 @@ from loopgate.config.settings import (
     StreamConfig,
     TelegramConfig,
     WebhooksConfig,
-    settings_markdown_table,
 )
 
 __all__ = [

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from loopgate.config.settings import Config, ConfigError
+from loopgate.config.structs import Config, ConfigError
 
 DATABASE_SCHEMES: dict[str, Literal["sqlite", "postgres"]] = {
     "sqlite": "sqlite",

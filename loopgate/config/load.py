@@ -41,7 +41,8 @@ from loopgate.config.derived import (
     metrics_bind,
     sqlite_path,
 )
-from loopgate.config.settings import SECTIONS, SETTINGS, Config, ConfigError, Setting
+from loopgate.config.settings import SECTIONS, SETTINGS, Setting
+from loopgate.config.structs import Config, ConfigError
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
