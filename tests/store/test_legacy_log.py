@@ -176,12 +176,6 @@ async def test_the_hash_chain_still_verifies(replayed: EventStore) -> None:
     assert verification.last_position == ROWS[-1].position
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core routes an old request of a session with a telegram_id to telegram:<id> "
-    "alone (Requests.approvers_of), so its user's operator key is refused not_an_approver; "
-    "strict: this fails as soon as it passes, to be unmarked",
-)
 async def test_an_old_operator_key_still_answers_its_users_old_request(
     replayed: EventStore,
 ) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-import pytest
 from account_helpers import PASSWORD, TEST_JWT_SECRET, Client
 from aiohttp import web
 from console_helpers import csrf_in, sign_in, text_of
@@ -20,13 +19,6 @@ from console_helpers import csrf_in, sign_in, text_of
 from loopgate.cli.users import create_user
 from loopgate.config import AuthConfig, Config, DatabaseConfig
 from loopgate.web.app import create_app
-
-ROUTING_GAP = (
-    "the core routes a request without approvers from a session with a telegram_id to "
-    "telegram:<id> alone (domain/teams.py default_approvers), so the workspace's owner is "
-    "refused not_an_approver; strict: once the default also names role:approver (or owners "
-    "may answer what is routed elsewhere) this passes, fails, and is to be unmarked"
-)
 
 # The reference README's quick start, as README.md shows it.
 REGISTER = {
@@ -43,7 +35,6 @@ ASK = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=ROUTING_GAP)
 async def test_a_request_made_before_anyone_signed_up_is_in_the_first_users_queue(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]],
     open_test_store: Any,
