@@ -22,7 +22,9 @@ the status is checked.
 ``tests/web/test_openapi.py`` does, so a new route fails until it has a row
 here. Rows marked ``built_later`` are routes another change is adding: while
 the router lacks one, its test skips ("route not built yet"); once it is
-there, it is checked like every other.
+there, it is checked like every other. ``POST /telegram/webhook`` exists only
+in Telegram's webhook mode, answers Telegram's secret header alone, and is
+tested in ``tests/telegram/``.
 """
 
 from __future__ import annotations
