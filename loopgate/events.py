@@ -141,6 +141,8 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     """A channel gave up showing the question to its operator after ``attempts`` tries.
 
     The request stays pending: it can still be answered elsewhere, or expire.
+    On Telegram, ``chat_id`` is the chat given up on (a request may go to
+    several); None in logs written before routing, when there was one chat.
     """
 
     request_id: str
@@ -148,6 +150,7 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     error: str
     attempts: int
     failed_at: datetime
+    chat_id: int | None = None
 
 
 class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):
