@@ -36,6 +36,7 @@ from aiohttp.typedefs import Handler
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
 from loopgate.domain.approval import approves
+from loopgate.domain.teams import DEFAULT_WORKSPACE
 from loopgate.errors import (
     AlreadyDecided,
     DomainError,
@@ -280,8 +281,9 @@ async def queue(request: web.Request) -> web.Response:
         "events_url": events,
         "limit": QUEUE_LIMIT,
         "nav": "queue",
-        # Anonymous agents' requests go to the "local" tenant, which no console user sees.
-        "anonymous_agents": not api_keys_required(request.app[CONFIG]),
+        # Anonymous agents' requests go to the default workspace: a hint for members of others.
+        "anonymous_agents": not api_keys_required(request.app[CONFIG])
+        and actor.tenant != DEFAULT_WORKSPACE,
     }
     return render(request, "queue.html", context)
 
