@@ -209,6 +209,10 @@ async def test_one_chat_refusing_the_message_leaves_the_others_delivered(tg: Tel
     assert {failed.chat_id, delivered.chat_id} == {BOB_TG, CAROL_TG}
     assert "blocked" in failed.error
     assert (await tg.poll(request_id))["status"] == "pending"
+    history = await (await tg.client.get(f"/v1/requests/{request_id}/history")).json()
+    (step,) = [s for s in history["timeline"] if s["type"] == "request.delivery_failed"]
+    assert step["summary"].startswith(f"telegram gave up (chat {failed.chat_id}) after 1 attempt")
+    assert step["details"]["chat_id"] == failed.chat_id
 
 
 async def test_a_request_made_before_routing_goes_to_its_sessions_operator_alone(
