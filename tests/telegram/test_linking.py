@@ -10,7 +10,8 @@ from loopgate.events import IdentityLinked, LinkCodeIssued
 from loopgate.teams import Teams
 from loopgate.teams.service import digest
 from loopgate.web.keys import TELEGRAM
-from telegram.fake_bot_api import BOT_USER
+from telegram.conftest import AppFactory
+from telegram.fake_bot_api import BOT_USER, FakeBotAPI
 from telegram.helpers import STRANGER, TelegramApp
 
 BOB_TG = 5005
@@ -23,6 +24,19 @@ async def test_the_deep_link_names_the_bot_and_carries_the_code(tg: TelegramApp)
     assert runtime.deep_link("AbC_123-x") == (
         f"https://t.me/{BOT_USER['username']}?start=AbC_123-x"
     )
+
+
+async def test_telegram_down_at_start_gives_no_deep_link_until_the_bot_is_known(
+    tg_app: AppFactory, fake_telegram: FakeBotAPI
+) -> None:
+    fake_telegram.fail_next("getMe", error_code=502, description="Bad Gateway")
+    tg = await tg_app()
+    runtime = tg.client.app[TELEGRAM]
+    await tg.fake.wait_for_call("getMe", failed=True)
+    # Retried after a second: until then the member can type /start <code> by hand.
+    assert runtime.deep_link("code") is None
+    await runtime.identified.wait()
+    assert runtime.deep_link("code") == f"https://t.me/{BOT_USER['username']}?start=code"
 
 
 async def test_start_with_a_code_links_the_account_to_the_member_who_asked(

@@ -20,7 +20,7 @@ from loopgate.channels.telegram.render import keyboard, outcome_text, request_te
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
-from loopgate.domain.teams import route_match
+from loopgate.domain.teams import allows, route_match
 from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
 from loopgate.teams import Teams
 from loopgate.views import RequestView, request_view
@@ -110,10 +110,15 @@ class OperatorDesk:
                 (member.workspace_id, _SCANNED),
             )
         found: dict[str, RequestView] = {}
+        actors: dict[str, Actor] = {}
         for view in map(request_view, rows):
             if view.request_id in found:
                 continue
-            actor = await self.actor_of(telegram_user_id, view.tenant)
+            if view.tenant not in actors:
+                actors[view.tenant] = await self.actor_of(telegram_user_id, view.tenant)
+            actor = actors[view.tenant]
+            if actor.user_id is not None and not allows(actor.role, "request.answer"):
+                continue  # an auditor: nothing is waiting for them
             if route_match(await self.requests.approvers_of(view), actor.principals):
                 found[view.request_id] = view
         ordered = sorted(found.values(), key=lambda v: (v.created_at, v.request_id))
