@@ -269,3 +269,25 @@ async def test_pending_shows_a_linked_member_what_is_routed_to_them(tg: Telegram
     assert [m["chat_id"] for m in sent] == [BOB_TG, BOB_TG]
     assert sent[0]["text"] == "1 request(s) waiting for you:"
     assert "for bob" in sent[1]["text"]
+
+
+async def test_a_linked_members_typed_reply_is_recorded_as_them(tg: TelegramApp) -> None:
+    await tg.member("alice", role="owner")
+    bob = await tg.member("bob")
+    await tg.link(bob, BOB_TG)
+    await tg.register(telegram_id=None)
+    request_id = await tg.ask(request_type="input", approvers=["user:bob"], message="Branch?")
+    shown = await tg.delivered(request_id)
+
+    update = tg.fake.message_update(
+        from_id=BOB_TG, chat_id=BOB_TG, text="release/3", reply_to_message_id=shown.message_id
+    )
+    assert (await tg.post_update(update)).status == 200
+
+    answered = await tg.wait_for_event(request_id, ResponseReceived)
+    assert isinstance(answered, ResponseReceived)
+    assert (answered.responder, answered.text, answered.channel) == (
+        bob.user_id,
+        "release/3",
+        "telegram",
+    )
