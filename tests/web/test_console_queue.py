@@ -64,7 +64,7 @@ async def test_the_queue_says_where_anonymous_agents_requests_go_only_where_they
     await operator(open_client)
     open_page = await (await open_client.get("/console")).text()
     assert "data-anonymous-hint" in open_page
-    assert "shared local tenant" in text_of(open_page)
+    assert "the server's default workspace, not in yours" in text_of(open_page)
 
     await operator(keyed_client, "bob")
     keyed_page = await (await keyed_client.get("/console")).text()
