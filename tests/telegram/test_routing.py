@@ -220,7 +220,7 @@ async def test_a_request_made_before_routing_goes_to_its_sessions_operator_alone
 ) -> None:
     await tg.member("alice", role="owner")
     bob = await tg.member("bob")
-    await tg.link(bob, BOB_TG)  # an approver with Telegram: not where an old request goes
+    await tg.link(bob, BOB_TG)  # an approver on Telegram: not where an old request is sent
     await tg.register(telegram_id=OPERATOR)
     request_id = new_id()
     old = RequestCreated(  # as written before routing: no approvers
@@ -238,7 +238,7 @@ async def test_a_request_made_before_routing_goes_to_its_sessions_operator_alone
     shown = await tg.delivered(request_id)
 
     assert shown.chat_id == OPERATOR
-    await tg.post_update(press(tg, shown, "Approve", from_id=BOB_TG))
+    await tg.post_update(press(tg, shown, "Approve", from_id=STRANGER))
     refused = await tg.wait_for_event(request_id, AnswerRefused)
     assert isinstance(refused, AnswerRefused) and refused.reason == "not_an_approver"
     await tg.post_update(press(tg, shown, "Approve", from_id=OPERATOR))
@@ -246,6 +246,9 @@ async def test_a_request_made_before_routing_goes_to_its_sessions_operator_alone
     assert isinstance(answered, ResponseReceived)
     assert answered.responder == f"telegram:{OPERATOR}"
     assert [type(e) for e in await tg.events(request_id)].count(RequestDelivered) == 1
+    assert [m["chat_id"] for m in tg.fake.calls_to("sendMessage") if "yesterday" in m["text"]] == [
+        OPERATOR
+    ]
 
 
 async def test_pending_shows_a_linked_member_what_is_routed_to_them(tg: TelegramApp) -> None:
@@ -291,3 +294,20 @@ async def test_a_linked_members_typed_reply_is_recorded_as_them(tg: TelegramApp)
         "release/3",
         "telegram",
     )
+
+
+async def test_a_request_naming_nobody_reaches_the_operator_and_every_linked_approver(
+    tg: TelegramApp,
+) -> None:
+    await tg.member("alice", role="owner")
+    bob, erin = await tg.member("bob"), await tg.member("erin", role="auditor")
+    await tg.link(bob, BOB_TG)
+    await tg.link(erin, DAVE_TG)  # an auditor is no approver: nothing is sent to her
+    await tg.register(telegram_id=OPERATOR)
+    request_id = await tg.ask(request_type="confirmation", message="Default routing?")
+
+    shown = await shown_in(tg, request_id, chats=2)
+
+    assert sorted(shown) == sorted([OPERATOR, BOB_TG])
+    sent = [m["chat_id"] for m in tg.fake.calls_to("sendMessage") if "Default" in m["text"]]
+    assert sorted(sent) == sorted([OPERATOR, BOB_TG])
