@@ -4,7 +4,9 @@ The README's role table (``loopgate.domain.teams.ROLE_TABLE``) says what each
 role may do; this file says which permission each route needs (:data:`ROUTES`),
 and proves it on both stores by calling every route as every kind of caller:
 
-- anonymous, on a server that requires keys;
+- anonymous, on a server that requires keys, and anonymous in the open mode
+  (``auth.require_api_key`` off), where it acts in the default workspace as an
+  approver that every request is routed to;
 - an owner, an admin, an approver and an auditor of one workspace, each by
   login (a login token for the API, the console's signed cookie for the
   console), by an ``agent`` key and by an ``operator`` key.
@@ -29,6 +31,7 @@ tested in ``tests/telegram/``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,10 +53,28 @@ from loopgate.web.console_session import SESSION_COOKIE
 from loopgate.web.keys import ACCOUNTS, TEAMS
 
 Surface = Literal["public", "agent", "user", "console", "console_public"]
-CallerKind = Literal["anonymous", "login", "agent_key", "operator_key"]
+CallerKind = Literal["anonymous", "open_anonymous", "login", "agent_key", "operator_key"]
 
 
 # --- the rules ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None = None  # None: allowed
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return "allowed" if self.status is None else f"{self.status} {self.code}"
+
+
+ALLOWED = Outcome()
+UNAUTHORIZED = Outcome(401, "unauthorized")
+SIGNED_OUT = Outcome(303, "sign-in redirect")
+
+
+def refused(code: str) -> Outcome:
+    return Outcome(403, code)
 
 
 @dataclass(frozen=True)
@@ -66,12 +87,15 @@ class Rule:
     is a console page anyone may open. ``permission``: the role must allow it
     (None: any member). ``agent_key``: the code every agent key gets, whatever
     its member's role. ``routed_elsewhere``: the request names nobody the caller is.
+    ``open_anonymous``: what the open mode's anonymous caller gets, where it is
+    not what an approver holding every selector would.
     """
 
     surface: Surface
     permission: Permission | None = None
     agent_key: str | None = None
     routed_elsewhere: bool = False
+    open_anonymous: Outcome | None = None
 
 
 PUBLIC = Rule("public")
@@ -82,12 +106,15 @@ ANSWER = Rule("agent", "request.answer", agent_key="agent_cannot_answer")
 ANSWER_NOT_ROUTED = Rule(
     "agent", "request.answer", agent_key="agent_cannot_answer", routed_elsewhere=True
 )
-EXPORT = Rule("agent", "audit.export", agent_key="agent_cannot_export")
+# The open mode's anonymous caller reads its whole log (web/audit.py).
+EXPORT = Rule("agent", "audit.export", agent_key="agent_cannot_export", open_anonymous=ALLOWED)
 READ_MEMBERS = Rule("agent", "members.read")
 MANAGE_MEMBERS = Rule("agent", "members.manage", agent_key="role_forbids")
 MANAGE_GROUPS = Rule("agent", "groups.manage", agent_key="role_forbids")
 ME = Rule("agent")
-MY_LINKS = Rule("agent", agent_key="role_forbids")
+# Nobody to link an account to, and no account of its own to unlink.
+LINK = Rule("agent", agent_key="role_forbids", open_anonymous=refused("role_forbids"))
+UNLINK = Rule("agent", agent_key="role_forbids", open_anonymous=Outcome(404, "link_not_found"))
 KEYS = Rule("user", "keys.manage")
 CONSOLE_READ = Rule("console", "request.read")
 CONSOLE_ASK = Rule("console", "request.create")
@@ -112,26 +139,9 @@ class Caller:
 
 CALLERS = (
     Caller("anonymous"),
+    Caller("open_anonymous"),
     *(Caller(kind, role) for role in ROLES for kind in ("login", "agent_key", "operator_key")),
 )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: int | None = None  # None: allowed
-    code: str | None = None
-
-    def __str__(self) -> str:
-        return "allowed" if self.status is None else f"{self.status} {self.code}"
-
-
-ALLOWED = Outcome()
-UNAUTHORIZED = Outcome(401, "unauthorized")
-SIGNED_OUT = Outcome(303, "sign-in redirect")
-
-
-def refused(code: str) -> Outcome:
-    return Outcome(403, code)
 
 
 def expected(rule: Rule, caller: Caller) -> Outcome:
@@ -142,6 +152,11 @@ def expected(rule: Rule, caller: Caller) -> Outcome:
         return SIGNED_OUT  # the console takes its cookie, never a key
     if caller.kind == "anonymous" or (rule.surface == "user" and caller.kind != "login"):
         return UNAUTHORIZED
+    if caller.kind == "open_anonymous":
+        if rule.open_anonymous is not None:
+            return rule.open_anonymous
+        caller = Caller("login", "approver")  # an approver, and every request is routed to it
+        rule = dataclasses.replace(rule, routed_elsewhere=False)
     if caller.kind == "agent_key" and rule.agent_key is not None:
         return refused(rule.agent_key)
     if rule.permission == "request.answer":
@@ -171,6 +186,7 @@ class Member:
 @dataclass
 class World:
     client: Client
+    open_client: Client  # the same store, served in the open mode (no key required)
     store: EventStore
     members: dict[Role, Member]
     session_id: str = "matrix"
@@ -178,6 +194,9 @@ class World:
     @property
     def owner(self) -> Member:
         return self.members["owner"]
+
+    def client_for(self, caller: Caller) -> Client:
+        return self.open_client if caller.kind == "open_anonymous" else self.client
 
     def member_for(self, caller: Caller) -> Member:
         """The member behind a caller (the owner stands in for the anonymous one)."""
@@ -334,7 +353,7 @@ async def _register_body(world: World, caller: Caller) -> Call:
 async def _console_login(world: World, caller: Caller) -> Call:
     # The sign-in form's own CSRF token comes with its page; the jar carries its cookie.
     member = world.member_for(caller)
-    form = await world.client.get("/console/login")
+    form = await world.client_for(caller).get("/console/login")
     fields = {"csrf_token": csrf_in(await form.text()), "username": member.username}
     return Call("/console/login", form={**fields, "password": PASSWORD})
 
@@ -409,7 +428,7 @@ async def _join(world: World, caller: Caller) -> Call:
 
 async def _join_form(world: World, caller: Caller) -> Call:
     joined = await _join(world, caller)
-    page = await world.client.get(joined.path)
+    page = await world.client_for(caller).get(joined.path)
     fields = {"csrf_token": csrf_in(await page.text()), "username": unique("joiner")}
     return Call(joined.path, form={**fields, "password": PASSWORD, "password_again": PASSWORD})
 
@@ -523,8 +542,8 @@ ROUTES: tuple[Row, ...] = (
     later("PUT", "/v1/groups/{name}", MANAGE_GROUPS, _group_put),
     later("DELETE", "/v1/groups/{name}", MANAGE_GROUPS, _group),
     later("GET", "/v1/me", ME),
-    later("POST", "/v1/me/links/{channel}", MY_LINKS, at("/v1/me/links/telegram")),
-    later("DELETE", "/v1/me/links/{channel}/{external_id}", MY_LINKS, _unlink),
+    later("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram")),
+    later("DELETE", "/v1/me/links/{channel}/{external_id}", UNLINK, _unlink),
     # API keys: a login token only.
     row("GET", "/api/user/apikeys", KEYS),
     row("POST", "/api/user/apikeys", KEYS, at("/api/user/apikeys", json={"label": "matrix"})),
@@ -668,7 +687,7 @@ async def send(world: World, row: Row, caller: Caller) -> Answer:
             member.agent_key if caller.kind == "agent_key" else member.operator_key
         )
     method = "POST" if row.method == "*" else row.method
-    client = world.client
+    client = world.client_for(caller)
     try:
         response = await client.request(
             method,
@@ -729,7 +748,10 @@ async def world(
             assert made.status == 201, await made.text()
             keys[kind] = (await made.json())["raw_key"]
         members[role] = Member(role, user_id, username, token, keys["agent"], keys["operator"])
-    world = World(client, store, members)
+    open_app = create_app(
+        msgspec.structs.replace(config, auth=AuthConfig(jwt_secret=TEST_JWT_SECRET)), store=store
+    )
+    world = World(client, await aiohttp_client(open_app), store, members)
     for member in members.values():
         member.cookie, member.csrf = await world.console_sign_in(member.username)
     await world.as_owner("POST", "/v1/sessions", json=SESSION)
