@@ -12,8 +12,9 @@ and shown in the viewer's own time zone by the script (UTC without it).
 Every page here needs a signed-in browser and every form a CSRF token; both
 are checked before a handler runs (``web/console_session.py``). Errors on
 console pages are HTML pages with the error's status, never the JSON shape.
-History, sessions, API keys and export are in ``web/console_admin.py``, what
-all pages share in ``web/console_pages.py``.
+History, sessions, API keys and export are in ``web/console_admin.py``; members,
+invitations, groups, linked accounts and the join page in ``web/console_teams.py``;
+what all pages share in ``web/console_pages.py``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from aiohttp.typedefs import Handler
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
 from loopgate.domain.approval import approves
+from loopgate.domain.console import in_tab, queue_tab, tabs_for
+from loopgate.domain.teams import DEFAULT_WORKSPACE
 from loopgate.errors import (
     AlreadyDecided,
     DomainError,
@@ -46,7 +49,7 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.views import RequestView, decided_by, outcome_of
-from loopgate.web import console_admin, stream
+from loopgate.web import console_admin, console_teams, stream
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
 from loopgate.web.console_pages import (
@@ -127,6 +130,7 @@ def setup(app: web.Application) -> None:
     app.router.add_static(STATIC.rstrip("/"), STATIC_DIR)
     app.add_routes(routes)
     app.add_routes(console_admin.routes)
+    app.add_routes(console_teams.routes)
     app.cleanup_ctx.append(_sessions_context)
 
 
@@ -271,17 +275,23 @@ async def queue(request: web.Request) -> web.Response:
     # created in between is sent to the page rather than lost (the script skips
     # a card it already shows).
     head = await requests.store.head()
+    tab = queue_tab(request.query.get("show"), actor.role)
     pending = await requests.list_requests(
         actor, statuses=OPEN, soonest_expiry_first=True, limit=QUEUE_LIMIT
     )
     events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
     context = {
-        "requests": pending,
+        "requests": [v for v in pending if in_tab(tab, v.approvers, actor.principals)],
+        "tab": tab,
+        "tabs": tabs_for(actor.role),
+        # The live queue asks for each new card in the same tab, which leaves out the others.
+        "card_query": "?show=all" if tab == "all" else "",
         "events_url": events,
         "limit": QUEUE_LIMIT,
         "nav": "queue",
-        # Anonymous agents' requests go to the "local" tenant, which no console user sees.
-        "anonymous_agents": not api_keys_required(request.app[CONFIG]),
+        # Anonymous agents' requests go to the default workspace; members of another do not see them.
+        "anonymous_agents": not api_keys_required(request.app[CONFIG])
+        and actor.tenant != DEFAULT_WORKSPACE,
     }
     return render(request, "queue.html", context)
 
@@ -318,8 +328,10 @@ async def _requested(request: web.Request) -> RequestView:
 
 @routes.get("/console/requests/{request_id}/card")
 async def card(request: web.Request) -> web.Response:
-    view = await _requested(request)
-    if view.final:  # decided before the page asked: nothing to add to the queue
+    view, actor = await _requested(request), actor_of(request)
+    tab = queue_tab(request.query.get("show"), actor.role)
+    # Decided before the page asked, or not for this tab: nothing to add to the queue.
+    if view.final or not in_tab(tab, view.approvers, actor.principals):
         return web.Response(status=204)
     return render(request, "_card.html", {"item": view})
 
