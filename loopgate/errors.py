@@ -74,6 +74,12 @@ class Conflict(LoopgateError):
     status, code = 409, "conflict"
 
 
+class Gone(LoopgateError):
+    """A single-use or short-lived thing (an invitation, a link code) that expired."""
+
+    status, code = 410, "gone"
+
+
 class ConcurrencyError(Conflict):
     """The stream moved on since the caller read it; re-read and retry."""
 

@@ -17,6 +17,14 @@ under which HTTP request) and lives in one stream:
 * ``apikey-<id>`` — :class:`ApiKeyCreated`, :class:`ApiKeyRevoked`
 * ``console-<id>`` — :class:`ConsoleSignedIn`, :class:`ConsoleSignedOut`
 * ``tenant-<tenant>`` — :class:`WebhookSecretRotated`
+* ``user-<id>`` also — :class:`WorkspaceCreated` and :class:`MemberAdded` with the
+  registration, :class:`IdentityUnlinked`
+* ``workspace-<id>`` — :class:`MemberRoleChanged`, :class:`MemberRemoved`,
+  :class:`GroupDefined`, :class:`GroupDeleted`
+* ``invitation-<id>`` — :class:`InvitationCreated`, :class:`InvitationAccepted`
+* ``linkcode-<digest>`` — :class:`LinkCodeIssued`, :class:`IdentityLinked`
+
+A tenant is a workspace: ``local`` (the default one) or a workspace id.
 
 Changing an event's fields is a schema change of the log: add optional fields
 with defaults, never remove or retype one.
@@ -38,6 +46,8 @@ REDACTED = "[redacted]"
 Channel = Literal["api", "telegram", "console", "mcp", "system"]
 RequestType = Literal["confirmation", "input", "choice"]
 OnTimeout = Literal["reject", "approve", "none"]
+Role = Literal["owner", "admin", "approver", "auditor"]
+"""A member's role in a workspace; what each may do is :func:`loopgate.domain.teams.allows`."""
 ApiKeyKind = Literal["agent", "operator"]
 """An ``agent`` key asks, reads, waits and cancels, never answers; an ``operator``
 key also answers, as the user who made it."""
@@ -47,10 +57,11 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
     """Who caused an event and in which context.
 
     ``actor`` is a user id, an API key id (``apikey:<id>``), a Telegram user
-    (``telegram:<id>``) or ``system``; ``tenant`` is the owning user id, or
-    ``local`` for the open quick-start mode. ``correlation_id`` is the HTTP
-    request id that led to the event; ``causation_id`` the id of the event or
-    command that caused it, when there is one.
+    (``telegram:<id>``) or ``system``; ``tenant`` is the workspace: ``local``
+    (the default one, where the open quick-start mode's requests land) or a
+    workspace id. ``correlation_id`` is the HTTP request id that led to the
+    event; ``causation_id`` the id of the event or command that caused it,
+    when there is one.
     """
 
     actor: str = "system"
@@ -117,6 +128,14 @@ class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
     idempotency_key: str | None = None
     created_at: datetime
     expires_at: datetime | None = None
+    approvers: tuple[str, ...] = ()
+    """Who may answer: ``user:<name>``, ``group:<name>``, ``role:<role>``, ``telegram:<id>``.
+
+    Resolved against the workspace's members when someone answers, not now, so
+    a member who joins later can answer. Empty in logs written before routing:
+    the session's Telegram operator, else ``role:approver``
+    (:func:`loopgate.domain.teams.default_approvers`).
+    """
 
 
 class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
@@ -182,6 +201,8 @@ class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_r
     approved: bool
     channel: Channel
     responded_at: datetime
+    routed_by: str | None = None
+    """The selector of the request's approvers the responder matched (None before routing)."""
 
 
 class RequestCancelled(Event, frozen=True, kw_only=True, tag="request.cancelled"):
@@ -250,6 +271,12 @@ class UserRegistered(Event, frozen=True, kw_only=True, tag="user.registered"):
     email: str | None = None
     password_hash: Secret
     registered_at: datetime
+    workspace_id: str | None = None
+    """The workspace the user joined, by the :class:`MemberAdded` appended with this event.
+
+    None in logs written before workspaces: then the user owns a workspace of
+    their own whose id is the user id (the tenant they had), and no other event says so.
+    """
 
 
 class UserLoggedIn(Event, frozen=True, kw_only=True, tag="user.logged_in"):
@@ -327,6 +354,118 @@ class ConsoleSignedOut(Event, frozen=True, kw_only=True, tag="console.signed_out
     signed_out_at: datetime
 
 
+# --- workspaces -------------------------------------------------------------
+
+
+class WorkspaceCreated(Event, frozen=True, kw_only=True, tag="workspace.created"):
+    """A workspace began: the tenant of its members' requests, sessions and keys.
+
+    Appended with the :class:`UserRegistered` of its first owner, on that user's
+    stream. A self-registered user's workspace has the user's id; ``local`` is
+    the default workspace, where the open loopback mode's requests land.
+    """
+
+    workspace_id: str
+    name: str
+    created_at: datetime
+
+
+class MemberAdded(Event, frozen=True, kw_only=True, tag="workspace.member_added"):
+    """A user joined a workspace with a role (with the user's registration, on its stream)."""
+
+    workspace_id: str
+    user_id: str
+    role: Role
+    invitation_id: str | None = None
+    added_at: datetime
+
+
+class MemberRoleChanged(Event, frozen=True, kw_only=True, tag="workspace.member_role_changed"):
+    """A member's role changed (on ``workspace-<id>``, so changes are serialised)."""
+
+    workspace_id: str
+    user_id: str
+    role: Role
+    changed_at: datetime
+
+
+class MemberRemoved(Event, frozen=True, kw_only=True, tag="workspace.member_removed"):
+    """A member left the workspace; their credentials stop acting in it."""
+
+    workspace_id: str
+    user_id: str
+    removed_at: datetime
+
+
+class GroupDefined(Event, frozen=True, kw_only=True, tag="workspace.group_defined"):
+    """A named group of members (user ids) was set; a request may route to ``group:<name>``."""
+
+    workspace_id: str
+    name: str
+    members: tuple[str, ...]
+    defined_at: datetime
+
+
+class GroupDeleted(Event, frozen=True, kw_only=True, tag="workspace.group_deleted"):
+    workspace_id: str
+    name: str
+    deleted_at: datetime
+
+
+class InvitationCreated(Event, frozen=True, kw_only=True, tag="invitation.created"):
+    """A single-use link to join a workspace with a role; only the token's SHA-256 is kept."""
+
+    invitation_id: str
+    workspace_id: str
+    role: Role
+    token_hash: Secret
+    expires_at: datetime
+    created_at: datetime
+
+
+class InvitationAccepted(Event, frozen=True, kw_only=True, tag="invitation.accepted"):
+    """The invitation was used (by the new ``user_id``); it cannot be used again."""
+
+    invitation_id: str
+    user_id: str
+    accepted_at: datetime
+
+
+class LinkCodeIssued(Event, frozen=True, kw_only=True, tag="identity.link_code_issued"):
+    """A member asked to link a channel account; the code (hashed here) works once, briefly."""
+
+    code_hash: Secret
+    user_id: str
+    workspace_id: str
+    channel: str
+    expires_at: datetime
+    issued_at: datetime
+
+
+class IdentityLinked(Event, frozen=True, kw_only=True, tag="identity.linked"):
+    """A channel account (a Telegram user id) now acts as this member.
+
+    Appended on the link code's stream, which is what makes the code single use.
+    """
+
+    user_id: str
+    workspace_id: str
+    channel: str
+    external_id: str
+    display: str | None = None
+    linked_at: datetime
+
+
+class IdentityUnlinked(Event, frozen=True, kw_only=True, tag="identity.unlinked"):
+    """A channel account no longer acts as the member (on ``user-<id>``)."""
+
+    user_id: str
+    workspace_id: str
+    channel: str
+    external_id: str
+    unlinked_at: datetime
+
+
 AnyEvent = (
     SessionRegistered
     | SessionDeactivated
@@ -348,6 +487,17 @@ AnyEvent = (
     | ApiKeyRevoked
     | ConsoleSignedIn
     | ConsoleSignedOut
+    | WorkspaceCreated
+    | MemberAdded
+    | MemberRoleChanged
+    | MemberRemoved
+    | GroupDefined
+    | GroupDeleted
+    | InvitationCreated
+    | InvitationAccepted
+    | LinkCodeIssued
+    | IdentityLinked
+    | IdentityUnlinked
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

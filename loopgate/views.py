@@ -62,6 +62,8 @@ class RequestView(msgspec.Struct, frozen=True, kw_only=True):
     delivered_at: datetime | None
     decided_at: datetime | None
     version: int
+    approvers: tuple[str, ...] = ()
+    routed_by: str | None = None
 
     @property
     def final(self) -> bool:
@@ -77,6 +79,7 @@ def request_view(row: dict[str, Any]) -> RequestView:
     row = dict(row)
     row["options"] = msgspec.json.decode(row["options"], type=tuple[Option, ...])
     row["metadata"] = msgspec.json.decode(row["metadata"])
+    row["approvers"] = msgspec.json.decode(row["approvers"], type=tuple[str, ...])
     return msgspec.convert(row, RequestView, strict=False)
 
 
@@ -121,6 +124,8 @@ class DecidedBy(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["human", "policy", "agent"]
     id: str | None
     channel: str | None
+    routed_by: str | None = None
+    """For a human: the request's approver selector they matched (``group:finance``)."""
 
 
 class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +142,7 @@ class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: int
     on_timeout: OnTimeout
     callback_url: str | None
+    approvers: list[str]
     status: Literal["pending", "delivered", "answered", "cancelled", "expired"]
     completed: bool
     approved: bool | None
@@ -164,7 +170,9 @@ class PublicSession(msgspec.Struct, frozen=True, kw_only=True):
 def decided_by(view: RequestView) -> DecidedBy | None:
     match view.status:
         case "answered":
-            return DecidedBy(kind="human", id=view.responder, channel=view.channel)
+            return DecidedBy(
+                kind="human", id=view.responder, channel=view.channel, routed_by=view.routed_by
+            )
         case "expired":
             return DecidedBy(kind="policy", id=f"on_timeout:{view.on_timeout}", channel="system")
         case "cancelled":
@@ -186,6 +194,7 @@ def public_request(view: RequestView) -> PublicRequest:
         timeout_seconds=view.timeout_seconds,
         on_timeout=view.on_timeout,
         callback_url=view.callback_url,
+        approvers=list(view.approvers),
         status=view.status,
         completed=view.final,
         approved=view.approved,

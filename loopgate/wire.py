@@ -115,6 +115,12 @@ class OptionBody(Body, frozen=True, kw_only=True):
 Options = Annotated[tuple[OptionLabel | OptionBody, ...], msgspec.Meta(max_length=MAX_OPTIONS)]
 
 
+ApproverSelector = Annotated[
+    str, msgspec.Meta(pattern=r"^(user|group|role|telegram):\S{1,128}$", max_length=137)
+]
+Approvers = Annotated[tuple[ApproverSelector, ...], msgspec.Meta(min_length=1, max_length=32)]
+
+
 class CreateRequestBody(Body, frozen=True, kw_only=True):
     """``POST /hitl/request`` and ``POST /v1/requests``: an agent asks a human."""
 
@@ -129,6 +135,8 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
     callback_url: Url | None = None
     metadata: dict[str, Any] = {}
     idempotency_key: NonEmptyId | None = None
+    approvers: Approvers | None = None
+    """Who may answer: ``user:<name>``, ``group:<name>``, ``role:<role>``, ``telegram:<id>``."""
     # Set by Loopgate only; declared so that a client presetting them is refused.
     status: ServerSet = msgspec.UNSET
     response: ServerSet = msgspec.UNSET

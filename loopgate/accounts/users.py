@@ -55,6 +55,7 @@ from loopgate.domain.account import (
     login_retry_after,
     username_key,
 )
+from loopgate.domain.teams import DEFAULT_WORKSPACE
 from loopgate.errors import (
     ConcurrencyError,
     Conflict,
@@ -63,9 +64,10 @@ from loopgate.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from loopgate.events import ApiKeyKind, Meta
+from loopgate.events import ApiKeyKind, Meta, Role
 from loopgate.limits import Limits
 from loopgate.store.base import EventStore
+from loopgate.teams import Teams
 
 API_KEY_PREFIX = "lk_pub_"
 DISPLAY_PREFIX_CHARS = 12
@@ -193,6 +195,7 @@ class AccountService:
         ids: Callable[[], str] = new_id,
         passwords: CryptContext | None = None,
         limits: Limits | None = None,
+        teams: Teams | None = None,
     ) -> None:
         if not jwt_secret:
             raise ValueError("jwt_secret must not be empty")
@@ -203,26 +206,71 @@ class AccountService:
         self.ids = ids
         self.passwords = passwords if passwords is not None else password_context()
         self.limits = limits or Limits.unlimited()
+        self.teams = teams or Teams(store, clock=clock, ids=ids)
         self._dummy_hash: str | None = None
 
     # --- users ----------------------------------------------------------------
 
     async def register_user(
-        self, username: str, password: str, *, correlation_id: str | None = None
+        self,
+        username: str,
+        password: str,
+        *,
+        role: Role | None = None,
+        invitation_token: str | None = None,
+        correlation_id: str | None = None,
     ) -> UserView:
-        """Create an account; ``ValidationFailed`` or ``Conflict`` (``username_taken``)."""
+        """Create an account and place it in a workspace.
+
+        The server's first user owns the default workspace (``local``). After
+        that, ``role`` (the CLI's ``--role``) joins the default workspace as
+        that role, an invitation token joins its workspace with its role (once),
+        and a plain self-registration gets a workspace of its own, as the
+        reference's users each had. ``ValidationFailed``, ``Conflict``
+        (``username_taken``, ``invitation_used``), ``NotFound`` or ``Gone`` for
+        an invitation that is unknown or expired.
+        """
         check_username(username)
         check_password(password)
+        invitation = (
+            None if invitation_token is None else await self.teams.invitation(invitation_token)
+        )
         # Spare the hashing when the name is plainly taken; the unique key
         # still decides between registrations racing for it.
         if await self._find_user(username) is not None:
             raise _taken(username)
         password_hash = await asyncio.to_thread(self.passwords.hash, password)
         user_id = self.ids()
-        command = RegisterUser(
-            user_id=user_id, username=username, password_hash=password_hash, now=self.clock()
+        first = not await self.store.fetch("SELECT 1 FROM users LIMIT 1")
+        place = RegisterUser(
+            user_id=user_id,
+            username=username,
+            password_hash=password_hash,
+            now=self.clock(),
+            workspace_id=user_id,
+            new_workspace_name=username,
         )
-        meta = Meta(actor=user_id, tenant=user_id, correlation_id=correlation_id)
+        if invitation is not None:
+            await self.teams.accept_invitation(invitation_token or "", user_id, correlation_id)
+            place = msgspec.structs.replace(
+                place,
+                workspace_id=invitation.workspace_id,
+                role=invitation.role,
+                invitation_id=invitation.invitation_id,
+                new_workspace_name=None,
+            )
+        elif first:
+            # A race between two first registrations makes two owners: both
+            # came before anyone could have been invited, on a server nobody ran yet.
+            place = msgspec.structs.replace(
+                place, workspace_id=DEFAULT_WORKSPACE, new_workspace_name="default"
+            )
+        elif role is not None:
+            place = msgspec.structs.replace(
+                place, workspace_id=DEFAULT_WORKSPACE, role=role, new_workspace_name=None
+            )
+        command = place
+        meta = Meta(actor=user_id, tenant=command.workspace_id, correlation_id=correlation_id)
         try:
             await self.store.append(f"user-{user_id}", 0, decide_user(command, initial_user), meta)
         except ConcurrencyError as exc:
@@ -257,6 +305,8 @@ class AccountService:
             raise _bad_credentials()
         verified: bool | None = None
         rehashed: str | None = None
+        membership = await self.teams.membership(row.user_id)
+        tenant = membership.workspace_id if membership else row.user_id
         for attempt in range(APPEND_ATTEMPTS):
             now = self.clock()
             _throttle(*await self._failures(row.user_id, address), now)
@@ -274,7 +324,7 @@ class AccountService:
                 )
             else:
                 command = RecordLogin(user_id=row.user_id, address=address, now=now)
-            meta = Meta(actor=row.user_id, tenant=row.user_id, correlation_id=correlation_id)
+            meta = Meta(actor=row.user_id, tenant=tenant, correlation_id=correlation_id)
             try:
                 events = decide_user(command, row.state())
                 await self.store.append(f"user-{row.user_id}", row.version, events, meta)
@@ -290,10 +340,34 @@ class AccountService:
         )
         return token, row.view()
 
-    def actor_for_token(self, token: str, correlation_id: str | None = None) -> Actor:
-        """The user a login token acts for; ``Unauthorized`` (``invalid_token``) otherwise."""
+    async def actor_for_token(self, token: str, correlation_id: str | None = None) -> Actor:
+        """The member a login token acts for; ``Unauthorized`` (``invalid_token``) otherwise."""
         user_id, _username = verify_token(token, self.jwt_secret, now=self.clock())
-        return Actor(id=user_id, tenant=user_id, correlation_id=correlation_id, answers_as=user_id)
+        return await self.actor_for_user(user_id, correlation_id=correlation_id)
+
+    async def actor_for_user(
+        self,
+        user_id: str,
+        *,
+        id: str | None = None,
+        answers: bool = True,
+        correlation_id: str | None = None,
+    ) -> Actor:
+        """What a credential of ``user_id`` acts as: the member, with their role now.
+
+        A user no longer in any workspace keeps a tenant of their own and no
+        role, so every route that needs a role refuses them.
+        """
+        membership = await self.teams.membership(user_id)
+        if membership is None:
+            return Actor(
+                id=id or user_id,
+                tenant=user_id,
+                correlation_id=correlation_id,
+                answers_as=user_id if answers else None,
+                user_id=user_id,
+            )
+        return membership.actor(id=id, answers=answers, correlation_id=correlation_id)
 
     async def get_user(self, user_id: str) -> UserView:
         rows = await self.store.fetch(
@@ -377,11 +451,11 @@ class AccountService:
                 " WHERE key_id = ? AND (last_used_at IS NULL OR last_used_at <= ?)",
                 (now, key.key_id, stale),
             )
-        return Actor(
+        return await self.actor_for_user(
+            key.user_id,
             id=f"apikey:{key.key_id}",
-            tenant=key.user_id,
+            answers=key.kind == "operator",
             correlation_id=correlation_id,
-            answers_as=key.user_id if key.kind == "operator" else None,
         )
 
     async def create_api_key(
@@ -397,7 +471,7 @@ class AccountService:
         An ``agent`` key (the default) never answers; an ``operator`` key answers
         as the user.
         """
-        user = await self.get_user(actor.tenant)  # keys belong to registered users only
+        user = await self.get_user(actor.user_id or "")  # keys belong to registered users only
         raw_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = self.ids()
         command = CreateApiKey(
@@ -419,7 +493,9 @@ class AccountService:
 
     async def list_api_keys(self, actor: Actor) -> list[ApiKeyView]:
         """The actor's user's keys, revoked and expired ones included, newest first."""
-        rows = await self.store.fetch("SELECT * FROM api_keys WHERE user_id = ?", (actor.tenant,))
+        rows = await self.store.fetch(
+            "SELECT * FROM api_keys WHERE user_id = ?", (actor.user_id or "",)
+        )
         keys = msgspec.convert(rows, list[ApiKeyView], strict=False)
         # Sorted here, not in SQL: SQLite compares timestamps as text.
         return sorted(keys, key=lambda k: (k.created_at, k.key_id), reverse=True)
@@ -427,7 +503,7 @@ class AccountService:
     async def revoke_api_key(self, actor: Actor, key_id: str) -> ApiKeyView:
         """Revoke one of the actor's keys; again is a no-op, anyone else's is ``NotFound``."""
         stream = f"apikey-{key_id}"
-        command = RevokeApiKey(key_id=key_id, user_id=actor.tenant, now=self.clock())
+        command = RevokeApiKey(key_id=key_id, user_id=actor.user_id or "", now=self.clock())
         for attempt in range(APPEND_ATTEMPTS):
             history = await self.store.read_stream(stream)
             events = decide_api_key(command, fold_api_key(r.event for r in history))

@@ -16,8 +16,9 @@ from typing import TypeVar
 
 import msgspec
 
-from loopgate.errors import ConcurrencyError, NotFound
-from loopgate.events import Event, Meta, RecordedEvent
+from loopgate.domain.teams import Permission, allows
+from loopgate.errors import ConcurrencyError, Forbidden, NotFound
+from loopgate.events import Event, Meta, RecordedEvent, Role
 from loopgate.store.base import EventStore
 
 APPEND_ATTEMPTS = 5
@@ -46,12 +47,21 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     account service): a person answers as themselves, an operator key as the
     user who made it, while its events still name the key. None is the
     default so that a new kind of caller cannot answer until someone says so.
+
+    ``tenant`` is the workspace acted in. ``user_id`` and ``role`` are the
+    member behind the credential (None for the system or an outside Telegram
+    operator); a key acts with its member's role. ``principals`` are the
+    approver selectors the actor answers to (:func:`loopgate.domain.teams.principals_for`):
+    a request is theirs to answer only if one of its ``approvers`` is among them.
     """
 
     id: str = ANONYMOUS
     tenant: str = "local"
     correlation_id: str | None = None
     answers_as: str | None = None
+    user_id: str | None = None
+    role: Role | None = None
+    principals: frozenset[str] = frozenset()
     # The client's address, for an anonymous caller: anonymous callers are told
     # apart by it alone (the rate limits' key). Never recorded in an event.
     address: str | None = None
@@ -63,6 +73,13 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     def caller(self) -> str:
         """Who counts against a rate limit: the credential, or an anonymous caller's address."""
         return f"address:{self.address}" if self.id == ANONYMOUS else self.id
+
+
+def require(actor: Actor, permission: Permission) -> None:
+    """``Forbidden`` (``role_forbids``) unless the actor's role allows ``permission``."""
+    if not allows(actor.role, permission):
+        who = f"the {actor.role} role" if actor.role else "a caller with no role here"
+        raise Forbidden(f"{who} may not do {permission}", code="role_forbids")
 
 
 async def execute(

@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
-from loopgate.commands.base import Actor, execute, new_id, utcnow
+from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
+from loopgate.domain.teams import allows, default_approvers, parse_approvers, route_match
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
@@ -32,8 +33,10 @@ from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, new_request_view, outcome_of, request_view
 from loopgate.wire import CreateRequestBody
 
-AGENT_REFUSAL = "an agent API key may not answer"
-"""``AnswerRefused.reason`` when an agent key tried to answer."""
+AGENT_REFUSAL = (
+    "an agent API key cannot answer requests; answer as a person (the console, "
+    "Telegram, a login token) or with an operator key"
+)
 
 
 class Requests:
@@ -86,6 +89,7 @@ class Requests:
         on_timeout: OnTimeout = "reject",
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        approvers: Sequence[str] = (),
         actor: Actor,
     ) -> tuple[RequestView, bool]:
         """Create a request; with an idempotency key, a repeat returns the first one.
@@ -93,8 +97,12 @@ class Requests:
         Returns the request and whether it was created now (False for a repeat).
         The same key with a different body is a ``Conflict`` (409). Over the
         caller's ``limits.create_*`` bucket: ``TooManyRequests``, nothing appended.
+        ``approvers`` names who may answer; without it, the session's Telegram
+        operator if it has one, else every approver of the workspace.
         """
         await self.limits.take("create", actor.caller)
+        require(actor, "request.create")
+        routed = parse_approvers(approvers)
         command = request_domain.CreateRequest(
             request_id=self.ids(),
             session_id=session_id,
@@ -116,7 +124,12 @@ class Requests:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
                 return earlier, False
-        await self.sessions.ensure_active(session_id, actor)
+        session = await self.sessions.get_session(session_id, actor)
+        if not session.active:
+            await self.sessions.ensure_active(session_id, actor)
+        command = msgspec.structs.replace(
+            command, approvers=routed or default_approvers(session.telegram_id)
+        )
         if callback_url is not None and not self.allow_private_callbacks:
             await check_callback_url(callback_url)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
@@ -150,6 +163,7 @@ class Requests:
             on_timeout=body.on_timeout,
             callback_url=body.callback_url,
             idempotency_key=idempotency_key,
+            approvers=body.approvers or (),
             actor=actor,
         )
 
@@ -257,31 +271,55 @@ class Requests:
         (refused answers count too): ``TooManyRequests``, nothing appended.
         """
         await self.limits.take("answer", actor.caller)
+        refusal: Forbidden | None = None
+        routed_by = None
         if actor.answers_as is None:
+            refusal = Forbidden(AGENT_REFUSAL, code="agent_cannot_answer")
+        elif actor.user_id is not None and not allows(actor.role, "request.answer"):
+            refusal = Forbidden(
+                f"the {actor.role or 'former member'} role cannot answer requests",
+                code="role_cannot_answer",
+            )
+        else:
+            view = await self.get_request(request_id, actor)
+            routed_by = route_match(await self.approvers_of(view), actor.principals)
+            if routed_by is None and not view.final:
+                refusal = Forbidden(
+                    "this request is not routed to you: it names "
+                    + ", ".join(await self.approvers_of(view)),
+                    code="not_an_approver",
+                )
+        if refusal is not None:
             await self.refuse_answer(
                 request_id,
-                responder=actor.id,
+                responder=actor.answers_as or actor.id,
                 channel=channel,
-                reason=AGENT_REFUSAL,
+                reason=refusal.code,
                 tenant=actor.tenant,
                 correlation_id=actor.correlation_id,
             )
-            raise Forbidden(
-                "an agent API key cannot answer requests; answer as a person (the console, "
-                "Telegram, a login token) or with an operator key",
-                code="agent_cannot_answer",
-            )
+            raise refusal
         command = request_domain.AnswerRequest(
             request_id=request_id,
-            responder=actor.answers_as,
+            responder=actor.answers_as or actor.id,
             option=option,
             text=text,
             channel=channel,
             now=self.clock(),
+            routed_by=routed_by,
         )
         return await self._decide(command, actor)
 
+    async def approvers_of(self, view: RequestView) -> tuple[str, ...]:
+        """Who may answer: the request's approvers, or for a request made before
+        routing, the session's Telegram operator, else every approver."""
+        if view.approvers:
+            return view.approvers
+        telegram_id = await self.sessions.telegram_operator(view.tenant, view.session_id)
+        return default_approvers(telegram_id)
+
     async def cancel(self, request_id: str, reason: str | None, actor: Actor) -> RequestView:
+        require(actor, "request.create")
         command = request_domain.CancelRequest(
             request_id=request_id, reason=reason, now=self.clock()
         )

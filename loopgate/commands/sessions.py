@@ -16,7 +16,7 @@ from datetime import datetime
 
 import msgspec
 
-from loopgate.commands.base import Actor, execute, utcnow
+from loopgate.commands.base import Actor, execute, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.domain import session as session_domain
 from loopgate.errors import Conflict, NotFound
@@ -102,10 +102,12 @@ class Sessions:
             callback_url=callback_url,
             now=self.clock(),
         )
+        require(actor, "request.create")
         appended = await self._execute(session_id, command, actor)
         return await self.get_session(session_id, actor), bool(appended)
 
     async def deactivate_session(self, session_id: str, actor: Actor) -> SessionView:
+        require(actor, "request.create")
         command = session_domain.DeactivateSession(session_id=session_id, now=self.clock())
         await self._execute(session_id, command, actor)
         return await self.get_session(session_id, actor)

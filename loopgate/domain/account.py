@@ -46,8 +46,11 @@ from loopgate.events import (
     ApiKeyRevoked,
     Event,
     LoginFailed,
+    MemberAdded,
+    Role,
     UserLoggedIn,
     UserRegistered,
+    WorkspaceCreated,
 )
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")
@@ -153,6 +156,11 @@ class RegisterUser(msgspec.Struct, frozen=True, kw_only=True):
     username: str
     password_hash: str
     now: datetime
+    workspace_id: str
+    role: Role = "owner"
+    new_workspace_name: str | None = None
+    """Set when the workspace begins with this user (their own, or the default one)."""
+    invitation_id: str | None = None
 
 
 class RecordLogin(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,7 +226,26 @@ def _register_user(command: RegisterUser, state: UserState) -> list[Event]:
                     username=command.username,
                     password_hash=command.password_hash,
                     registered_at=command.now,
-                )
+                    workspace_id=command.workspace_id,
+                ),
+                *(
+                    [
+                        WorkspaceCreated(
+                            workspace_id=command.workspace_id,
+                            name=command.new_workspace_name,
+                            created_at=command.now,
+                        )
+                    ]
+                    if command.new_workspace_name is not None
+                    else []
+                ),
+                MemberAdded(
+                    workspace_id=command.workspace_id,
+                    user_id=command.user_id,
+                    role=command.role,
+                    invitation_id=command.invitation_id,
+                    added_at=command.now,
+                ),
             ]
         case User():
             raise Conflict(f"user {command.user_id!r} already exists", code="username_taken")

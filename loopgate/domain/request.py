@@ -138,6 +138,7 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     on_timeout: OnTimeout = "reject"
     callback_url: str | None = None
     idempotency_key: str | None = None
+    approvers: tuple[str, ...] = ()
     now: datetime
 
 
@@ -190,6 +191,8 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     text: str | None = None
     channel: Channel
     now: datetime
+    routed_by: str | None = None
+    """The approver selector the responder matched (checked by the command layer)."""
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -286,6 +289,7 @@ def _create(command: CreateRequest, state: State) -> list[Event]:
             on_timeout=command.on_timeout,
             callback_url=command.callback_url,
             idempotency_key=command.idempotency_key,
+            approvers=command.approvers,
             created_at=command.now,
             expires_at=(
                 command.now + timedelta(seconds=command.timeout_seconds)
@@ -392,6 +396,7 @@ def _answer(command: AnswerRequest, state: Pending | Final) -> list[Event]:
                     approved=_approved(state.request, command),
                     channel=command.channel,
                     responded_at=command.now,
+                    routed_by=command.routed_by,
                 )
             ]
         case _:

@@ -37,14 +37,31 @@ class Projection(Protocol):
 def _all() -> Sequence[Projection]:
     from loopgate.projections import (
         api_keys,
+        groups,
+        identities,
+        invitations,
         login_failures,
+        members,
         requests,
         sessions,
         telegram_messages,
         users,
+        workspaces,
     )
 
-    return (sessions, requests, telegram_messages, users, login_failures, api_keys)
+    return (
+        sessions,
+        requests,
+        telegram_messages,
+        users,
+        login_failures,
+        api_keys,
+        workspaces,
+        members,
+        groups,
+        identities,
+        invitations,
+    )
 
 
 PROJECTIONS: Sequence[Projection] = _all()

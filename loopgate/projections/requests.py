@@ -54,8 +54,9 @@ def apply(record: RecordedEvent) -> list[Statement]:
                 (
                     "INSERT INTO requests (request_id, session_id, client_id, tenant, message,"
                     " request_type, options, allow_text, metadata, timeout_seconds, on_timeout,"
-                    " callback_url, idempotency_key, status, created_at, expires_at, version)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    " callback_url, idempotency_key, status, created_at, expires_at, version,"
+                    " approvers)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                     (
                         created.request_id,
                         created.session_id,
@@ -73,6 +74,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         created.created_at,
                         created.expires_at,
                         version,
+                        msgspec.json.encode(created.approvers).decode(),
                     ),
                 )
             ]
@@ -90,8 +92,8 @@ def apply(record: RecordedEvent) -> list[Statement]:
             return [
                 (
                     "UPDATE requests SET status = 'answered', approved = ?, response_option = ?,"
-                    " response_text = ?, responder = ?, channel = ?, decided_at = ?, version = ?"
-                    f" WHERE request_id = ? AND {_OPEN}",
+                    " response_text = ?, responder = ?, channel = ?, decided_at = ?, version = ?,"
+                    f" routed_by = ? WHERE request_id = ? AND {_OPEN}",
                     (
                         answer.approved,
                         answer.option,
@@ -100,6 +102,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         answer.channel,
                         answer.responded_at,
                         version,
+                        answer.routed_by,
                         answer.request_id,
                     ),
                 )

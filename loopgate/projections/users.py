@@ -9,11 +9,22 @@ upgrades made at login.
 from __future__ import annotations
 
 from loopgate.domain.account import username_key
-from loopgate.events import LoginFailed, RecordedEvent, UserLoggedIn, UserRegistered
+from loopgate.events import (
+    IdentityUnlinked,
+    LoginFailed,
+    MemberAdded,
+    RecordedEvent,
+    UserLoggedIn,
+    UserRegistered,
+    WorkspaceCreated,
+)
 from loopgate.projections import Statement
 
 TABLE = "users"
-EVENTS = (UserRegistered, UserLoggedIn, LoginFailed)
+# The events a user's stream also holds: they change no column, but the row's
+# version must follow the stream for a login to append at it.
+_ALSO_ON_USER_STREAMS = (WorkspaceCreated, MemberAdded, IdentityUnlinked)
+EVENTS = (UserRegistered, UserLoggedIn, LoginFailed, *_ALSO_ON_USER_STREAMS)
 
 
 def apply(record: RecordedEvent) -> list[Statement]:
@@ -36,6 +47,9 @@ def apply(record: RecordedEvent) -> list[Statement]:
             ]
         case LoginFailed(user_id=uid):
             # The row's version tracks the stream, so a login can append at it.
+            return [("UPDATE users SET version = ? WHERE user_id = ?", (record.version, uid))]
+        case _ if record.stream.startswith("user-"):
+            uid = record.stream.removeprefix("user-")
             return [("UPDATE users SET version = ? WHERE user_id = ?", (record.version, uid))]
         case _:
             return []

@@ -40,6 +40,7 @@ from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
+from loopgate.teams import Teams
 from loopgate.web import (
     accounts,
     api,
@@ -68,6 +69,7 @@ from loopgate.web.keys import (
     SECRET_BOX,
     SESSIONS,
     STORE,
+    TEAMS,
     TELEGRAM,
     WEBHOOKS,
 )
@@ -218,12 +220,14 @@ async def _runtime_context(
         metrics=app_metrics,
         limits=limits,
     )
+    app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
     app[ACCOUNTS] = AccountService(
         store,
         jwt_secret=jwt_secret,
         token_ttl_seconds=config.auth.token_ttl_seconds,
         clock=clock or utcnow,
         limits=limits,
+        teams=teams,
     )
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()

@@ -47,6 +47,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from loopgate.commands.base import Actor
 from loopgate.config import Config, ConfigError, api_keys_required, is_loopback
+from loopgate.domain.teams import ANY_PRINCIPAL, DEFAULT_WORKSPACE
 from loopgate.errors import Unauthorized
 from loopgate.web.console_session import console_gate, is_console_path
 from loopgate.web.keys import ACCOUNTS, ACTOR, CREDENTIAL, REQUEST_ID
@@ -54,7 +55,6 @@ from loopgate.web.keys import ACCOUNTS, ACTOR, CREDENTIAL, REQUEST_ID
 log = structlog.get_logger(__name__)
 
 API_KEY_PREFIX = "lk_pub_"
-ANONYMOUS_TENANT = "local"
 
 # The Telegram webhook proves itself with its own secret header (web/telegram.py),
 # /metrics with metrics.token (web/metrics.py).
@@ -90,13 +90,18 @@ def actor_of(request: web.Request) -> Actor:
 
 def anonymous(request: web.Request) -> Actor:
     # The open mode's quick start answers its own requests with curl, so the
-    # anonymous caller may answer, and the decision says so.
+    # anonymous caller may answer any of the default workspace's requests, and
+    # the decision says so. It asks, reads and answers like an approver; it
+    # never manages people, keys or exports, even where keys are not required
+    # on a public address.
     return Actor(
         id="anonymous",
-        tenant=ANONYMOUS_TENANT,
+        tenant=DEFAULT_WORKSPACE,
         correlation_id=request.get(REQUEST_ID),
         answers_as="anonymous",
         address=request.remote,
+        role="approver",
+        principals=frozenset({ANY_PRINCIPAL}),
     )
 
 
@@ -129,7 +134,7 @@ async def token_authenticator(request: web.Request) -> Actor | None:
     token = bearer(request)
     if token is None or token.startswith(API_KEY_PREFIX):
         return None
-    return request.app[ACCOUNTS].actor_for_token(token, request.get(REQUEST_ID))
+    return await request.app[ACCOUNTS].actor_for_token(token, request.get(REQUEST_ID))
 
 
 Authenticator = Callable[[web.Request], Awaitable[Actor | None]]

@@ -37,7 +37,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from loopgate.commands.base import Actor
 from loopgate.domain.console import ConsoleSession
 from loopgate.errors import Forbidden
 from loopgate.web.keys import (
@@ -206,11 +205,9 @@ async def console_gate(request: web.Request, handler: Handler) -> web.StreamResp
     session = None if session_id is None else await request.app[CONSOLE_SESSIONS].usable(session_id)
     if session is not None:
         request[CONSOLE_SESSION] = session
-        request[ACTOR] = Actor(
-            id=session.user_id,
-            tenant=session.user_id,
-            correlation_id=request.get(REQUEST_ID),
-            answers_as=session.user_id,  # the cookie is a person's
+        # The cookie is a person's: they answer as themselves, with their role now.
+        request[ACTOR] = await request.app[ACCOUNTS].actor_for_user(
+            session.user_id, correlation_id=request.get(REQUEST_ID)
         )
         request[CREDENTIAL] = "console"
     elif request.path != LOGIN and not request.path.startswith(JOIN):

@@ -19,6 +19,7 @@ from loopgate.hub import Hub
 from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
 from loopgate.store.base import EventStore
+from loopgate.teams import Teams
 
 if TYPE_CHECKING:  # aiogram takes seconds to import; only a server with Telegram on pays that
     from loopgate.channels.telegram.runtime import TelegramRuntime
@@ -33,6 +34,7 @@ EXPIRER = web.AppKey("expirer", Expirer)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)
+TEAMS = web.AppKey("teams", Teams)
 METRICS = web.AppKey("metrics", Metrics)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")

@@ -75,7 +75,7 @@ async def events_of(store: EventStore, stream: str) -> list[Event]:
 
 async def register(accounts: AccountService, username: str = "alice") -> Actor:
     user = await accounts.register_user(username, PASSWORD)
-    return Actor(id=user.user_id, tenant=user.user_id)
+    return await accounts.actor_for_user(user.user_id)
 
 
 # --- registering --------------------------------------------------------------

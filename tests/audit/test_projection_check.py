@@ -15,7 +15,7 @@ from loopgate.commands.sessions import Sessions
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 
-AGENT = Actor(id="agent", tenant="t1")
+AGENT = Actor(id="agent", tenant="t1", role="approver")
 
 
 @pytest.fixture

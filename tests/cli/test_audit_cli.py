@@ -30,14 +30,16 @@ from loopgate.commands.base import Actor, utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions, session_stream
 from loopgate.config import sqlite_path
+from loopgate.domain.teams import ANY_PRINCIPAL
 from loopgate.hub import Hub
 from loopgate.store import open_store
 
 MESSAGE = 'Deploy, "now"\nto Zürich ✓'
 # Stored as-is in the actor column, so the CSV must quote a real comma, quote and newline.
 ALICE_ID = 'alice, "the admin"\nZürich ✓'
-ALICE = Actor(id=ALICE_ID, tenant="a", answers_as=ALICE_ID)
-BOB = Actor(id="bob", tenant="b", answers_as="bob")
+ANYONE = frozenset({ANY_PRINCIPAL})  # routing is tested in tests/web/test_role_matrix.py
+ALICE = Actor(id=ALICE_ID, tenant="a", answers_as=ALICE_ID, role="approver", principals=ANYONE)
+BOB = Actor(id="bob", tenant="b", answers_as="bob", role="approver", principals=ANYONE)
 
 
 @dataclass

@@ -12,14 +12,16 @@ import pytest
 from loopgate.commands.base import APPEND_ATTEMPTS, Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions, session_stream
+from loopgate.domain.teams import ANY_PRINCIPAL
 from loopgate.errors import AlreadyDecided, ConcurrencyError, Conflict, NotFound
 from loopgate.events import Event, Meta, RecordedEvent, RequestCreated, ResponseReceived
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 
 # People (a login token, the console): they may answer.
-ALICE = Actor(id="alice", tenant="a", answers_as="alice")
-BOB = Actor(id="bob", tenant="b", answers_as="bob")
+ANYONE = frozenset({ANY_PRINCIPAL})  # routing is tested in tests/web/test_role_matrix.py
+ALICE = Actor(id="alice", tenant="a", answers_as="alice", role="approver", principals=ANYONE)
+BOB = Actor(id="bob", tenant="b", answers_as="bob", role="approver", principals=ANYONE)
 
 
 class Clock:

@@ -19,8 +19,8 @@ from loopgate.events import SessionRegistered
 from loopgate.hub import Hub
 from loopgate.store.base import EventStore
 
-ALICE = Actor(id="alice", tenant="a")
-BOB = Actor(id="bob", tenant="b")
+ALICE = Actor(id="alice", tenant="a", role="approver")
+BOB = Actor(id="bob", tenant="b", role="approver")
 THEN = datetime(2024, 1, 1, tzinfo=UTC)
 
 

@@ -49,10 +49,12 @@ from loopgate.events import (
     ApiKeyRevoked,
     Event,
     LoginFailed,
+    MemberAdded,
     RequestCreated,
     SessionRegistered,
     UserLoggedIn,
     UserRegistered,
+    WorkspaceCreated,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -82,7 +84,14 @@ def failed(at: datetime = T1) -> Event:
 
 
 def register(username: str = "alice", now: datetime = T2) -> RegisterUser:
-    return RegisterUser(user_id="u1", username=username, password_hash=HASH, now=now)
+    return RegisterUser(
+        user_id="u1",
+        username=username,
+        password_hash=HASH,
+        now=now,
+        workspace_id="u1",
+        new_workspace_name=username,
+    )
 
 
 def given_user(*events: Event) -> UserState:
@@ -143,18 +152,38 @@ def test_every_user_command_in_every_state(
             assert (type(raised.value), raised.value.code) == (error, code)
         case Emits(event_type):
             events = decide_user(USER_COMMANDS[command], state)
-            assert [type(e) for e in events] == [event_type]
+            assert type(events[0]) is event_type
+            assert event_type is UserRegistered or len(events) == 1
             assert isinstance(fold_user([*USER_HISTORIES[history], *events]), User)
 
 
-def test_registers_a_user_with_the_hash_it_is_given() -> None:
+def test_registers_a_user_with_the_hash_it_is_given_in_a_workspace_of_their_own() -> None:
     events = decide_user(register(now=T2), given_user())
     assert events == [
-        UserRegistered(user_id="u1", username="alice", password_hash=HASH, registered_at=T2)
+        UserRegistered(
+            user_id="u1", username="alice", password_hash=HASH, registered_at=T2, workspace_id="u1"
+        ),
+        WorkspaceCreated(workspace_id="u1", name="alice", created_at=T2),
+        MemberAdded(workspace_id="u1", user_id="u1", role="owner", added_at=T2),
     ]
     assert given_user(*events) == User(
         user_id="u1", username="alice", password_hash=HASH, registered_at=T2
     )
+
+
+def test_joining_an_existing_workspace_creates_none() -> None:
+    command = msgspec.structs.replace(
+        register(),
+        workspace_id="local",
+        role="approver",
+        new_workspace_name=None,
+        invitation_id="i1",
+    )
+    assert decide_user(command, given_user())[1:] == [
+        MemberAdded(
+            workspace_id="local", user_id="u1", role="approver", invitation_id="i1", added_at=T2
+        )
+    ]
 
 
 def test_registering_a_taken_user_id_is_a_409() -> None:

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import pytest
+from event_samples import TEAM_EVENTS
 
 from loopgate.domain.request import (
     DEFAULT_CONFIRMATION_OPTIONS,
@@ -646,6 +647,7 @@ ALL_EVENTS: list[Event] = [
     ConsoleSignedIn(session_id="c1", user_id="u", username="u", signed_in_at=T0, expires_at=T0),
     ConsoleSignedOut(session_id="c1", signed_out_at=T0),
     WebhookSecretRotated(tenant="local", secret="whsec_x", rotated_at=T0),
+    *TEAM_EVENTS,
 ]
 LIFECYCLE = (
     RequestCreated,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pytest
+from event_samples import TEAM_EVENTS
 
 from loopgate.domain.session import (
     DeactivateSession,
@@ -274,6 +275,7 @@ FOREIGN_EVENTS: list[Event] = [
     ConsoleSignedIn(session_id="c1", user_id="u", username="u", signed_in_at=T0, expires_at=T0),
     ConsoleSignedOut(session_id="c1", signed_out_at=T0),
     WebhookSecretRotated(tenant="local", secret="whsec_x", rotated_at=T0),
+    *TEAM_EVENTS,
 ]
 
 

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
+from loopgate.domain.teams import ANY_PRINCIPAL
 from loopgate.errors import RequestClosed
 from loopgate.events import (
     Event,
@@ -38,7 +39,10 @@ Client = TestClient[Any, Any]
 FINAL_TYPES = ("request.response_received", "request.cancelled", "request.expired")
 SETTLE = 5.0  # a generous bound for something that should take milliseconds
 LATE = 1.0  # how late after its deadline an expiry may be, on a loaded CI machine
-OPERATOR = Actor(id="operator", tenant="local", answers_as="operator")
+ANYONE = frozenset({ANY_PRINCIPAL})  # routing is tested in tests/web/test_role_matrix.py
+OPERATOR = Actor(
+    id="operator", tenant="local", answers_as="operator", role="approver", principals=ANYONE
+)
 
 
 async def until(condition: Callable[[], bool]) -> None:

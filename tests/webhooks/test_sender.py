@@ -210,7 +210,7 @@ async def test_a_failure_past_max_age_is_final_and_not_retried(
 
 
 async def _decided_request(service: Requests, url: str, session_id: str = "s1") -> str:
-    actor = Actor(id="agent")
+    actor = Actor(id="agent", role="approver")
     await service.sessions.register_session(session_id, "ci", None, actor)
     view, _ = await service.create_request(
         session_id=session_id,

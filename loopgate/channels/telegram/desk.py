@@ -53,7 +53,13 @@ class OperatorDesk:
         """
         view = await self.requests.find_request(request_id)
         responder = f"telegram:{telegram_user_id}"
-        actor = Actor(id=responder, tenant=view.tenant, answers_as=responder)
+        # An outside operator: no member, so judged by routing alone (telegram:<id>).
+        actor = Actor(
+            id=responder,
+            tenant=view.tenant,
+            answers_as=responder,
+            principals=frozenset({responder}),
+        )
         if await self.sessions.telegram_operator(view.tenant, view.session_id) != telegram_user_id:
             await self.requests.refuse_answer(
                 request_id,
