@@ -204,8 +204,10 @@ async def deep_link(request: web.Request, code: str) -> str | None:
 
 
 @routes.get("/v1/members")
-@describe("The workspace's members, with their roles, groups and linked accounts",
-          replies={200: list[MemberInfo]})
+@describe(
+    "The workspace's members, with their roles, groups and linked accounts",
+    replies={200: list[MemberInfo]},
+)
 async def list_members(request: web.Request) -> web.Response:
     actor = actor_of(request)
     require(actor, "members.read")
@@ -294,8 +296,10 @@ async def create_invitation(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/groups")
-@describe("The workspace's groups (a request routes to one as group:<name>)",
-          replies={200: list[GroupInfo]})
+@describe(
+    "The workspace's groups (a request routes to one as group:<name>)",
+    replies={200: list[GroupInfo]},
+)
 async def list_groups(request: web.Request) -> web.Response:
     actor = actor_of(request)
     require(actor, "members.read")

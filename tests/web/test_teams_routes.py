@@ -83,7 +83,11 @@ async def test_an_admin_adds_members_but_not_owners(
 async def test_approvers_and_auditors_add_nobody(
     keyed_client: Client, team: dict[str, User], role: str
 ) -> None:
-    body = {"username": unique("eve"), "password": "correct horse battery staple", "role": "approver"}
+    body = {
+        "username": unique("eve"),
+        "password": "correct horse battery staple",
+        "role": "approver",
+    }
     response = await keyed_client.post("/v1/members", json=body, headers=team[role].bearer)
     await assert_error(response, 403, "role_forbids")
 
@@ -92,7 +96,11 @@ async def test_an_agent_key_of_an_owner_manages_nobody(
     keyed_client: Client, team: dict[str, User]
 ) -> None:
     headers = await agent_key_of(keyed_client, team["owner"])
-    body = {"username": unique("eve"), "password": "correct horse battery staple", "role": "approver"}
+    body = {
+        "username": unique("eve"),
+        "password": "correct horse battery staple",
+        "role": "approver",
+    }
     await assert_error(
         await keyed_client.post("/v1/members", json=body, headers=headers), 403, "role_forbids"
     )
