@@ -182,5 +182,5 @@ def queue_tab(asked: str | None, role: Role | None) -> QueueTab:
 
 def in_tab(tab: QueueTab, approvers: Sequence[str], principals: frozenset[str]) -> bool:
     """Whether a request routed to ``approvers`` belongs in ``tab`` for a member holding
-    ``principals``; a request from before routing (no approvers) is for every approver."""
-    return tab == "all" or route_match(approvers or ("role:approver",), principals) is not None
+    ``principals``: the same match that lets them answer it (``Requests.answer``)."""
+    return tab == "all" or route_match(approvers, principals) is not None

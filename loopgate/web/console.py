@@ -281,7 +281,9 @@ async def queue(request: web.Request) -> web.Response:
     )
     events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
     context = {
-        "requests": [v for v in pending if in_tab(tab, v.approvers, actor.principals)],
+        "requests": [
+            v for v in pending if in_tab(tab, await requests.approvers_of(v), actor.principals)
+        ],
         "tab": tab,
         "tabs": tabs_for(actor.role),
         # The live queue asks for each new card in the same tab, which leaves out the others.
@@ -331,7 +333,8 @@ async def card(request: web.Request) -> web.Response:
     view, actor = await _requested(request), actor_of(request)
     tab = queue_tab(request.query.get("show"), actor.role)
     # Decided before the page asked, or not for this tab: nothing to add to the queue.
-    if view.final or not in_tab(tab, view.approvers, actor.principals):
+    approvers = await request.app[REQUESTS].approvers_of(view)
+    if view.final or not in_tab(tab, approvers, actor.principals):
         return web.Response(status=204)
     return render(request, "_card.html", {"item": view})
 
