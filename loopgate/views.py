@@ -117,7 +117,7 @@ def outcome_of(view: RequestView) -> Outcome | None:
             return None
 
 
-class DecidedBy(msgspec.Struct, frozen=True, kw_only=True):
+class DecidedBy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Who or what decided: a human (``id`` the responder), a policy
     (``on_timeout:<rule>``) or the agent that cancelled."""
 
@@ -153,6 +153,26 @@ class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: str | None
     delivered_at: str | None
     decided_at: str | None
+
+
+class RoutedMember(msgspec.Struct, frozen=True, kw_only=True):
+    """A member a request's approvers name, as the workspace is now."""
+
+    user_id: str
+    username: str
+    role: str
+
+
+class RoutedRequest(PublicRequest, frozen=True, kw_only=True):
+    """A request with its approvers resolved (``GET /v1/requests/{id}``).
+
+    ``approvers`` are the selectors in force (a request made before routing
+    shows its defaults); ``routed_to`` the members they name now. A bare
+    ``telegram:<id>`` of nobody's linked account names an outside operator, in
+    ``approvers`` only.
+    """
+
+    routed_to: list[RoutedMember]
 
 
 class PublicSession(msgspec.Struct, frozen=True, kw_only=True):

@@ -242,7 +242,7 @@ class AccountService:
         password_hash = await asyncio.to_thread(self.passwords.hash, password)
         user_id = self.ids()
         first = not await self.store.fetch("SELECT 1 FROM users LIMIT 1")
-        place = RegisterUser(
+        place = own = RegisterUser(
             user_id=user_id,
             username=username,
             password_hash=password_hash,
@@ -269,15 +269,30 @@ class AccountService:
             place = msgspec.structs.replace(
                 place, workspace_id=DEFAULT_WORKSPACE, role=role, new_workspace_name=None
             )
-        command = place
-        meta = Meta(actor=user_id, tenant=command.workspace_id, correlation_id=correlation_id)
         try:
-            await self.store.append(f"user-{user_id}", 0, decide_user(command, initial_user), meta)
+            await self._append_registration(place, correlation_id)
+        except ConcurrencyError:
+            if not first or await self._find_user(username) is not None:
+                raise
+            # Another first user created the default workspace a moment
+            # before: this one is a later registration, with a workspace of its own.
+            await self._append_registration(own, correlation_id)
+        return UserView(user_id=user_id, username=username, registered_at=place.now)
+
+    async def _append_registration(self, command: RegisterUser, correlation_id: str | None) -> None:
+        meta = Meta(
+            actor=command.user_id, tenant=command.workspace_id, correlation_id=correlation_id
+        )
+        try:
+            await self.store.append(
+                f"user-{command.user_id}", 0, decide_user(command, initial_user), meta
+            )
         except ConcurrencyError as exc:
             if exc.actual is not None:  # the id, not the name, was taken
                 raise
-            raise _taken(username) from exc
-        return UserView(user_id=user_id, username=username, registered_at=command.now)
+            if await self._find_user(command.username) is None:
+                raise  # not the name: the default workspace, claimed by a racing first user
+            raise _taken(command.username) from exc
 
     async def login(
         self,

@@ -120,16 +120,16 @@ class Requests:
             idempotency_key=idempotency_key,
             now=self.clock(),
         )
+        session = await self.sessions.get_session(session_id, actor)
+        command = msgspec.structs.replace(
+            command, approvers=routed or default_approvers(session.telegram_id)
+        )
         if idempotency_key is not None:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
                 return earlier, False
-        session = await self.sessions.get_session(session_id, actor)
         if not session.active:
             await self.sessions.ensure_active(session_id, actor)
-        command = msgspec.structs.replace(
-            command, approvers=routed or default_approvers(session.telegram_id)
-        )
         if callback_url is not None and not self.allow_private_callbacks:
             await check_callback_url(callback_url)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.

@@ -106,7 +106,9 @@ def parse_approvers(raw: Sequence[str]) -> tuple[str, ...]:
             )
         kind, value = match.groups()
         if kind == "role" and value not in ROLES:
-            raise ValidationFailed(f"approvers: unknown role {value!r} (one of {', '.join(ROLES)})")
+            raise ValidationFailed(
+                f"approvers: {selector!r} names an unknown role (one of {', '.join(ROLES)})"
+            )
         if kind == "telegram" and not value.lstrip("-").isdigit():
             raise ValidationFailed(f"approvers: {selector!r}: a Telegram id is a number")
     return tuple(dict.fromkeys(raw))

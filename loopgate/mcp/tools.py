@@ -188,6 +188,14 @@ def build_server(
             str | None,
             Field(description="retrying with the same key returns the first request"),
         ] = None,
+        approvers: Annotated[
+            list[str] | None,
+            Field(
+                description="who may answer: user:<name>, group:<name>, role:<role> or "
+                "telegram:<id> (default: the session's Telegram operator, else every approver)",
+                max_length=32,
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, Decision]:
         gate = gate_for(ctx)
         body: dict[str, Any] = {
@@ -201,6 +209,7 @@ def build_server(
             "request_type": request_type,
             "timeout_seconds": timeout_seconds,
             "idempotency_key": idempotency_key,
+            "approvers": approvers,
         }
         body |= {key: value for key, value in optional.items() if value is not None}
         try:

@@ -10,11 +10,18 @@ import msgspec
 from aiohttp import web
 
 from loopgate.errors import ValidationFailed
-from loopgate.views import PublicRequest, PublicSession, public_request, public_session
+from loopgate.views import (
+    PublicRequest,
+    PublicSession,
+    RoutedMember,
+    RoutedRequest,
+    public_request,
+    public_session,
+)
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import WAIT, Param, describe
 from loopgate.web.hitl import create_from_body
-from loopgate.web.keys import REQUESTS, SESSIONS
+from loopgate.web.keys import REQUESTS, SESSIONS, TEAMS
 from loopgate.web.params import client_gone, decode_cursor, encode_cursor, read_body, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
@@ -100,17 +107,22 @@ async def create_request(request: web.Request) -> web.Response:
 @describe(
     "A request; with wait=N, a long-poll until it is decided",
     params=(WAIT,),
-    replies={200: PublicRequest},
+    replies={200: RoutedRequest},
     errors=(404, 429),
 )
 async def get_request(request: web.Request) -> web.Response:
-    view = await request.app[REQUESTS].wait_for_decision(
+    requests = request.app[REQUESTS]
+    view = await requests.wait_for_decision(
         request.match_info["request_id"],
         actor_of(request),
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return json_response(public_request(view))
+    approvers = await requests.approvers_of(view)
+    members = await request.app[TEAMS].resolve(view.tenant, approvers)
+    fields = msgspec.structs.asdict(public_request(view)) | {"approvers": list(approvers)}
+    routed = [RoutedMember(user_id=m.user_id, username=m.username, role=m.role) for m in members]
+    return json_response(RoutedRequest(**fields, routed_to=routed))
 
 
 @routes.get("/v1/requests")

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from loopgate.audit.export import ExportFilter, csv_rows, export_batches, ndjson, session_streams
-from loopgate.commands.base import Actor
+from loopgate.commands.base import Actor, require
 from loopgate.errors import Forbidden, ValidationFailed
 from loopgate.events import (
     EVENT_TYPES,
@@ -130,6 +130,7 @@ async def export(request: web.Request) -> web.StreamResponse:
             "or the console",
             code="agent_cannot_export",
         )
+    require(actor, "audit.export")
     only = ExportFilter(
         tenant=actor.tenant,
         streams=await _streams(request, actor),

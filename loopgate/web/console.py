@@ -291,7 +291,7 @@ async def queue(request: web.Request) -> web.Response:
         "events_url": events,
         "limit": QUEUE_LIMIT,
         "nav": "queue",
-        # Anonymous agents ask in the default workspace: members of another never see those.
+        # Anonymous agents' requests go to the default workspace: a hint for members of others.
         "anonymous_agents": not api_keys_required(request.app[CONFIG])
         and actor.tenant != DEFAULT_WORKSPACE,
     }

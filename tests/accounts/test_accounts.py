@@ -27,9 +27,11 @@ from loopgate.events import (
     ApiKeyRevoked,
     Event,
     LoginFailed,
+    MemberAdded,
     Meta,
     UserLoggedIn,
     UserRegistered,
+    WorkspaceCreated,
 )
 from loopgate.store.base import EventStore
 from loopgate.store.codec import GENESIS_HASH, Row, decode_row, encode_meta
@@ -88,10 +90,17 @@ async def test_registers_a_user_on_its_own_stream(
 
     assert (user.username, user.registered_at) == ("alice", clock.now)
     assert await accounts.get_user(user.user_id) == user
-    (record,) = await store.read_stream(f"user-{user.user_id}")
+    record, created, joined = await store.read_stream(f"user-{user.user_id}")
     assert isinstance(record.event, UserRegistered)
     assert (record.event.user_id, record.event.username) == (user.user_id, "alice")
-    assert record.meta == Meta(actor=user.user_id, tenant=user.user_id, correlation_id="http-1")
+    # The server's first user owns the default workspace, in the same append.
+    assert record.meta == Meta(actor=user.user_id, tenant="local", correlation_id="http-1")
+    assert created.event == WorkspaceCreated(
+        workspace_id="local", name="default", created_at=clock.now
+    )
+    assert joined.event == MemberAdded(
+        workspace_id="local", user_id=user.user_id, role="owner", added_at=clock.now
+    )
 
 
 async def test_hashes_passwords_with_argon2id_at_owasp_parameters(
@@ -101,7 +110,7 @@ async def test_hashes_passwords_with_argon2id_at_owasp_parameters(
 
     user = await accounts.register_user("alice", PASSWORD)
 
-    (event,) = await events_of(store, f"user-{user.user_id}")
+    event, *_ = await events_of(store, f"user-{user.user_id}")
     assert isinstance(event, UserRegistered)
     assert event.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert PASSWORD not in event.password_hash
@@ -119,7 +128,7 @@ async def test_refuses_a_taken_username_whatever_its_case(
         await accounts.register_user(taken_as, "another password")
 
     assert (raised.value.status, raised.value.code) == (409, "username_taken")
-    assert await store.head() == 1
+    assert await store.head() == 3  # alice's registration, workspace and membership
 
 
 async def test_lets_exactly_one_of_ten_racing_registrations_win(
@@ -139,7 +148,11 @@ async def test_lets_exactly_one_of_ten_racing_registrations_win(
     losers = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(winners) == 1
     assert all(isinstance(o, Conflict) and o.code == "username_taken" for o in losers), losers
-    assert [r.type for r in await store.read_all()] == ["user.registered"]
+    assert [r.type for r in await store.read_all()] == [
+        "user.registered",
+        "workspace.created",
+        "workspace.member_added",
+    ]
     assert len(await store.fetch("SELECT * FROM users")) == 1
 
 
@@ -196,8 +209,14 @@ async def test_logs_in_with_the_right_password_whatever_the_username_case(
 
     assert logged_in == user
     assert verify_token(token, SECRET, now=clock.now) == (user.user_id, "Alice")
-    assert accounts.actor_for_token(token, "http-3") == Actor(
-        id=user.user_id, tenant=user.user_id, correlation_id="http-3", answers_as=user.user_id
+    assert await accounts.actor_for_token(token, "http-3") == Actor(
+        id=user.user_id,
+        tenant="local",  # the first user owns the default workspace
+        correlation_id="http-3",
+        answers_as=user.user_id,
+        user_id=user.user_id,
+        role="owner",
+        principals=frozenset({"user:Alice", "role:owner", "role:approver"}),
     )
     records = await store.read_stream(f"user-{user.user_id}")
     assert records[-1].event == UserLoggedIn(user_id=user.user_id, logged_in_at=clock.now)
@@ -236,7 +255,7 @@ async def test_refuses_an_unknown_username_recording_nothing_but_spending_a_veri
         await accounts.login("mallory", PASSWORD)
 
     assert raised.value.code == "invalid_credentials"
-    assert await store.head() == 1
+    assert await store.head() == 3  # alice's registration alone
     assert len(verified) == 1 and verified[0].startswith("$argon2id$")
 
 
@@ -429,10 +448,10 @@ async def test_a_login_token_expires_after_its_lifetime(
     token, _ = await accounts.login("alice", PASSWORD)
 
     clock.advance(59)
-    accounts.actor_for_token(token)
+    await accounts.actor_for_token(token)
     clock.advance(1)
     with pytest.raises(Unauthorized) as raised:
-        accounts.actor_for_token(token)
+        await accounts.actor_for_token(token)
     assert raised.value.code == "invalid_token"
 
 
@@ -452,7 +471,7 @@ async def test_creates_a_key_stored_only_as_its_sha256(
     raw_key, key = await accounts.create_api_key(alice)
 
     assert raw_key.startswith("lk_pub_") and len(raw_key) == len("lk_pub_") + 43
-    assert (key.user_id, key.label, key.prefix) == (alice.tenant, "default", raw_key[:12])
+    assert (key.user_id, key.label, key.prefix) == (alice.user_id, "default", raw_key[:12])
     assert (key.created_at, key.expires_at, key.revoked_at, key.last_used_at) == (
         clock.now,
         None,
@@ -464,8 +483,13 @@ async def test_creates_a_key_stored_only_as_its_sha256(
     assert isinstance(record.event, ApiKeyCreated)
     assert record.event.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
     assert record.meta.tenant == alice.tenant
+    # An agent key acts in its member's workspace with the member's role, and answers nothing.
     assert await accounts.authenticate_api_key(raw_key, "http-9") == Actor(
-        id=f"apikey:{key.key_id}", tenant=alice.tenant, correlation_id="http-9"
+        id=f"apikey:{key.key_id}",
+        tenant=alice.tenant,
+        correlation_id="http-9",
+        user_id=alice.user_id,
+        role="owner",
     )
 
 
@@ -483,7 +507,10 @@ async def test_an_operator_key_acts_as_the_key_and_answers_as_its_user(
         id=f"apikey:{key.key_id}",
         tenant=alice.tenant,
         correlation_id="http-9",
-        answers_as=alice.tenant,
+        answers_as=alice.user_id,
+        user_id=alice.user_id,
+        role="owner",
+        principals=alice.principals,
     )
     (listed,) = await accounts.list_api_keys(alice)
     assert listed.kind == "operator"
@@ -498,7 +525,7 @@ async def test_a_key_created_before_key_kinds_replays_as_an_agent_key(
     old_data = {
         "type": "apikey.created",
         "key_id": "old-key",
-        "user_id": alice.tenant,
+        "user_id": alice.user_id,
         "label": "ci",
         "key_hash": hashlib.sha256(raw_key.encode()).hexdigest(),
         "prefix": raw_key[:12],
@@ -609,7 +636,7 @@ async def test_refuses_to_create_a_key_that_has_already_expired(
     with pytest.raises(ValidationFailed) as raised:
         await accounts.create_api_key(alice, expires_at=clock.now - timedelta(seconds=1))
     assert "expires_at" in raised.value.message
-    assert await store.head() == 1
+    assert await store.head() == 3  # alice's registration alone
 
 
 async def test_refuses_to_create_a_key_for_a_tenant_that_is_no_user(
@@ -646,7 +673,7 @@ async def test_notes_when_a_key_was_last_used_at_most_once_a_minute(
     head = await store.head()
 
     async def last_used() -> datetime | None:
-        (listed,) = await accounts.list_api_keys(Actor(tenant=key.user_id))
+        (listed,) = await accounts.list_api_keys(Actor(user_id=key.user_id))
         return listed.last_used_at
 
     first_use = clock.now
@@ -670,7 +697,7 @@ async def test_the_database_never_holds_a_password_or_a_raw_key(
     password = "Zebra-Quartz-7781-unmistakable"
     user = await accounts.register_user("alice", password)
     await accounts.login("alice", password)
-    raw_key, _ = await accounts.create_api_key(Actor(id=user.user_id, tenant=user.user_id))
+    raw_key, _ = await accounts.create_api_key(await accounts.actor_for_user(user.user_id))
     await accounts.authenticate_api_key(raw_key)
     key_hash = hashlib.sha256(raw_key.encode()).hexdigest()
 

@@ -90,7 +90,7 @@ async def test_columns_kept_in_place_rather_than_by_events_are_left_out(
 ) -> None:
     accounts = AccountService(store, jwt_secret="s" * 32, token_ttl_seconds=60)
     user = await accounts.register_user("alice", "correct horse battery")
-    owner = Actor(id=user.user_id, tenant=user.user_id)
+    owner = await accounts.actor_for_user(user.user_id)
     await accounts.create_api_key(owner, label="ci")
     await store.execute("UPDATE api_keys SET last_used_at = ?", (datetime.now(UTC),))
 

@@ -69,7 +69,7 @@ async def test_the_queue_says_where_anonymous_agents_requests_go_only_where_they
     await operator(open_client, "carol")  # self-registered later: a workspace of her own
     open_page = await (await open_client.get("/console")).text()
     assert "data-anonymous-hint" in open_page
-    assert "default workspace ( local ), which you are not a member of" in text_of(open_page)
+    assert "default workspace, not in yours" in text_of(open_page)
 
     await operator(keyed_client, "bob")
     keyed_page = await (await keyed_client.get("/console")).text()
