@@ -10,12 +10,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import pytest
 from account_helpers import Client, FakeClock, User, api_key, new_key, sign_up, unique
 from hitl_helpers import assert_error, event_types
 from teams_helpers import add_member, first_owner, invite, join, members_of
+from telegram.fake_bot_api import BOT_USER, running_fake
+from telegram.helpers import telegram_config
 
+from loopgate.config import Config
 from loopgate.store.base import EventStore
+from loopgate.web.app import create_app
 from loopgate.web.keys import TEAMS
 
 
@@ -494,3 +499,19 @@ async def test_people_in_another_workspace_are_not_seen(
         f"/v1/members/{team['approver'].user_id}", headers=stranger.bearer
     )
     await assert_error(response, 404, "member_not_found")
+
+
+async def test_with_a_bot_the_link_code_comes_with_its_deep_link(
+    aiohttp_client: Any, store: EventStore, config: Config
+) -> None:
+    async with running_fake() as fake:
+        telegram = telegram_config(fake)
+        app = create_app(msgspec.structs.replace(config, telegram=telegram), store=store)
+        client = await aiohttp_client(app)
+        user = await first_owner(client)
+        response = await client.post("/v1/me/links/telegram", headers=user.bearer)
+        assert response.status == 201, await response.text()
+        made = await response.json()
+        bot = BOT_USER["username"]
+        assert made["deep_link"] == f"https://t.me/{bot}?start={made['code']}"
+        await client.close()
