@@ -23,7 +23,13 @@ from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.domain.teams import allows, default_approvers, parse_approvers, route_match
+from loopgate.domain.teams import (
+    ANY_PRINCIPAL,
+    allows,
+    default_approvers,
+    parse_approvers,
+    route_match,
+)
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
 from loopgate.hub import Hub
@@ -306,7 +312,8 @@ class Requests:
             text=text,
             channel=channel,
             now=self.clock(),
-            routed_by=routed_by,
+            # The open mode's anonymous caller answers anything: no selector applied.
+            routed_by=None if routed_by == ANY_PRINCIPAL else routed_by,
         )
         return await self._decide(command, actor)
 

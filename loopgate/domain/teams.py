@@ -86,13 +86,19 @@ def principals_for(
 def route_match(approvers: Sequence[str], principals: frozenset[str]) -> str | None:
     """The first of a request's selectors the actor holds, or None: not theirs to answer."""
     if ANY_PRINCIPAL in principals:
-        return approvers[0] if approvers else ANY_PRINCIPAL
+        return ANY_PRINCIPAL
     return next((s for s in approvers if s in principals), None)
 
 
 def default_approvers(telegram_id: int | None) -> tuple[str, ...]:
-    """A request that names nobody: the session's Telegram operator, else every approver."""
-    return (f"telegram:{telegram_id}",) if telegram_id is not None else ("role:approver",)
+    """A request that names nobody: the session's Telegram operator and every approver.
+
+    As before workspaces: the operator a reference client registered answers on
+    Telegram, and the workspace's people answer in the console. Name
+    ``approvers`` to narrow it.
+    """
+    everyone: tuple[str, ...] = ("role:approver",)
+    return (f"telegram:{telegram_id}", *everyone) if telegram_id is not None else everyone
 
 
 def parse_approvers(raw: Sequence[str]) -> tuple[str, ...]:

@@ -83,6 +83,17 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+SECRET_SEGMENTS = ("{token}",)
+"""Path parameters that are credentials (an invitation's token): logged by name, not value."""
+
+
+def loggable_path(request: web.Request) -> str:
+    """The path for the access log, with any credential in it replaced by its parameter name."""
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else ""
+    return template if any(s in template for s in SECRET_SEGMENTS) else request.path
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sent = request.headers.get(REQUEST_ID_HEADER, "")
@@ -94,7 +105,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         log.info(
             "http",
             method=request.method,
-            path=request.path,
+            path=loggable_path(request),
             status=response.status,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )

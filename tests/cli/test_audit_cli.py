@@ -508,7 +508,7 @@ def test_an_exported_file_holds_no_secret_and_verifies(
         try:
             accounts = AccountService(store, jwt_secret="x" * 32)
             user = await accounts.register_user("alice", "Zebra-Quartz-7781-unmistakable")
-            raw_key, _ = await accounts.create_api_key(Actor(id=user.user_id, tenant=user.user_id))
+            raw_key, _ = await accounts.create_api_key(await accounts.actor_for_user(user.user_id))
             box = SecretBox(lambda: bytes(32))
             return raw_key, await WebhookSecrets(store, utcnow, box).current(user.user_id)
         finally:
@@ -529,4 +529,6 @@ def test_an_exported_file_holds_no_secret_and_verifies(
             assert secret not in text
     checked = run_cli("audit", "verify", "--file", str(tmp_path / "audit.ndjson"), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.startswith("ok: 3 events"), checked.stdout
+    assert checked.stdout.startswith(
+        "ok: 5 events"
+    )  # registration (3), key, secret, checked.stdout

@@ -52,12 +52,12 @@ def test_a_member_matches_by_name_group_role_or_linked_telegram() -> None:
 
 def test_the_open_modes_anonymous_caller_matches_any_selector() -> None:
     anyone = frozenset({ANY_PRINCIPAL})
-    assert route_match(["group:finance"], anyone) == "group:finance"
+    assert route_match(["group:finance"], anyone) == ANY_PRINCIPAL
     assert route_match([], anyone) == ANY_PRINCIPAL
 
 
-def test_a_request_naming_nobody_goes_to_the_sessions_operator_else_every_approver() -> None:
-    assert default_approvers(1001) == ("telegram:1001",)
+def test_a_request_naming_nobody_goes_to_the_sessions_operator_and_every_approver() -> None:
+    assert default_approvers(1001) == ("telegram:1001", "role:approver")
     assert default_approvers(None) == ("role:approver",)
 
 

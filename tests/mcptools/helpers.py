@@ -32,6 +32,7 @@ class Live:
     def __init__(self, server: TestServer) -> None:
         self.server = server
         self.http = aiohttp.ClientSession()
+        self.first_user = ""
 
     async def __aenter__(self) -> Live:
         return self
@@ -61,7 +62,15 @@ class Live:
             return body
 
     async def new_api_key(self) -> str:
-        """Sign up a fresh user and make them an API key; the raw key."""
+        """Sign up a fresh user with a workspace of their own and make them an API key.
+
+        The server's first user, who owns the default workspace (where anonymous
+        calls land), is registered before, once.
+        """
+        if not self.first_user:
+            first = {"username": f"first_{uuid.uuid4().hex[:8]}", "password": "x" * 12}
+            await self.rest("POST", "/api/auth/register", json=first)
+            self.first_user = first["username"]
         username = f"agent_{uuid.uuid4().hex[:8]}"
         account = {"username": username, "password": "correct horse battery staple"}
         await self.rest("POST", "/api/auth/register", json=account)

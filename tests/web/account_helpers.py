@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,8 +54,25 @@ def api_key(raw_key: str) -> dict[str, str]:
     return {"X-API-Key": raw_key}
 
 
+_FIRST_USERS: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
+
+
+async def first_user(client: Client) -> str:
+    """Register the server's first user once per client (it owns the default workspace)."""
+    if client not in _FIRST_USERS:
+        username = unique("first")
+        response = await client.post(
+            "/api/auth/register", json={"username": username, "password": PASSWORD}
+        )
+        assert response.status == 201, await response.text()
+        _FIRST_USERS[client] = username
+    return _FIRST_USERS[client]
+
+
 async def sign_up(client: Client, name: str, password: str = PASSWORD) -> User:
-    """Register ``name`` (made unique) and log in."""
+    """Register ``name`` (made unique) and log in: a later self-registration, so a
+    workspace of its own (after :func:`first_user`, who owns the default one)."""
+    await first_user(client)
     username = unique(name)
     response = await client.post(
         "/api/auth/register", json={"username": username, "password": password}

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from account_helpers import PASSWORD, Client, User, log_in, sign_up, unique
+from account_helpers import PASSWORD, Client, User, first_user, log_in, unique
 from aiohttp import ClientResponse
 from console_helpers import csrf_in
 
 
-async def first_owner(client: Client, name: str = "olive") -> User:
-    """The server's first user: owner of the default workspace."""
-    return await sign_up(client, name)
+async def first_owner(client: Client) -> User:
+    """The server's first user, logged in: owner of the default workspace."""
+    username = await first_user(client)
+    token = await log_in(client, username)
+    me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200, await me.text()
+    return User((await me.json())["user_id"], username, token)
 
 
 async def add_member(client: Client, by: User, name: str, role: str) -> User:

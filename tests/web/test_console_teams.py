@@ -277,3 +277,12 @@ async def test_the_queue_shows_what_is_routed_to_me_and_admins_see_all(
 
     await as_(keyed_client, aud)
     assert card_ids(await (await keyed_client.get("/console")).text()) == []  # never answers
+
+
+async def test_the_default_workspace_needs_no_hint_about_anonymous_agents(
+    open_client: Client,
+) -> None:
+    owner = await first_owner(open_client)
+    await as_(open_client, owner)
+    page = await (await open_client.get("/console")).text()
+    assert "data-anonymous-hint" not in page  # anonymous agents' requests are in this very queue

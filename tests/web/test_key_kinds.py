@@ -108,7 +108,12 @@ async def test_an_operator_key_answers_as_the_user_who_made_it(
     assert response.status == 200, await response.text()
     body = await response.json()
     assert (body["status"], body["approved"]) == ("answered", True)
-    assert body["decided_by"] == {"kind": "human", "id": alice.user_id, "channel": "api"}
+    assert body["decided_by"] == {
+        "kind": "human",
+        "id": alice.user_id,
+        "channel": "api",
+        "routed_by": "role:approver",  # the default: the workspace's approvers (owners count)
+    }
     (decision,) = [
         r
         for r in await store.read_stream(f"request-{agent.request_id}")
