@@ -19,9 +19,9 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from loopgate.commands.base import Actor
+from loopgate.commands.base import Actor, require
 from loopgate.domain.account import check_password, check_username
-from loopgate.domain.teams import Permission, allows
+from loopgate.domain.teams import Permission
 from loopgate.errors import Forbidden, NotFound
 from loopgate.events import Role
 from loopgate.teams import IdentityView, MemberView
@@ -165,14 +165,6 @@ def group_info(group: GroupView) -> GroupInfo:
 
 
 # --- who may ------------------------------------------------------------------------------
-
-
-def require(actor: Actor, permission: Permission) -> None:
-    """403 ``role_forbids`` unless the actor's role allows ``permission``."""
-    if not allows(actor.role, permission):
-        raise Forbidden(
-            f"your role ({actor.role or 'none'}) may not do {permission}", code="role_forbids"
-        )
 
 
 def require_person(actor: Actor, permission: Permission | None = None) -> None:
