@@ -160,6 +160,8 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     """A channel gave up showing the question to its operator after ``attempts`` tries.
 
     The request stays pending: it can still be answered elsewhere, or expire.
+    On Telegram, ``chat_id`` is the chat given up on (a request may go to
+    several); None in logs written before routing, when there was one chat.
     """
 
     request_id: str
@@ -167,13 +169,18 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     error: str
     attempts: int
     failed_at: datetime
+    chat_id: int | None = None
 
 
 class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):
     """Someone not allowed to answer tried to; nothing was decided.
 
-    Either not the session's operator (Telegram), or an agent API key
-    (``responder`` is then ``apikey:<id>``).
+    ``reason`` says why: someone the request is not routed to
+    (``not_an_approver``, e.g. a Telegram account that is neither linked to a
+    routed member nor the session's operator), a member whose role never
+    answers (``role_cannot_answer``), or an agent API key
+    (``agent_cannot_answer``; ``responder`` is then ``apikey:<id>``). Logs from
+    before routing hold a sentence instead of a code.
     """
 
     request_id: str

@@ -415,15 +415,23 @@ class Requests:
         return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def record_delivery_failure(
-        self, request_id: str, tenant: str, *, channel: Channel, error: str, attempts: int
+        self,
+        request_id: str,
+        tenant: str,
+        *,
+        channel: Channel,
+        error: str,
+        attempts: int,
+        chat_id: int | None = None,
     ) -> list[RecordedEvent]:
-        """Record that ``channel`` gave up delivering; ``[]`` if the request was decided."""
+        """Record that ``channel`` gave up delivering (to ``chat_id``); ``[]`` if decided."""
         command = request_domain.RecordDeliveryFailure(
             request_id=request_id,
             channel=channel,
             error=error,
             attempts=attempts,
             now=self.clock(),
+            chat_id=chat_id,
         )
         return await self._on_request(command, Actor(id="system", tenant=tenant))
 

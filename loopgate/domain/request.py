@@ -162,6 +162,7 @@ class RecordDeliveryFailure(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     attempts: int
     now: datetime
+    chat_id: int | None = None
 
 
 class RefuseAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -317,7 +318,9 @@ def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
     match state:
         case Pending():
             if any(
-                (d.channel, d.external_message_id) == (command.channel, command.external_message_id)
+                # Message ids count per chat: the same id in two chats is two messages.
+                (d.channel, d.chat_id, d.external_message_id)
+                == (command.channel, command.chat_id, command.external_message_id)
                 for d in state.deliveries
             ):
                 return []
@@ -348,6 +351,7 @@ def _delivery_failed(command: RecordDeliveryFailure, state: Pending | Final) -> 
                     error=command.error,
                     attempts=command.attempts,
                     failed_at=command.now,
+                    chat_id=command.chat_id,
                 )
             ]
         case Answered() | Cancelled() | Expired():

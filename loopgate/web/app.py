@@ -250,7 +250,7 @@ async def _runtime_context(
     app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
-        await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE))
+        await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE), teams)
         sender = bot.sender
         if sender is not None:
             app_metrics.reactor(sender.name, lambda: sender.lag)

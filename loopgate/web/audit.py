@@ -212,9 +212,11 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "shown_options": list(shown.shown_options),
             }
         case DeliveryFailed() as failed:
+            chat = f" (chat {failed.chat_id})" if failed.chat_id is not None else ""
             return (
-                f"{failed.channel} gave up after {failed.attempts} attempt(s): {failed.error}",
-                {"error": failed.error, "attempts": failed.attempts},
+                f"{failed.channel} gave up{chat} after {failed.attempts} attempt(s):"
+                f" {failed.error}",
+                {"error": failed.error, "attempts": failed.attempts, "chat_id": failed.chat_id},
             )
         case AnswerRefused() as refused:
             return (

@@ -214,7 +214,7 @@ async def test_a_choice_is_sent_to_the_operator_and_answered_by_their_press(
         assert await running.webhook(stranger) == 200
         refusal = await running.fake.wait_for_call("answerCallbackQuery")
         assert refusal["callback_query_id"] == stranger["callback_query"]["id"]
-        assert "only the operator" in refusal["text"]
+        assert "not routed to you" in refusal["text"]
         assert refusal.get("show_alert") is True
         pending = await running.poll(request_id)
         assert pending["status"] == "pending"

@@ -398,6 +398,19 @@ def test_the_same_delivery_twice_is_a_no_op() -> None:
     assert decide(command, given(created(), delivered())) == []
 
 
+def test_the_same_message_id_in_another_chat_is_another_delivery() -> None:
+    # Telegram counts message ids per chat: two approvers' chats can both show message 3.
+    first = MarkDelivered(
+        request_id="r1", channel="telegram", external_message_id="3", chat_id=5005, now=SOON
+    )
+    (shown,) = decide(first, given(created()))
+    second = msgspec.structs.replace(first, chat_id=6006)
+    assert [
+        (e.chat_id, e.external_message_id) for e in decide(second, given(created(), shown))
+    ] == [(6006, "3")]
+    assert decide(first, given(created(), shown)) == []
+
+
 def test_records_a_delivery_after_the_deadline_while_the_request_is_open() -> None:
     command = MarkDelivered(request_id="r1", channel="telegram", external_message_id="m2", now=DUE)
     assert [type(e) for e in decide(command, given(created()))] == [RequestDelivered]

@@ -10,14 +10,16 @@ from typing import Any, NamedTuple
 from aiohttp.test_utils import TestClient
 
 from loopgate.config import TelegramConfig
-from loopgate.events import Event, RequestDelivered
+from loopgate.events import Event, RequestDelivered, Role
 from loopgate.store.base import EventStore
-from loopgate.web.keys import HUB
+from loopgate.teams import Membership, Teams
+from loopgate.web.keys import ACCOUNTS, HUB, TEAMS
 from telegram.fake_bot_api import TEST_TOKEN, FakeBotAPI
 
 WEBHOOK_SECRET = "test-webhook-secret_0123456789"
 OPERATOR = 1001
 STRANGER = 2002
+PASSWORD = "correct horse battery staple"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -94,15 +96,52 @@ class TelegramApp:
 
     async def wait_for_event(self, request_id: str, kind: type[Event]) -> Event:
         """The request's first event of type ``kind``, waiting (5 s at most) on the app's hub."""
+        return (await self.wait_for_events(request_id, kind))[0]
+
+    async def wait_for_events(
+        self, request_id: str, kind: type[Event], count: int = 1
+    ) -> list[Event]:
+        """The request's first ``count`` events of type ``kind``, waiting (5 s at most)."""
         hub = self.client.app[HUB]
         async with asyncio.timeout(5):
             with hub.watch(f"request-{request_id}") as changed:
                 while True:
                     found = [e for e in await self.events(request_id) if isinstance(e, kind)]
-                    if found:
-                        return found[0]
+                    if len(found) >= count:
+                        return found[:count]
                     await changed.wait()
                     changed.clear()
+
+    @property
+    def teams(self) -> Teams:
+        return self.client.app[TEAMS]
+
+    async def member(self, username: str, role: Role = "approver") -> Membership:
+        """A user of the default workspace (the server's first user owns it, whatever ``role``)."""
+        user = await self.client.app[ACCOUNTS].register_user(username, PASSWORD, role=role)
+        membership = await self.teams.membership(user.user_id)
+        assert membership is not None
+        return membership
+
+    async def link_code(self, member: Membership) -> str:
+        """What ``POST /v1/me/links/telegram`` gives the member: a code for ``/start``."""
+        code, _ = await self.teams.issue_link_code(member.actor(), "telegram")
+        return code
+
+    async def say(self, from_id: int, text: str) -> dict[str, Any]:
+        """Send ``text`` to the bot from a private chat; the bot's reply."""
+        before = len(self.fake.calls_to("sendMessage"))
+        update = self.fake.message_update(from_id=from_id, chat_id=from_id, text=text)
+        assert (await self.post_update(update)).status == 200
+        return await self.fake.wait_for_call("sendMessage", count=before + 1)
+
+    async def link(self, member: Membership, telegram_id: int) -> Membership:
+        """Link ``telegram_id`` to ``member`` as they would: ``/start <code>``."""
+        reply = await self.say(telegram_id, f"/start {await self.link_code(member)}")
+        assert reply["text"].startswith("Linked"), reply["text"]
+        linked = await self.teams.identity("telegram", str(telegram_id))
+        assert linked is not None and linked.user_id == member.user_id
+        return linked
 
     async def poll(self, request_id: str) -> dict[str, Any]:
         response = await self.client.get("/hitl/poll", params={"request_id": request_id})

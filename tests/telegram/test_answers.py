@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopgate.channels.telegram.handlers import INVALID_BUTTON, NOT_OPERATOR
+from loopgate.channels.telegram.handlers import INVALID_BUTTON, NOT_AN_APPROVER
 from loopgate.events import (
     AnswerRefused,
     RequestCreated,
@@ -61,7 +61,7 @@ async def test_a_strangers_press_is_refused_and_recorded(tg: TelegramApp) -> Non
     assert (await tg.post_update(press(tg, shown, "Approve", from_id=STRANGER))).status == 200
 
     callback = await tg.fake.wait_for_call("answerCallbackQuery")
-    assert (callback["text"], callback["show_alert"]) == (NOT_OPERATOR, True)
+    assert (callback["text"], callback["show_alert"]) == (NOT_AN_APPROVER, True)
     assert (await tg.poll(request_id))["status"] == "pending"
     refused = await tg.wait_for_event(request_id, AnswerRefused)
     assert isinstance(refused, AnswerRefused)
@@ -133,7 +133,7 @@ async def test_a_strangers_reply_is_refused(tg: TelegramApp) -> None:
     shown = await tg.delivered(request_id)
     await tg.post_update(reply(tg, shown, "ship it", from_id=STRANGER))
     answer = await tg.fake.wait_for_call("sendMessage", count=2)
-    assert answer["text"] == NOT_OPERATOR
+    assert answer["text"] == NOT_AN_APPROVER
     assert (await tg.poll(request_id))["status"] == "pending"
     assert AnswerRefused in await tg.event_types(request_id)
 

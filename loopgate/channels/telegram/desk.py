@@ -20,7 +20,9 @@ from loopgate.channels.telegram.render import keyboard, outcome_text, request_te
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
-from loopgate.errors import AlreadyDecided, Forbidden, RequestClosed, StoreUnavailable
+from loopgate.domain.teams import allows, route_match
+from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
+from loopgate.teams import Teams
 from loopgate.views import RequestView, request_view
 
 log = structlog.get_logger(__name__)
@@ -28,15 +30,43 @@ log = structlog.get_logger(__name__)
 HTML = "HTML"
 _RECORD_ATTEMPTS = 3
 _RECORD_RETRY_SECONDS = 0.5
+_OPEN = "('pending', 'delivered')"
+_SCANNED = 1000
+"""Open requests looked at per source for ``/pending``: a bound on one command's work."""
 
 
 class OperatorDesk:
     def __init__(
-        self, requests: Requests, sessions: Sessions, bot: Bot, signer: CallbackSigner
+        self,
+        requests: Requests,
+        sessions: Sessions,
+        bot: Bot,
+        signer: CallbackSigner,
+        teams: Teams,
     ) -> None:
-        self.requests, self.sessions = requests, sessions
+        self.requests, self.sessions, self.teams = requests, sessions, teams
         self.store = requests.store
         self.bot, self.signer = bot, signer
+
+    async def actor_of(self, telegram_user_id: int, workspace_id: str) -> Actor:
+        """Who a Telegram account acts as in ``workspace_id``.
+
+        A linked account acts as its member there: their role and principals,
+        their answers recorded under their user id, while the events' ``Meta``
+        still names the Telegram account. Any other account is an outside
+        operator, holding ``telegram:<id>`` alone: it may answer what names
+        that id (a session's ``telegram_id``) and nothing else.
+        """
+        responder = f"telegram:{telegram_user_id}"
+        member = await self.teams.identity("telegram", str(telegram_user_id))
+        if member is not None and member.workspace_id == workspace_id:
+            return member.actor(id=responder)
+        return Actor(
+            id=responder,
+            tenant=workspace_id,
+            answers_as=responder,
+            principals=frozenset({responder}),
+        )
 
     async def answer_as(
         self,
@@ -46,45 +76,53 @@ class OperatorDesk:
         option: str | None = None,
         text: str | None = None,
     ) -> RequestView:
-        """Answer for a Telegram user, who must be the operator of the request's session.
+        """Answer for a Telegram user, as the member they linked or as an outside operator.
 
-        Anyone else's attempt is recorded as ``AnswerRefused`` and raised as
-        ``Forbidden`` (``not_operator``); the request is left as it was.
+        ``Requests.answer`` decides whether they may: someone the request is
+        not routed to is recorded as ``AnswerRefused`` and refused with
+        ``Forbidden`` (``not_an_approver``, or ``role_cannot_answer`` for a
+        member whose role never answers); the request is left as it was.
         """
         view = await self.requests.find_request(request_id)
-        responder = f"telegram:{telegram_user_id}"
-        # An outside operator: no member, so judged by routing alone (telegram:<id>).
-        actor = Actor(
-            id=responder,
-            tenant=view.tenant,
-            answers_as=responder,
-            principals=frozenset({responder}),
-        )
-        if await self.sessions.telegram_operator(view.tenant, view.session_id) != telegram_user_id:
-            await self.requests.refuse_answer(
-                request_id,
-                responder=actor.id,
-                channel="telegram",
-                reason="not the session's operator",
-                tenant=view.tenant,
-            )
-            raise Forbidden(
-                "only the operator of this request's session may answer it", code="not_operator"
-            )
+        actor = await self.actor_of(telegram_user_id, view.tenant)
         return await self.requests.answer(
             request_id, option=option, text=text, channel="telegram", actor=actor
         )
 
     async def open_requests_of(self, telegram_user_id: int, limit: int = 20) -> list[RequestView]:
-        """Open requests of every session this Telegram user operates, oldest first."""
-        rows = await self.store.fetch(
+        """Open requests this Telegram user may answer, oldest first.
+
+        Those of the sessions they operate and, for a linked account, those of
+        its member's workspace; either way only the ones routed to them.
+        """
+        where = (
             "SELECT r.* FROM requests r"
             " JOIN sessions s ON s.tenant = r.tenant AND s.session_id = r.session_id"
-            " WHERE s.telegram_id = ? AND r.status IN ('pending', 'delivered')"
-            " ORDER BY r.created_at, r.request_id LIMIT ?",
-            (telegram_user_id, limit),
+            f" WHERE s.telegram_id = ? AND r.status IN {_OPEN}"
+            " ORDER BY r.created_at, r.request_id LIMIT ?"
         )
-        return [request_view(row) for row in rows]
+        rows = await self.store.fetch(where, (telegram_user_id, _SCANNED))
+        member = await self.teams.identity("telegram", str(telegram_user_id))
+        if member is not None:
+            rows += await self.store.fetch(
+                f"SELECT * FROM requests WHERE tenant = ? AND status IN {_OPEN}"
+                " ORDER BY created_at, request_id LIMIT ?",
+                (member.workspace_id, _SCANNED),
+            )
+        found: dict[str, RequestView] = {}
+        actors: dict[str, Actor] = {}
+        for view in map(request_view, rows):
+            if view.request_id in found:
+                continue
+            if view.tenant not in actors:
+                actors[view.tenant] = await self.actor_of(telegram_user_id, view.tenant)
+            actor = actors[view.tenant]
+            if actor.user_id is not None and not allows(actor.role, "request.answer"):
+                continue  # an auditor: nothing is waiting for them
+            if route_match(await self.requests.approvers_of(view), actor.principals):
+                found[view.request_id] = view
+        ordered = sorted(found.values(), key=lambda v: (v.created_at, v.request_id))
+        return ordered[:limit]
 
     async def send_request(self, chat_id: int, view: RequestView) -> Message:
         """Post the question with its buttons; Telegram errors propagate to the caller."""
@@ -136,9 +174,10 @@ class OperatorDesk:
 
     async def show_outcome(self, chat_id: int, message_id: int, view: RequestView) -> None:
         """Edit a request's message to say how it ended; its buttons go away."""
+        responder = await self.responder_name(view)
         try:
             await self.bot.edit_message_text(
-                text=outcome_text(view),
+                text=outcome_text(view, responder),
                 chat_id=chat_id,
                 message_id=message_id,
                 parse_mode=HTML,
@@ -155,6 +194,13 @@ class OperatorDesk:
                 message_id=message_id,
                 error=exc.message,
             )
+
+    async def responder_name(self, view: RequestView) -> str | None:
+        """The username of the member who decided, if a member did."""
+        if view.responder is None or ":" in view.responder:  # telegram:<id>, apikey:<id>
+            return None
+        member = await self.teams.membership(view.responder)
+        return member.username if member is not None else None
 
     async def messages_of(self, request_id: str) -> list[tuple[int, int]]:
         """The (chat id, message id) of every message that shows ``request_id``."""

@@ -1,10 +1,13 @@
 """What the bot does with updates: button presses, text replies and commands.
 
-Only the operator registered for a request's session (its ``telegram_id``)
-may answer it; the desk records anyone else's attempt as
-``AnswerRefused`` and the bot says no politely. A text reply is matched to
-its request by the message it replies to (``telegram_messages``), never by
-parsing the text. Every refusal explains itself in the chat.
+A Telegram account a member linked (``/start <code>``, the deep link of
+``POST /v1/me/links/telegram``) acts as that member; any other account is an
+outside operator, known by its id alone (a session's ``telegram_id``). Only
+someone a request is routed to may answer it: ``Requests.answer`` records
+anyone else's attempt as ``AnswerRefused`` and the bot says no politely. A
+text reply is matched to its request by the message it replies to
+(``telegram_messages``), never by parsing the text. Every refusal explains
+itself in the chat.
 
 :func:`build_router` makes a fresh router each time: an aiogram router can
 belong to one dispatcher only, and each app (and each test) has its own.
@@ -14,20 +17,32 @@ from __future__ import annotations
 
 import structlog
 from aiogram import F, Router
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from loopgate.channels.telegram.callbacks import ANSWER_PREFIX, ForgedCallback
 from loopgate.channels.telegram.desk import HTML, OperatorDesk
 from loopgate.channels.telegram.render import escape
-from loopgate.errors import DomainError, Forbidden, LoopgateError, NotFound
+from loopgate.errors import Conflict, DomainError, Forbidden, Gone, LoopgateError, NotFound
 from loopgate.views import RequestView
 
 log = structlog.get_logger(__name__)
 
 PENDING_SHOWN = 10
 
-NOT_OPERATOR = "Sorry, only the operator of this request's session can answer it."
+NOT_AN_APPROVER = "Sorry, this request is not routed to you, so you cannot answer it."
+ROLE_CANNOT_ANSWER = "Sorry, your role in this workspace cannot answer requests."
+LINK_REFUSED = {
+    "link_code_expired": "This link code has expired. Ask for a new one in the console.",
+    "link_code_used": "This link code was already used. Ask for a new one in the console.",
+    "link_code_not_found": "This link code is unknown. Ask for a new one in the console.",
+    "identity_taken": (
+        "Not linked: this Telegram account is already linked to another member. "
+        "They can unlink it in the console first."
+    ),
+    "member_not_found": "Not linked: the member who asked for this code is no longer a member.",
+}
+"""What ``/start <code>`` says when the code links nothing, by the error's code."""
 INVALID_BUTTON = "This button is not valid."
 HOW_TO_ANSWER = (
     "To answer a request, tap one of its buttons or reply to its message. "
@@ -37,6 +52,7 @@ HOW_TO_ANSWER = (
 
 def build_router() -> Router:
     router = Router(name="loopgate")
+    router.message.register(on_link, CommandStart(deep_link=True))
     router.message.register(on_start, CommandStart())
     router.message.register(on_pending, Command("pending"))
     router.message.register(on_status, Command("status"))
@@ -50,7 +66,7 @@ def build_router() -> Router:
 def explain(error: LoopgateError, view: RequestView | None) -> str:
     """Why an answer was not taken, in the operator's words."""
     if isinstance(error, Forbidden):
-        return NOT_OPERATOR
+        return ROLE_CANNOT_ANSWER if error.code == "role_cannot_answer" else NOT_AN_APPROVER
     if isinstance(error, NotFound):
         return "This request no longer exists."
     if view is not None and view.final:
@@ -144,6 +160,27 @@ async def on_start(message: Message) -> None:
         f'<code>"telegram_id": {user_id}</code> and its requests come to this chat, '
         "with buttons to answer them.\n\n" + escape(HOW_TO_ANSWER),
         parse_mode=HTML,
+    )
+
+
+async def on_link(message: Message, command: CommandObject, desk: OperatorDesk) -> None:
+    """``/start <code>``: link this Telegram account to the member who asked for the code."""
+    if message.from_user is None or not command.args:
+        return
+    user = message.from_user
+    display = f"@{user.username}" if user.username else user.full_name
+    try:
+        member = await desk.teams.link_identity(
+            command.args.strip(), "telegram", str(user.id), display=display
+        )
+    except (NotFound, Conflict, Gone) as exc:
+        log.info("telegram link refused", user_id=user.id, reason=exc.code)
+        await message.answer(LINK_REFUSED.get(exc.code, f"Not linked: {exc.message}"))
+        return
+    log.info("telegram account linked", user_id=user.id, member=member.user_id)
+    await message.answer(
+        f"Linked: this Telegram account acts as {member.username} in Loopgate now. "
+        "Requests routed to you come to this chat.\n\n" + HOW_TO_ANSWER
     )
 
 

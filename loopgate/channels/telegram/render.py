@@ -83,14 +83,18 @@ def request_text(view: RequestView) -> str:
     return "\n".join(lines)
 
 
-def outcome_text(view: RequestView) -> str:
-    """The message once the request is decided: the question, then who decided what, when."""
-    return "\n".join([*_body(view), "", _outcome_line(view)])
+def outcome_text(view: RequestView, responder: str | None = None) -> str:
+    """The message once the request is decided: the question, then who decided what, when.
+
+    ``responder`` names who decided (a member's username); the view's
+    ``responder`` id when not given.
+    """
+    return "\n".join([*_body(view), "", _outcome_line(view, responder)])
 
 
-def _outcome_line(view: RequestView) -> str:
+def _outcome_line(view: RequestView, responder: str | None) -> str:
     when = _when(view.decided_at) if view.decided_at else "?"
-    who = escape(_clip(view.responder or "?", _ID_CHARS))
+    who = escape(_clip(responder or view.responder or "?", _ID_CHARS))
     match view.status:
         case "answered":
             verdict = "✅ <b>Approved</b>" if view.approved else "❌ <b>Rejected</b>"

@@ -6,6 +6,10 @@ In webhook mode Telegram POSTs updates to ``/telegram/webhook``
 for updates in a background task, after deleting any webhook (Telegram
 refuses ``getUpdates`` while one is set). Either way Telegram being down at
 start does not stop the server: registration is retried in the background.
+
+The bot's own username (``getMe``, asked at start and retried the same way)
+makes the deep links a member opens to link their account
+(:meth:`TelegramRuntime.deep_link`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import ConfigError, TelegramConfig, TelegramMode
 from loopgate.reactors.lease import Lease
+from loopgate.teams import Teams
 
 log = structlog.get_logger(__name__)
 
@@ -56,11 +61,28 @@ class TelegramRuntime:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router())
         self.sender: TelegramSender | None = None
+        self.username: str | None = None
+        """The bot's @username without the @, once ``getMe`` answered."""
+        self.identified = asyncio.Event()
+        """Set once :attr:`username` is known."""
         self._setup: asyncio.Task[None] | None = None
+        self._identify: asyncio.Task[None] | None = None
 
-    async def start(self, requests: Requests, sessions: Sessions, lease: Lease) -> None:
+    def deep_link(self, code: str) -> str | None:
+        """``https://t.me/<bot>?start=<code>``: opening it sends ``/start <code>`` to the bot.
+
+        None while the bot's username is not known yet (Telegram unreachable
+        since start): the member can still send ``/start <code>`` by hand.
+        """
+        if self.username is None:
+            return None
+        return f"https://t.me/{self.username}?start={code}"
+
+    async def start(
+        self, requests: Requests, sessions: Sessions, lease: Lease, teams: Teams
+    ) -> None:
         signer = CallbackSigner.for_bot_token(self.config.bot_token)
-        desk = OperatorDesk(requests, sessions, self.bot, signer)
+        desk = OperatorDesk(requests, sessions, self.bot, signer, teams)
         self.dispatcher["desk"] = desk
         self.dispatcher.update.outer_middleware(UpdateInbox(requests.store, requests.clock))
         self.sender = TelegramSender(
@@ -70,6 +92,7 @@ class TelegramRuntime:
             retry_seconds=self.config.retry_seconds,
         )
         await self.sender.start()
+        self._identify = asyncio.create_task(self._learn_username(), name="telegram-getme")
         if self.mode == "polling":
             self._setup = asyncio.create_task(self._poll(), name="telegram-polling")
         elif self.config.webhook_url:
@@ -85,10 +108,11 @@ class TelegramRuntime:
         if self.mode == "polling":
             with contextlib.suppress(RuntimeError):  # polling never got started
                 await self.dispatcher.stop_polling()
-        if self._setup is not None:
-            self._setup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._setup
+        for task in (self._setup, self._identify):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.sender is not None:
             await self.sender.stop()
         await self.bot.session.close()
@@ -106,6 +130,13 @@ class TelegramRuntime:
                 delay = SETUP_RETRY_SECONDS[min(attempt, len(SETUP_RETRY_SECONDS) - 1)]
                 log.warning(f"telegram {what} failed, retrying", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
+
+    async def _learn_username(self) -> None:
+        await self._until_done("getMe", self.bot.me)
+        me = await self.bot.me()  # aiogram keeps the first answer: no second call
+        self.username = me.username
+        self.identified.set()
+        log.info("telegram bot identified", username=me.username)
 
     async def _register_webhook(self) -> None:
         await self._until_done(

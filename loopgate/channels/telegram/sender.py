@@ -1,23 +1,26 @@
-"""The Telegram sender: posts new requests to their operator, edits them once decided.
+"""The Telegram sender: posts new requests to their approvers, edits them once decided.
 
 It follows the log from its checkpoint (``reactors/checkpoint.py``) and acts on:
 
-* ``RequestCreated`` for a session with a ``telegram_id``: send the question
-  with its buttons and append ``RequestDelivered`` (chat and message id). A
-  failed send is retried with doubling waits, or after Telegram's
-  ``retry_after`` when it asks for more; after ``attempts`` tries, or at once
-  when Telegram refuses for good (a chat that does not exist, a bot the user
-  blocked), it appends ``DeliveryFailed``. Request creation never waits for
+* ``RequestCreated``: send the question with its buttons to every chat the
+  request is routed to (``Teams.telegram_chats``: the linked accounts of the
+  members its ``approvers`` name, and bare ``telegram:<id>`` selectors; a
+  request made before routing goes to its session's ``telegram_id``), and
+  append one ``RequestDelivered`` per chat (chat and message id). A failed
+  send is retried with doubling waits, or after Telegram's ``retry_after``
+  when it asks for more; after ``attempts`` tries, or at once when Telegram
+  refuses for good (a chat that does not exist, a bot the user blocked), it
+  appends ``DeliveryFailed`` for that chat. Request creation never waits for
   any of this.
 * ``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``: edit every
-  message that shows the request to say who decided what and when, and drop
-  its buttons.
+  message that shows the request, in every chat, to say who decided what and
+  when, and drop its buttons.
 
 Each event is handled in its own task, so one slow chat does not hold up the
 others. Exactly once, across restarts and processes: one process holds the
 ``telegram`` lease; a delivery first checks the request's stream, so an event
 handled again after a restart (the checkpoint is saved behind the work still
-in flight) sends nothing twice, and an edit redone is answered "not modified".
+in flight) sends nothing twice to a chat, and an edit redone is answered "not modified".
 The one gap left: a crash between Telegram accepting a message and the
 ``RequestDelivered`` append sends that message again after the restart.
 """
@@ -138,35 +141,53 @@ class TelegramSender(LogFollower):
     async def _deliver(self, record: RecordedEvent) -> None:
         created = record.event
         assert isinstance(created, RequestCreated)
-        operator = self._desk.sessions.telegram_operator
-        chat_id = await operator(record.meta.tenant, created.session_id)
-        if chat_id is None or not await self._still_to_deliver(created.request_id):
+        chats = await self._chats_of(record.meta.tenant, created)
+        if not chats:
+            return
+        chats = await self._still_to_deliver(created.request_id, chats)
+        if not chats:
             return
         view = await self._desk.requests.find_request(created.request_id)
+        # The sends run side by side; their appends to the request's stream
+        # take turns, so none of them runs out of retries on a stale version.
+        recording = asyncio.Lock()
+        await asyncio.gather(*(self._deliver_to(chat, view, recording) for chat in chats))
+
+    async def _chats_of(self, tenant: str, created: RequestCreated) -> list[int]:
+        if not created.approvers:  # made before routing: its session's operator, as then
+            chat_id = await self._desk.sessions.telegram_operator(tenant, created.session_id)
+            return [] if chat_id is None else [chat_id]
+        return await self._desk.teams.telegram_chats(tenant, created.approvers)
+
+    async def _deliver_to(self, chat_id: int, view: RequestView, recording: asyncio.Lock) -> None:
         try:
             message = await self._retrying(
                 lambda: self._send(chat_id, view),
                 "send",
-                request_id=created.request_id,
+                request_id=view.request_id,
+                chat_id=chat_id,
             )
         except GaveUp as gave_up:
             log.warning(
                 "telegram delivery failed",
-                request_id=created.request_id,
+                request_id=view.request_id,
                 chat_id=chat_id,
                 attempts=gave_up.attempts,
                 error=str(gave_up.error),
             )
-            await self._desk.requests.record_delivery_failure(
-                created.request_id,
-                record.meta.tenant,
-                channel="telegram",
-                error=str(gave_up.error),
-                attempts=gave_up.attempts,
-            )
+            async with recording:
+                await self._desk.requests.record_delivery_failure(
+                    view.request_id,
+                    view.tenant,
+                    channel="telegram",
+                    error=str(gave_up.error),
+                    attempts=gave_up.attempts,
+                    chat_id=chat_id,
+                )
             return
-        await self._desk.record_delivery(view, message)
-        log.info("telegram request sent", request_id=created.request_id, chat_id=chat_id)
+        async with recording:
+            await self._desk.record_delivery(view, message)
+        log.info("telegram request sent", request_id=view.request_id, chat_id=chat_id)
 
     async def _send(self, chat_id: int, view: RequestView) -> Message:
         try:
@@ -175,32 +196,43 @@ class TelegramSender(LogFollower):
             self._desk.requests.metrics.delivery_failed("telegram")
             raise
 
-    async def _still_to_deliver(self, request_id: str) -> bool:
-        """False once the request is decided, shown on Telegram, or given up on."""
+    async def _still_to_deliver(self, request_id: str, chats: list[int]) -> list[int]:
+        """The chats still owed the message: none once the request is decided.
+
+        A chat is done once the message was shown there or given up on (a
+        ``DeliveryFailed`` without a chat is from before routing: the only chat).
+        """
         history = [r.event for r in await self._store.read_stream(f"request-{request_id}")]
         if request_domain.is_terminal(request_domain.fold(history)):
-            return False
-        return not any(
-            isinstance(event, RequestDelivered | DeliveryFailed) and event.channel == "telegram"
+            return []
+        done: set[int | None] = {
+            event.chat_id
             for event in history
-        )
+            if isinstance(event, RequestDelivered | DeliveryFailed) and event.channel == "telegram"
+        }
+        if None in done:
+            return []
+        return [chat for chat in chats if chat not in done]
 
     async def _show_outcome(self, request_id: str) -> None:
         messages = await self._desk.messages_of(request_id)
         if not messages:
             return
         view = await self._desk.requests.find_request(request_id)
-        for chat_id, message_id in messages:
-            try:
-                await self._retrying(
-                    functools.partial(self._desk.show_outcome, chat_id, message_id, view),
-                    "edit",
-                    request_id=request_id,
-                )
-            except GaveUp as gave_up:
-                log.warning(
-                    "telegram message not edited",
-                    request_id=request_id,
-                    message_id=message_id,
-                    error=str(gave_up.error),
-                )
+        await asyncio.gather(*(self._edit(chat, message, view) for chat, message in messages))
+
+    async def _edit(self, chat_id: int, message_id: int, view: RequestView) -> None:
+        try:
+            await self._retrying(
+                functools.partial(self._desk.show_outcome, chat_id, message_id, view),
+                "edit",
+                request_id=view.request_id,
+            )
+        except GaveUp as gave_up:
+            log.warning(
+                "telegram message not edited",
+                request_id=view.request_id,
+                chat_id=chat_id,
+                message_id=message_id,
+                error=str(gave_up.error),
+            )
