@@ -247,7 +247,7 @@ async def issue_link_code(request: web.Request) -> web.Response:
         code, expires_at = await request.app[TEAMS].issue_link_code(actor_of(request), "telegram")
     except REFUSED as exc:
         return await _links_page(request, error=exc.message, status=exc.status)
-    made = {"code": code, "deep_link": await deep_link(request, code), "expires_at": expires_at}
+    made = {"code": code, "deep_link": deep_link(request, code), "expires_at": expires_at}
     return await _links_page(request, code=made, status=201)
 
 

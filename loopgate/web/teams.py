@@ -125,7 +125,8 @@ class Me(msgspec.Struct, frozen=True, kw_only=True):
 class LinkCode(msgspec.Struct, frozen=True, kw_only=True):
     """Send ``/start <code>`` to the bot (or open ``deep_link``) within ten minutes; once.
 
-    ``deep_link`` is None when this server runs no Telegram bot.
+    ``deep_link`` is None when this server runs no Telegram bot, or before the bot learned
+    its own name (Telegram unreachable since start).
     """
 
     channel: str
@@ -183,13 +184,10 @@ def invitation_url(request: web.Request, token: str) -> str:
     return f"{request.url.origin()}{JOIN_PATH}{token}"
 
 
-async def deep_link(request: web.Request, code: str) -> str | None:
-    """``https://t.me/<bot>?start=<code>``, when this server runs a bot whose name it can learn."""
+def deep_link(request: web.Request, code: str) -> str | None:
+    """``https://t.me/<bot>?start=<code>``, when this server runs a bot whose name it knows."""
     runtime = request.app.get(TELEGRAM)
-    if runtime is None:
-        return None
-    me = await runtime.bot.me()  # aiogram keeps the answer: one getMe per process
-    return f"https://t.me/{me.username}?start={code}" if me.username else None
+    return runtime.deep_link(code) if runtime is not None else None
 
 
 # --- members ------------------------------------------------------------------------------
@@ -382,7 +380,7 @@ async def issue_link_code(request: web.Request) -> web.Response:
     channel = _channel(request)
     code, expires_at = await request.app[TEAMS].issue_link_code(actor, channel)
     reply = LinkCode(
-        channel=channel, code=code, deep_link=await deep_link(request, code), expires_at=expires_at
+        channel=channel, code=code, deep_link=deep_link(request, code), expires_at=expires_at
     )
     return json_response(reply, status=201)
 

@@ -7,6 +7,7 @@ shown once per role that meets it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from telegram.helpers import telegram_config
 from loopgate.config import Config
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
-from loopgate.web.keys import TEAMS
+from loopgate.web.keys import TEAMS, TELEGRAM
 
 
 @pytest.fixture
@@ -508,6 +509,8 @@ async def test_with_a_bot_the_link_code_comes_with_its_deep_link(
         telegram = telegram_config(fake)
         app = create_app(msgspec.structs.replace(config, telegram=telegram), store=store)
         client = await aiohttp_client(app)
+        async with asyncio.timeout(5):  # the bot asks getMe at start, in the background
+            await app[TELEGRAM].identified.wait()
         user = await first_owner(client)
         response = await client.post("/v1/me/links/telegram", headers=user.bearer)
         assert response.status == 201, await response.text()
