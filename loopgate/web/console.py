@@ -38,7 +38,7 @@ from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
 from loopgate.domain.approval import approves
 from loopgate.domain.console import in_tab, queue_tab, tabs_for
-from loopgate.domain.teams import DEFAULT_WORKSPACE
+from loopgate.domain.teams import DEFAULT_WORKSPACE, route_match
 from loopgate.errors import (
     AlreadyDecided,
     DomainError,
@@ -357,7 +357,8 @@ async def _request_page(
     text: str = "",
     status: int = 200,
 ) -> web.Response:
-    requests = request.app[REQUESTS]
+    requests, actor = request.app[REQUESTS], actor_of(request)
+    approvers = await requests.approvers_of(view)
     names = await actor_names(request)
     records = await requests.store.read_stream(f"request-{view.request_id}")
     timeline = [
@@ -374,6 +375,9 @@ async def _request_page(
         "notice": notice,
         "error": error,
         "text": text,
+        # Who may answer; a member the request is not routed to gets no buttons to press.
+        "approvers": approvers,
+        "routed_to_me": route_match(approvers, actor.principals) is not None,
         # An open page follows the decisions committed after ``head``, read before
         # ``view``: one that lands in between is replayed, not missed.
         "watch_url": None

@@ -59,6 +59,9 @@ async def test_an_invited_approver_in_finance_answers_carol_and_the_auditor_cann
     client.session.cookie_jar.clear()
     assert (await sign_in(client, carol.username)).status == 303
     assert request_id not in await (await client.get("/console")).text()
+    page = await (await client.get(f"/console/requests/{request_id}")).text()
+    assert "data-not-routed" in page and "group:finance" in page
+    assert 'name="option"' not in page  # no buttons that could only be refused
     refused_page = await submit(client, f"/console/requests/{request_id}/answer", option="Approve")
     assert refused_page.status == 403
 
