@@ -14,19 +14,24 @@ Rules:
   unknown id, it is :class:`NotFound` (``console_session_not_found``).
 * A session is usable while it is open and before its ``expires_at``
   (:func:`is_usable`); an expired one needs no event to end.
+
+The queue's tabs are here too (:func:`queue_tab`, :func:`in_tab`): "Routed to
+me" shows the requests whose approvers name the signed-in member; owners and
+admins also get "All", every open request of the workspace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import reduce
-from typing import TypeAlias, assert_never
+from typing import Literal, TypeAlias, assert_never
 
 import msgspec
 
+from loopgate.domain.teams import route_match
 from loopgate.errors import Conflict, NotFound
-from loopgate.events import ConsoleSignedIn, ConsoleSignedOut, Event
+from loopgate.events import ConsoleSignedIn, ConsoleSignedOut, Event, Role
 
 # --- state ------------------------------------------------------------------
 
@@ -157,3 +162,25 @@ def is_usable(state: State, now: datetime) -> bool:
     return (
         isinstance(state, ConsoleSession) and state.signed_out_at is None and now < state.expires_at
     )
+
+
+# --- the queue's tabs ---------------------------------------------------------
+
+QueueTab = Literal["mine", "all"]
+ALL_TAB_ROLES: frozenset[Role] = frozenset({"owner", "admin"})
+"""Who sees the "All" tab: everyone else sees only what is routed to them."""
+
+
+def tabs_for(role: Role | None) -> tuple[QueueTab, ...]:
+    return ("mine", "all") if role in ALL_TAB_ROLES else ("mine",)
+
+
+def queue_tab(asked: str | None, role: Role | None) -> QueueTab:
+    """The tab a queue page shows: "all" only when asked for and the role may see it."""
+    return "all" if asked == "all" and "all" in tabs_for(role) else "mine"
+
+
+def in_tab(tab: QueueTab, approvers: Sequence[str], principals: frozenset[str]) -> bool:
+    """Whether a request routed to ``approvers`` belongs in ``tab`` for a member holding
+    ``principals``: the same match that lets them answer it (``Requests.answer``)."""
+    return tab == "all" or route_match(approvers, principals) is not None

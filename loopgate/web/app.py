@@ -52,6 +52,7 @@ from loopgate.web import (
     metrics,
     openapi,
     stream,
+    teams,
     webhooks,
 )
 from loopgate.web.auth import auth_middleware, jwt_secret_for
@@ -177,6 +178,7 @@ def create_app(
     app.add_routes(stream.routes)
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(teams.routes)
     app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
     console.setup(app)

@@ -12,8 +12,9 @@ and shown in the viewer's own time zone by the script (UTC without it).
 Every page here needs a signed-in browser and every form a CSRF token; both
 are checked before a handler runs (``web/console_session.py``). Errors on
 console pages are HTML pages with the error's status, never the JSON shape.
-History, sessions, API keys and export are in ``web/console_admin.py``, what
-all pages share in ``web/console_pages.py``.
+History, sessions, API keys and export are in ``web/console_admin.py``; members,
+invitations, groups, linked accounts and the join page in ``web/console_teams.py``;
+what all pages share in ``web/console_pages.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from aiohttp.typedefs import Handler
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
 from loopgate.domain.approval import approves
-from loopgate.domain.teams import DEFAULT_WORKSPACE
+from loopgate.domain.console import in_tab, queue_tab, tabs_for
+from loopgate.domain.teams import DEFAULT_WORKSPACE, route_match
 from loopgate.errors import (
     AlreadyDecided,
     DomainError,
@@ -47,7 +49,7 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.views import RequestView, decided_by, outcome_of
-from loopgate.web import console_admin, stream
+from loopgate.web import console_admin, console_teams, stream
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
 from loopgate.web.console_pages import (
@@ -128,6 +130,7 @@ def setup(app: web.Application) -> None:
     app.router.add_static(STATIC.rstrip("/"), STATIC_DIR)
     app.add_routes(routes)
     app.add_routes(console_admin.routes)
+    app.add_routes(console_teams.routes)
     app.cleanup_ctx.append(_sessions_context)
 
 
@@ -272,12 +275,19 @@ async def queue(request: web.Request) -> web.Response:
     # created in between is sent to the page rather than lost (the script skips
     # a card it already shows).
     head = await requests.store.head()
+    tab = queue_tab(request.query.get("show"), actor.role)
     pending = await requests.list_requests(
         actor, statuses=OPEN, soonest_expiry_first=True, limit=QUEUE_LIMIT
     )
     events = "/console/events?" + urlencode({"types": LIVE_TYPES, "after": head})
     context = {
-        "requests": pending,
+        "requests": [
+            v for v in pending if in_tab(tab, await requests.approvers_of(v), actor.principals)
+        ],
+        "tab": tab,
+        "tabs": tabs_for(actor.role),
+        # The live queue asks for each new card in the same tab, which leaves out the others.
+        "card_query": "?show=all" if tab == "all" else "",
         "events_url": events,
         "limit": QUEUE_LIMIT,
         "nav": "queue",
@@ -320,8 +330,11 @@ async def _requested(request: web.Request) -> RequestView:
 
 @routes.get("/console/requests/{request_id}/card")
 async def card(request: web.Request) -> web.Response:
-    view = await _requested(request)
-    if view.final:  # decided before the page asked: nothing to add to the queue
+    view, actor = await _requested(request), actor_of(request)
+    tab = queue_tab(request.query.get("show"), actor.role)
+    # Decided before the page asked, or not for this tab: nothing to add to the queue.
+    approvers = await request.app[REQUESTS].approvers_of(view)
+    if view.final or not in_tab(tab, approvers, actor.principals):
         return web.Response(status=204)
     return render(request, "_card.html", {"item": view})
 
@@ -344,7 +357,8 @@ async def _request_page(
     text: str = "",
     status: int = 200,
 ) -> web.Response:
-    requests = request.app[REQUESTS]
+    requests, actor = request.app[REQUESTS], actor_of(request)
+    approvers = await requests.approvers_of(view)
     names = await actor_names(request)
     records = await requests.store.read_stream(f"request-{view.request_id}")
     timeline = [
@@ -361,6 +375,9 @@ async def _request_page(
         "notice": notice,
         "error": error,
         "text": text,
+        # Who may answer; a member the request is not routed to gets no buttons to press.
+        "approvers": approvers,
+        "routed_to_me": route_match(approvers, actor.principals) is not None,
         # An open page follows the decisions committed after ``head``, read before
         # ``view``: one that lands in between is replayed, not missed.
         "watch_url": None

@@ -19,8 +19,9 @@ JSON API.
   the browser names an ``Origin``, come from this very host; otherwise it is
   refused with 403 before anything is done.
 
-Signed out, every console page but sign-in and the static files answers
-303 to ``/console/login?next=<the page>``.
+Signed out, every console page but sign-in, an invitation's join page
+(``/console/join/<token>``, whose form is checked like sign-in's) and the
+static files answers 303 to ``/console/login?next=<the page>``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ CSRF_FIELD = "csrf_token"
 HOME = "/console"
 LOGIN = "/console/login"
 STATIC = "/console/static/"
+JOIN = "/console/join/"  # an invitation's page: the invited person has no account yet
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -208,7 +210,7 @@ async def console_gate(request: web.Request, handler: Handler) -> web.StreamResp
             session.user_id, correlation_id=request.get(REQUEST_ID)
         )
         request[CREDENTIAL] = "console"
-    elif request.path != LOGIN:
+    elif request.path != LOGIN and not request.path.startswith(JOIN):
         return _sign_in_redirect(request)
     if request.method not in _SAFE_METHODS:
         await _check_form(request, session)

@@ -92,12 +92,13 @@
     source.addEventListener("request.created", async (message) => {
       const id = requestIdOf(message);
       if (cardOf(id) || decided.has(id)) return;
-      const response = await fetch(`/console/requests/${encodeURIComponent(id)}/card`, {
+      const tab = queue.dataset.cardQuery || ""; // "?show=all" on the All tab
+      const response = await fetch(`/console/requests/${encodeURIComponent(id)}/card${tab}`, {
         credentials: "same-origin",
         headers: { Accept: "text/html" },
       });
       if (response.redirected) return window.location.reload(); // signed out meanwhile
-      if (response.status !== 200) return; // 204: decided before we asked
+      if (response.status !== 200) return; // 204: decided before we asked, or not for this tab
       const template = document.createElement("template");
       template.innerHTML = (await response.text()).trim();
       const card = template.content.firstElementChild;
