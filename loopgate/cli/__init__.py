@@ -27,7 +27,7 @@ from loopgate.cli.audit import audit_export, audit_verify
 from loopgate.cli.common import UsageError
 from loopgate.cli.db import migrate, rebuild_projections
 from loopgate.cli.server import serve, serve_mcp_stdio
-from loopgate.cli.users import create_user, read_password
+from loopgate.cli.users import USER_ROLES, create_user, read_password
 from loopgate.config import Config, ConfigError, load_config
 from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
@@ -109,11 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     create = user_commands.add_parser(
         "create",
         help="add a user (works when registration is closed)",
-        description="Add a user account and print its id. The password is asked for on a "
+        description="Add a user account and print its id. The server's first user becomes "
+        "owner of the default workspace (local), where requests made without a key land; "
+        "with --role, the user joins that workspace with that role; otherwise a later user "
+        "gets a workspace of their own. The password is asked for on a "
         "terminal, or read from the first line of standard input otherwise "
         '(e.g. echo "$PASSWORD" | loopgate user create alice).',
     )
     create.add_argument("username")
+    create.add_argument(
+        "--role",
+        choices=USER_ROLES,
+        help="join the default workspace (local) with this role: approver answers the "
+        "requests routed to them, admin also manages members, groups, keys and settings, "
+        "auditor reads and exports and never answers",
+    )
     _config_options(create)
 
     mcp = commands.add_parser(
@@ -296,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = asyncio.run(audit_verify(config, args.file, compare=args.compare))
             case "user":
                 password = read_password()
-                print(asyncio.run(create_user(config, args.username, password)))
+                print(asyncio.run(create_user(config, args.username, password, role=args.role)))
             case "mcp":
                 if not args.server:
                     raise UsageError("mcp: give the server with --server URL or LOOPGATE_URL")

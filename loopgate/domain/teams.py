@@ -138,3 +138,32 @@ def grantable(actor_role: Role | None, target_current: Role | None, new: Role | 
         return False
     touches_owner = "owner" in (target_current, new)
     return not touches_owner or allows(actor_role, "ownership.transfer")
+
+
+PERMISSION_HELP: dict[Permission, str] = {
+    "request.create": "ask: register and deactivate sessions, create and cancel requests, "
+    "read and rotate the webhook secret",
+    "request.read": "see requests and sessions, their history and event streams, the console queue",
+    "request.answer": "answer the requests routed to them (never with an agent key)",
+    "audit.export": "export the audit log (`GET /v1/audit/export`, the console's Export)",
+    "members.read": "list members and groups",
+    "members.manage": "add, invite, change the role of and remove members "
+    "(never with an agent key)",
+    "groups.manage": "define and delete groups (never with an agent key)",
+    "keys.manage": "make and revoke their own API keys",
+    "settings.manage": "change the workspace's settings (no route asks for it yet)",
+    "ownership.transfer": "make, invite, demote or remove an owner",
+}
+"""What each permission lets a member do, for the README's roles table."""
+
+
+def roles_markdown_table() -> str:
+    """``ROLE_TABLE`` as the README's Markdown table: a row per permission, a column per role."""
+    rows = [
+        "| Permission | " + " | ".join(f"`{role}`" for role in ROLES) + " |",
+        "| --- |" + " :---: |" * len(ROLES),
+    ]
+    for permission in get_args(Permission):
+        marks = " | ".join("✓" if allows(role, permission) else "" for role in ROLES)
+        rows.append(f"| `{permission}`: {PERMISSION_HELP[permission]} | {marks} |")
+    return "\n".join(rows) + "\n"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from loopgate.audit.export import ExportFilter, session_streams
+from loopgate.commands.base import require
 from loopgate.errors import StateConflict, ValidationFailed
 from loopgate.web.accounts import CreateKeyBody
 from loopgate.web.audit import export_format, send_export
@@ -247,6 +248,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 @routes.get("/console/export")
 async def export_page(request: web.Request) -> web.Response:
+    require(actor_of(request), "audit.export")  # as GET /v1/audit/export: 403 role_forbids
     listed = await request.app[SESSIONS].list_sessions(actor_of(request))
     return render(request, "export.html", {"sessions": listed, "nav": "export"})
 
@@ -255,6 +257,7 @@ async def export_page(request: web.Request) -> web.Response:
 async def export_download(request: web.Request) -> web.StreamResponse:
     kind = export_format(request)
     requests, actor = request.app[REQUESTS], actor_of(request)
+    require(actor, "audit.export")
     zone, filters = _zone(request.query.get("tz")), _filters(request)
     session_id = filters["session_id"]
     only = ExportFilter(

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from loopgate.channels.webhooks.secrets import WebhookSecrets
 from loopgate.channels.webhooks.signing import SIGNATURE_HEADER
+from loopgate.commands.base import require
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import describe
 from loopgate.web.keys import REQUESTS, SECRET_BOX
@@ -39,13 +40,22 @@ def _shape(secret: str) -> WebhookSecret:
 
 
 @routes.get("/v1/webhook-secret")
-@describe("The tenant's webhook signing secret (made on first read)", replies={200: WebhookSecret})
+@describe(
+    "The tenant's webhook signing secret (made on first read)",
+    replies={200: WebhookSecret},
+    errors=(403,),
+)
 async def read_secret(request: web.Request) -> web.Response:
-    return json_response(_shape(await _secrets(request).current(actor_of(request).tenant)))
+    # The secret is for whoever asks (their webhooks carry its signature): an
+    # auditor, who never asks, neither reads nor rotates it.
+    actor = actor_of(request)
+    require(actor, "request.create")
+    return json_response(_shape(await _secrets(request).current(actor.tenant)))
 
 
 @routes.post("/v1/webhook-secret")
-@describe("Rotate the webhook signing secret", replies={200: WebhookSecret})
+@describe("Rotate the webhook signing secret", replies={200: WebhookSecret}, errors=(403,))
 async def rotate_secret(request: web.Request) -> web.Response:
     actor = actor_of(request)
+    require(actor, "request.create")
     return json_response(_shape(await _secrets(request).rotate(actor.tenant, actor.meta())))

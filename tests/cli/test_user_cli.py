@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import re
 import subprocess
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import msgspec
 from cli_server import TIMEOUT, clean_env, free_port, get, post, running_server, stop
+
+from loopgate.store import open_store
+from loopgate.teams import Teams
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 PASSWORD = "correct horse battery staple"
@@ -164,3 +168,64 @@ def test_a_user_made_on_the_command_line_signs_in_at_the_console_url_serve_logs(
         output = stop(process)
     (listening,) = [line for line in log_lines(output) if line["event"] == "loopgate listening"]
     assert listening["console"] == f"{base}/console"
+
+
+# --- workspaces: the first user owns the default one, --role joins it ---------------------
+
+
+async def memberships(url: str, *user_ids: str) -> list[tuple[str, str] | None]:
+    """(workspace id, role) of each user, read from the store as the server would."""
+    store = await open_store(url)
+    try:
+        teams = Teams(store)
+        found = [await teams.membership(user_id) for user_id in user_ids]
+    finally:
+        await store.close()
+    return [None if m is None else (m.workspace_id, m.role) for m in found]
+
+
+def test_user_create_help_says_who_owns_the_default_workspace(tmp_path: Path) -> None:
+    result = loopgate("user", "create", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--role {approver,admin,auditor}" in text
+    assert "first user becomes owner of the default workspace (local)" in text
+
+
+def test_the_first_user_owns_local_and_role_joins_it(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    db = ("--db", fresh_database_url)
+    made = {}
+    for name, role in (("alice", None), ("bob", "approver"), ("carol", "auditor"), ("dan", None)):
+        extra = ("--role", role) if role else ()
+        result = loopgate("user", "create", name, *extra, *db, stdin=PASSWORD + "\n", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        made[name] = result.stdout.strip()
+        (line,) = [e for e in log_lines(result.stderr) if e["event"] == "user created"]
+        assert line["user_id"] == made[name]
+    found = asyncio.run(memberships(fresh_database_url, *made.values()))
+    assert found == [
+        ("local", "owner"),
+        ("local", "approver"),
+        ("local", "auditor"),
+        (made["dan"], "owner"),  # no role: a workspace of their own
+    ]
+
+
+def test_a_first_user_with_a_role_still_owns_local(tmp_path: Path) -> None:
+    result = loopgate(
+        "user", "create", "erin", "--role", "auditor", stdin=PASSWORD + "\n", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    url = f"sqlite:///{tmp_path / 'loopgate.db'}"
+    assert asyncio.run(memberships(url, result.stdout.strip())) == [("local", "owner")]
+
+
+def test_user_create_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = loopgate(
+        "user", "create", "frank", "--role", "owner", stdin=PASSWORD + "\n", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'owner'" in result.stderr
+    assert not (tmp_path / "loopgate.db").exists()
