@@ -91,9 +91,9 @@ def actor_of(request: web.Request) -> Actor:
 def anonymous(request: web.Request) -> Actor:
     # The open mode's quick start answers its own requests with curl, so the
     # anonymous caller may answer any of the default workspace's requests, and
-    # the decision says so. It asks, reads and answers like an approver; it
-    # never manages people, keys or exports, even where keys are not required
-    # on a public address.
+    # the decision says so. It asks, reads and answers like an approver, and
+    # exports the default workspace's log (which it can read anyway); it never
+    # manages people or keys, even where keys are not required on a public address.
     return Actor(
         id="anonymous",
         tenant=DEFAULT_WORKSPACE,

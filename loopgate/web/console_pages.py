@@ -14,9 +14,10 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from loopgate import __version__
+from loopgate.domain.teams import allows
 from loopgate.web.auth import actor_of
 from loopgate.web.console_session import csrf_token
-from loopgate.web.keys import ACCOUNTS, CONSOLE_SESSION
+from loopgate.web.keys import ACCOUNTS, ACTOR, CONSOLE_SESSION
 from loopgate.web.params import refuse_nul
 from loopgate.wire import decode_body
 
@@ -31,11 +32,14 @@ def render(
 ) -> web.Response:
     """A console page; every page knows who is signed in and the token its forms carry."""
     session = request.get(CONSOLE_SESSION)
+    actor = request.get(ACTOR)
     base = {
         "session": session,
         "csrf_token": csrf_token(request) if session is not None else "",
         "version": __version__,
         "nav": None,
+        # The nav offers the export only to a role that may use it (an approver may not).
+        "may_export": actor is not None and allows(actor.role, "audit.export"),
     }
     return aiohttp_jinja2.render_template(
         f"console/{template}", request, {**base, **context}, status=status
