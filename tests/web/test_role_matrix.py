@@ -22,9 +22,7 @@ the status is checked.
 
 :func:`test_every_route_has_a_row` walks ``app.router`` like
 ``tests/web/test_openapi.py`` does, so a new route fails until it has a row
-here. Rows marked ``built_later`` are routes another change is adding: while
-the router lacks one, its test skips ("route not built yet"); once it is
-there, it is checked like every other. ``POST /telegram/webhook`` exists only
+here. ``POST /telegram/webhook`` exists only
 in Telegram's webhook mode, answers Telegram's secret header alone, and is
 tested in ``tests/telegram/``.
 """
@@ -442,7 +440,6 @@ class Row:
     path: str  # the route's template, as the router has it
     rule: Rule
     call: Builder
-    built_later: bool = False  # a route another change adds: skipped while absent
     also_allowed: frozenset[int] = field(
         default_factory=frozenset
     )  # an allowed call's other answers
@@ -458,10 +455,6 @@ class Row:
 
 def row(method: str, path: str, rule: Rule, call: Builder | None = None, **options: Any) -> Row:
     return Row(method, path, rule, call or at(path), **options)
-
-
-def later(method: str, path: str, rule: Rule, call: Builder | None = None, **options: Any) -> Row:
-    return row(method, path, rule, call, built_later=True, **options)
 
 
 SESSION = {"session_id": "matrix", "client_id": "matrix"}
@@ -530,20 +523,20 @@ ROUTES: tuple[Row, ...] = (
     row("POST", "/v1/webhook-secret", ASK),
     row("*", "/mcp", READ, at("/mcp", json=MCP_INIT, headers=MCP_HEADERS)),
     # People: the teams routes (owner and admin manage; everyone reads; agent keys never manage).
-    later("GET", "/v1/members", READ_MEMBERS),
-    later("POST", "/v1/members", MANAGE_MEMBERS, _add_member),
-    later("PATCH", "/v1/members/{user_id}", MANAGE_MEMBERS, _member_target),
-    later("DELETE", "/v1/members/{user_id}", MANAGE_MEMBERS, _member_delete),
-    later(
+    row("GET", "/v1/members", READ_MEMBERS),
+    row("POST", "/v1/members", MANAGE_MEMBERS, _add_member),
+    row("PATCH", "/v1/members/{user_id}", MANAGE_MEMBERS, _member_target),
+    row("DELETE", "/v1/members/{user_id}", MANAGE_MEMBERS, _member_delete),
+    row(
         "POST", "/v1/invitations", MANAGE_MEMBERS, at("/v1/invitations", json={"role": "approver"})
     ),
-    later("GET", "/v1/groups", READ_MEMBERS),
-    later("GET", "/v1/groups/{name}", READ_MEMBERS, _group),
-    later("PUT", "/v1/groups/{name}", MANAGE_GROUPS, _group_put),
-    later("DELETE", "/v1/groups/{name}", MANAGE_GROUPS, _group),
-    later("GET", "/v1/me", ME),
-    later("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram")),
-    later("DELETE", "/v1/me/links/{channel}/{external_id}", UNLINK, _unlink),
+    row("GET", "/v1/groups", READ_MEMBERS),
+    row("GET", "/v1/groups/{name}", READ_MEMBERS, _group),
+    row("PUT", "/v1/groups/{name}", MANAGE_GROUPS, _group_put),
+    row("DELETE", "/v1/groups/{name}", MANAGE_GROUPS, _group),
+    row("GET", "/v1/me", ME),
+    row("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram")),
+    row("DELETE", "/v1/me/links/{channel}/{external_id}", UNLINK, _unlink),
     # API keys: a login token only.
     row("GET", "/api/user/apikeys", KEYS),
     row("POST", "/api/user/apikeys", KEYS, at("/api/user/apikeys", json={"label": "matrix"})),
@@ -600,27 +593,25 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/console/export", CONSOLE_EXPORT),
     row("GET", "/console/export/download", CONSOLE_EXPORT),
     # The console's people pages.
-    later("GET", "/console/members", CONSOLE_MEMBERS),
-    later("POST", "/console/members/role", CONSOLE_MANAGE_MEMBERS, _console_member_role),
-    later("POST", "/console/members/remove", CONSOLE_MANAGE_MEMBERS, _console_member_remove),
-    later("GET", "/console/invitations", CONSOLE_MEMBERS),
-    later(
+    row("GET", "/console/members", CONSOLE_MEMBERS),
+    row("POST", "/console/members/role", CONSOLE_MANAGE_MEMBERS, _console_member_role),
+    row("POST", "/console/members/remove", CONSOLE_MANAGE_MEMBERS, _console_member_remove),
+    row("GET", "/console/invitations", CONSOLE_MEMBERS),
+    row(
         "POST",
         "/console/invitations",
         CONSOLE_MANAGE_MEMBERS,
         at("/console/invitations", form={"role": "approver"}),
     ),
-    later("GET", "/console/groups", CONSOLE_MEMBERS),
-    later("POST", "/console/groups", CONSOLE_MANAGE_GROUPS, _console_group_save),
-    later("POST", "/console/groups/delete", CONSOLE_MANAGE_GROUPS, _console_group_delete),
-    later("GET", "/console/links", CONSOLE_ME),
-    later("POST", "/console/links/telegram", CONSOLE_ME, at("/console/links/telegram", form={})),
-    later("POST", "/console/links/unlink", CONSOLE_ME, _console_unlink),
-    later("GET", "/console/join/{token}", CONSOLE_PUBLIC, _join),
+    row("GET", "/console/groups", CONSOLE_MEMBERS),
+    row("POST", "/console/groups", CONSOLE_MANAGE_GROUPS, _console_group_save),
+    row("POST", "/console/groups/delete", CONSOLE_MANAGE_GROUPS, _console_group_delete),
+    row("GET", "/console/links", CONSOLE_ME),
+    row("POST", "/console/links/telegram", CONSOLE_ME, at("/console/links/telegram", form={})),
+    row("POST", "/console/links/unlink", CONSOLE_ME, _console_unlink),
+    row("GET", "/console/join/{token}", CONSOLE_PUBLIC, _join),
     # Signed in, the join form says to sign out first (409).
-    later(
-        "POST", "/console/join/{token}", CONSOLE_PUBLIC, _join_form, also_allowed=frozenset({409})
-    ),
+    row("POST", "/console/join/{token}", CONSOLE_PUBLIC, _join_form, also_allowed=frozenset({409})),
 )
 
 
@@ -779,7 +770,7 @@ def unlisted(app: web.Application) -> list[str]:
 def test_every_route_has_a_row() -> None:
     app = create_app(Config(auth=AuthConfig(jwt_secret=TEST_JWT_SECRET, require_api_key="true")))
     assert unlisted(app) == [], "add a row to ROUTES for each of these"
-    built = {row.route for row in ROUTES if not row.built_later}
+    built = {row.route for row in ROUTES}
     assert sorted(built - routes_of(app)) == [], "a row names a route the app lacks"
 
 
@@ -819,8 +810,6 @@ def test_the_rules_give_each_refusal_somewhere() -> None:
 async def test_the_route_allows_and_refuses_as_the_role_table_says(
     route: Row, world: World
 ) -> None:
-    if route.built_later and route.route not in routes_of(world.client.app):
-        pytest.skip("route not built yet")
     wrong = []
     for caller in CALLERS:
         want = expected(route.rule, caller)
