@@ -320,7 +320,7 @@ class AccountService:
             raise _bad_credentials()
         verified: bool | None = None
         rehashed: str | None = None
-        membership = await self.teams.membership(row.user_id)
+        membership = await self.teams.membership(row.user_id, answers=False)
         tenant = membership.workspace_id if membership else row.user_id
         for attempt in range(APPEND_ATTEMPTS):
             now = self.clock()
@@ -373,7 +373,7 @@ class AccountService:
         A user no longer in any workspace keeps a tenant of their own and no
         role, so every route that needs a role refuses them.
         """
-        membership = await self.teams.membership(user_id)
+        membership = await self.teams.membership(user_id, answers=answers)
         if membership is None:
             return Actor(
                 id=id or user_id,

@@ -288,11 +288,11 @@ class Requests:
             )
         else:
             view = await self.get_request(request_id, actor)
-            routed_by = route_match(await self.approvers_of(view), actor.principals)
+            approvers = await self.approvers_of(view)
+            routed_by = route_match(approvers, actor.principals)
             if routed_by is None and not view.final:
                 refusal = Forbidden(
-                    "this request is not routed to you: it names "
-                    + ", ".join(await self.approvers_of(view)),
+                    "this request is not routed to you: it names " + ", ".join(approvers),
                     code="not_an_approver",
                 )
         if refusal is not None:

@@ -132,8 +132,12 @@ class Teams:
 
     # --- reads ------------------------------------------------------------------
 
-    async def membership(self, user_id: str) -> Membership | None:
-        """Where the user is a member, as what; None once removed."""
+    async def membership(self, user_id: str, *, answers: bool = True) -> Membership | None:
+        """Where the user is a member, as what; None once removed.
+
+        ``answers`` False leaves ``principals`` empty, sparing two queries for a
+        caller that never answers (an agent key, on every call it makes).
+        """
         rows = await self.store.fetch(
             "SELECT m.workspace_id, m.role, u.username FROM members m"
             " JOIN users u ON u.user_id = m.user_id WHERE m.user_id = ?",
@@ -142,6 +146,14 @@ class Teams:
         if not rows:
             return None
         workspace_id, role, username = rows[0]["workspace_id"], rows[0]["role"], rows[0]["username"]
+        if not answers:
+            return Membership(
+                workspace_id=workspace_id,
+                user_id=user_id,
+                username=username,
+                role=role,
+                principals=frozenset(),
+            )
         groups = await self._groups_of(workspace_id)
         linked = await self.store.fetch(
             "SELECT external_id FROM identities WHERE user_id = ? AND channel = 'telegram'",
