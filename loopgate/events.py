@@ -23,6 +23,8 @@ under which HTTP request) and lives in one stream:
   :class:`GroupDefined`, :class:`GroupDeleted`
 * ``invitation-<id>`` — :class:`InvitationCreated`, :class:`InvitationAccepted`
 * ``linkcode-<digest>`` — :class:`LinkCodeIssued`, :class:`IdentityLinked`
+* ``policy-<workspace>`` — :class:`PolicySet`
+* ``request-<id>`` also — :class:`VoteCast`, :class:`ExpiryWarned`, :class:`RequestEscalated`
 
 A tenant is a workspace: ``local`` (the default one) or a workspace id.
 
@@ -48,6 +50,8 @@ RequestType = Literal["confirmation", "input", "choice"]
 OnTimeout = Literal["reject", "approve", "none"]
 Role = Literal["owner", "admin", "approver", "auditor"]
 """A member's role in a workspace; what each may do is :func:`loopgate.domain.teams.allows`."""
+Decision = Literal["approve", "reject"]
+ConditionOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "glob", "exists"]
 ApiKeyKind = Literal["agent", "operator"]
 """An ``agent`` key asks, reads, waits and cancels, never answers; an ``operator``
 key also answers, as the user who made it."""
@@ -104,7 +108,81 @@ class SessionDeactivated(Event, frozen=True, kw_only=True, tag="session.deactiva
     deactivated_at: datetime
 
 
+# --- policies ---------------------------------------------------------------
+
+
+class EscalationStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``after_seconds`` from creation, ``approvers`` are added to the routing and notified."""
+
+    after_seconds: int
+    approvers: tuple[str, ...]
+
+
+class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One test of a rule: ``field`` (``session_id``, ``client_id``, ``request_type``,
+    ``action.tool`` or ``metadata.<path>``) ``op`` ``value``; ``exists`` takes no value."""
+
+    field: str
+    op: ConditionOp
+    value: Any = None
+
+
+class RuleThen(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+):
+    """What a matching rule does: tighten the request's requirements, or ``decide`` at once.
+
+    A requirement only ever makes a request stricter than the agent asked
+    (:func:`loopgate.domain.policy.tighten`); ``decide`` excludes every
+    requirement and may carry a ``reason``.
+    """
+
+    approvers: tuple[str, ...] | None = None
+    quorum: int | None = None
+    veto: bool | None = None
+    timeout_seconds: int | None = None
+    on_timeout: OnTimeout | None = None
+    escalation: tuple[EscalationStep, ...] | None = None
+    remind_every_seconds: int | None = None
+    warn_before_expiry_seconds: int | None = None
+    decide: Decision | None = None
+    reason: str | None = None
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A named rule: when every condition holds, ``then`` applies (the first match wins)."""
+
+    name: str
+    when: tuple[Condition, ...] = ()
+    then: RuleThen
+
+
+class PolicySet(Event, frozen=True, kw_only=True, tag="policy.set"):
+    """A workspace's ordered rules were replaced as a whole (stream ``policy-<workspace>``).
+
+    ``version`` counts from 1; a request records the version it was decided
+    under, so a later policy never changes how an old request reads.
+    """
+
+    workspace_id: str
+    version: int
+    rules: tuple[Rule, ...]
+    set_at: datetime
+
+
 # --- requests ---------------------------------------------------------------
+
+
+class Vote(msgspec.Struct, frozen=True, kw_only=True):
+    """One approver's answer to a request (see :class:`VoteCast`)."""
+
+    member: str
+    option: str | None = None
+    text: str | None = None
+    approves: bool
+    channel: Channel
+    at: datetime
+    routed_by: str | None = None
 
 
 class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
@@ -136,6 +214,20 @@ class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
     the session's Telegram operator, else ``role:approver``
     (:func:`loopgate.domain.teams.default_approvers`).
     """
+    quorum: int = 1
+    """Distinct members whose approving votes approve the request."""
+    veto: bool = True
+    """True: the first rejecting vote rejects. False: rejected once ``quorum``
+    approvals can no longer be reached."""
+    requester: str | None = None
+    """The member (user id) who asked, through their key or the console: they never vote on it."""
+    remind_every_seconds: int | None = None
+    warn_before_expiry_seconds: int | None = None
+    escalation: tuple[EscalationStep, ...] = ()
+    policy_version: int | None = None
+    """The workspace policy's version in force at creation (None: it had none)."""
+    rule: str | None = None
+    """The name of the policy rule that applied, if one matched."""
 
 
 class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
@@ -191,15 +283,63 @@ class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refuse
 
 
 class ReminderSent(Event, frozen=True, kw_only=True, tag="request.reminder_sent"):
-    """The operator was reminded of a request still waiting for an answer."""
+    """The operator was reminded of a request still waiting for an answer.
+
+    ``number`` counts a request's reminders from 1 (None in older logs): the
+    reminder reactor sends reminder N once, however many processes run it.
+    """
 
     request_id: str
     channel: Channel
     sent_at: datetime
+    number: int | None = None
+
+
+class ExpiryWarned(Event, frozen=True, kw_only=True, tag="request.expiry_warned"):
+    """The approvers were warned that the request expires at ``expires_at``."""
+
+    request_id: str
+    expires_at: datetime
+    warned_at: datetime
+
+
+class RequestEscalated(Event, frozen=True, kw_only=True, tag="request.escalated"):
+    """Escalation step ``step`` (from 0) fired: ``approvers`` now may answer too, and were told."""
+
+    request_id: str
+    step: int
+    approvers: tuple[str, ...]
+    escalated_at: datetime
+
+
+class VoteCast(Event, frozen=True, kw_only=True, tag="request.vote_cast"):
+    """An approver voted on a request that needs more than one approval.
+
+    ``member`` is who voted (a user id, or ``telegram:<id>`` for an outside
+    operator), whatever channel or linked account they used: each votes once.
+    The vote that decides the request is not a ``VoteCast``: it is in the
+    deciding :class:`ResponseReceived`'s ``votes``, with every earlier vote.
+    """
+
+    request_id: str
+    member: str
+    option: str | None = None
+    text: str | None = None
+    approves: bool
+    channel: Channel
+    routed_by: str | None = None
+    cast_at: datetime
 
 
 class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_received"):
-    """A human answered: the decision. Exactly one per request, first wins."""
+    """The decision: a human's answer (the vote that reached the quorum or vetoed),
+    or a policy rule's. Exactly one per request, first wins.
+
+    ``votes`` are every vote that decided it, this one last; empty when this
+    answer was the only vote (and in logs from before quorums). ``policy``
+    is ``<rule>@v<version>`` when a rule decided at creation; ``responder``
+    is then ``policy:<rule>@v<version>`` and ``reason`` the rule's.
+    """
 
     request_id: str
     responder: str
@@ -210,6 +350,9 @@ class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_r
     responded_at: datetime
     routed_by: str | None = None
     """The selector of the request's approvers the responder matched (None before routing)."""
+    votes: tuple[Vote, ...] = ()
+    policy: str | None = None
+    reason: str | None = None
 
 
 class RequestCancelled(Event, frozen=True, kw_only=True, tag="request.cancelled"):
@@ -481,6 +624,9 @@ AnyEvent = (
     | DeliveryFailed
     | AnswerRefused
     | ReminderSent
+    | ExpiryWarned
+    | RequestEscalated
+    | VoteCast
     | ResponseReceived
     | RequestCancelled
     | RequestExpired
@@ -505,6 +651,7 @@ AnyEvent = (
     | LinkCodeIssued
     | IdentityLinked
     | IdentityUnlinked
+    | PolicySet
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -14,11 +14,20 @@ same thing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
-from loopgate.events import OnTimeout, Option, RecordedEvent, RequestCreated, RequestType
+from loopgate.events import (
+    Channel,
+    EscalationStep,
+    OnTimeout,
+    Option,
+    RecordedEvent,
+    RequestCreated,
+    RequestType,
+    Vote,
+)
 
 FINAL_STATUSES = ("answered", "cancelled", "expired")
 
@@ -33,6 +42,14 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     deactivated_at: datetime | None
     version: int
     callback_url: str | None = None
+
+
+class Escalation(msgspec.Struct, frozen=True, kw_only=True):
+    """An escalation step that fired: its ``approvers`` were added ``at`` then."""
+
+    step: int
+    approvers: tuple[str, ...]
+    at: datetime
 
 
 class RequestView(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +81,23 @@ class RequestView(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     approvers: tuple[str, ...] = ()
     routed_by: str | None = None
+    quorum: int = 1
+    veto: bool = True
+    requester: str | None = None
+    votes: tuple[Vote, ...] = ()
+    """The votes cast (``VoteCast`` and the deciding one when there were several)."""
+    approvals: int = 0
+    """Approving votes among ``votes`` (what a queue shows without decoding them)."""
+    policy_version: int | None = None
+    rule: str | None = None
+    decided_policy: str | None = None
+    decision_reason: str | None = None
+    remind_every_seconds: int | None = None
+    warn_before_expiry_seconds: int | None = None
+    escalation: tuple[EscalationStep, ...] = ()
+    escalations: tuple[Escalation, ...] = ()
+    reminders: int = 0
+    warned_at: datetime | None = None
 
     @property
     def final(self) -> bool:
@@ -80,6 +114,8 @@ def request_view(row: dict[str, Any]) -> RequestView:
     row["options"] = msgspec.json.decode(row["options"], type=tuple[Option, ...])
     row["metadata"] = msgspec.json.decode(row["metadata"])
     row["approvers"] = msgspec.json.decode(row["approvers"], type=tuple[str, ...])
+    for column in ("votes", "escalation", "escalations"):
+        row[column] = msgspec.json.decode(row[column])
     return msgspec.convert(row, RequestView, strict=False)
 
 
@@ -118,14 +154,43 @@ def outcome_of(view: RequestView) -> Outcome | None:
 
 
 class DecidedBy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Who or what decided: a human (``id`` the responder), a policy
-    (``on_timeout:<rule>``) or the agent that cancelled."""
+    """Who or what decided: a human (``id`` the responder; with a quorum, the
+    one whose vote decided), a policy (a rule at creation, ``<rule>@v<version>``,
+    or a timeout, ``on_timeout:<what>``) or the agent that cancelled."""
 
     kind: Literal["human", "policy", "agent"]
     id: str | None
     channel: str | None
     routed_by: str | None = None
     """For a human: the request's approver selector they matched (``group:finance``)."""
+    reason: str | None = None
+    """For a policy rule: the reason it gave."""
+
+
+class PublicVote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One approver's vote: ``member`` is a user id, or ``telegram:<id>`` for an outsider."""
+
+    member: str
+    option: str | None = None
+    text: str | None = None
+    approves: bool
+    channel: str
+    at: str
+    routed_by: str | None = None
+
+
+class AppliedPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """The workspace policy in force when the request was made, and the rule that matched."""
+
+    version: int
+    rule: str | None
+    """None: no rule matched, the request is as the agent asked."""
+
+
+class PublicEscalation(msgspec.Struct, frozen=True, kw_only=True):
+    step: int
+    approvers: list[str]
+    at: str
 
 
 class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +218,15 @@ class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: str | None
     delivered_at: str | None
     decided_at: str | None
+    quorum: int
+    veto: bool
+    approvals: int
+    votes: list[PublicVote]
+    policy: AppliedPolicy | None
+    escalation: list[EscalationStep]
+    escalations: list[PublicEscalation]
+    remind_every_seconds: int | None
+    warn_before_expiry_seconds: int | None
 
 
 class RoutedMember(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,6 +263,10 @@ class PublicSession(msgspec.Struct, frozen=True, kw_only=True):
 
 def decided_by(view: RequestView) -> DecidedBy | None:
     match view.status:
+        case "answered" if view.decided_policy is not None:
+            return DecidedBy(
+                kind="policy", id=view.decided_policy, channel="system", reason=view.decision_reason
+            )
         case "answered":
             return DecidedBy(
                 kind="human", id=view.responder, channel=view.channel, routed_by=view.routed_by
@@ -202,6 +280,7 @@ def decided_by(view: RequestView) -> DecidedBy | None:
 
 
 def public_request(view: RequestView) -> PublicRequest:
+    votes = votes_of(view)
     return PublicRequest(
         request_id=view.request_id,
         session_id=view.session_id,
@@ -225,6 +304,51 @@ def public_request(view: RequestView) -> PublicRequest:
         expires_at=_iso(view.expires_at),
         delivered_at=_iso(view.delivered_at),
         decided_at=_iso(view.decided_at),
+        quorum=view.quorum,
+        veto=view.veto,
+        approvals=sum(v.approves for v in votes),
+        votes=[
+            PublicVote(
+                member=v.member,
+                option=v.option,
+                text=v.text,
+                approves=v.approves,
+                channel=v.channel,
+                at=v.at.isoformat(),
+                routed_by=v.routed_by,
+            )
+            for v in votes
+        ],
+        policy=(
+            AppliedPolicy(version=view.policy_version, rule=view.rule)
+            if view.policy_version is not None
+            else None
+        ),
+        escalation=list(view.escalation),
+        escalations=[
+            PublicEscalation(step=e.step, approvers=list(e.approvers), at=e.at.isoformat())
+            for e in view.escalations
+        ],
+        remind_every_seconds=view.remind_every_seconds,
+        warn_before_expiry_seconds=view.warn_before_expiry_seconds,
+    )
+
+
+def votes_of(view: RequestView) -> tuple[Vote, ...]:
+    """The request's votes; a human's lone answer is one vote though the log holds none."""
+    if view.votes or view.status != "answered" or view.decided_policy is not None:
+        return view.votes
+    assert view.responder is not None and view.decided_at is not None
+    return (
+        Vote(
+            member=view.responder,
+            option=view.response_option,
+            text=view.response_text,
+            approves=bool(view.approved),
+            channel=cast(Channel, view.channel),
+            at=view.decided_at,
+            routed_by=view.routed_by,
+        ),
     )
 
 

@@ -1,11 +1,13 @@
-"""One sample of each workspace event, for the tests that walk the whole catalog."""
+"""One sample of each workspace and policy event, for the tests that walk the whole catalog."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from loopgate.events import (
+    Condition,
     Event,
+    ExpiryWarned,
     GroupDefined,
     GroupDeleted,
     IdentityLinked,
@@ -16,6 +18,11 @@ from loopgate.events import (
     MemberAdded,
     MemberRemoved,
     MemberRoleChanged,
+    PolicySet,
+    RequestEscalated,
+    Rule,
+    RuleThen,
+    VoteCast,
     WorkspaceCreated,
 )
 
@@ -52,3 +59,28 @@ TEAM_EVENTS: list[Event] = [
         user_id="u", workspace_id="w", channel="telegram", external_id="1", unlinked_at=T0
     ),
 ]
+
+POLICY_EVENTS: list[Event] = [
+    PolicySet(
+        workspace_id="w",
+        version=1,
+        rules=(
+            Rule(
+                name="staging",
+                when=(Condition(field="session_id", op="glob", value="staging-*"),),
+                then=RuleThen(decide="approve"),
+            ),
+        ),
+        set_at=T0,
+    ),
+]
+"""Policy events outside a request's stream."""
+
+REQUEST_POLICY_EVENTS: list[Event] = [
+    VoteCast(
+        request_id="r1", member="u", option="Approve", approves=True, channel="api", cast_at=T0
+    ),
+    ExpiryWarned(request_id="r1", expires_at=T0, warned_at=T0),
+    RequestEscalated(request_id="r1", step=0, approvers=("group:leads",), escalated_at=T0),
+]
+"""The policy events of a request's stream (``request-r1``): its lifecycle."""

@@ -8,9 +8,21 @@ Stream ``request-<id>``. Lifecycle::
 
 Answered, Cancelled and Expired are final. The rules a caller may lean on:
 
-* **First answer wins.** A second, different answer is :class:`AlreadyDecided`;
+* **Votes decide.** Each answer is a vote. ``quorum`` distinct members'
+  approving votes approve; a rejecting vote rejects at once (a veto), or, with
+  ``veto`` off, once ``quorum`` approvals can no longer be reached. Votes short
+  of a decision are :class:`VoteCast`; the deciding one is the
+  :class:`ResponseReceived`, carrying every vote. A member votes once
+  (``already_voted``).
+* **The decision is final.** After it, a different answer is :class:`AlreadyDecided`;
   the same answer by the same responder again (a replayed Telegram update) is a
   no-op.
+* **A policy may decide at creation.** A :class:`CreateRequest` with ``decision``
+  records the :class:`RequestCreated` and the rule's :class:`ResponseReceived`
+  in one append.
+* **Reminders, warnings and escalations happen once.** Each is numbered (the
+  Nth reminder, escalation step K); a repeat, an early one (``not_due``) or one
+  for a decided request changes nothing.
 * **The deadline is the deadline.** From ``expires_at`` on, answers, reminders
   and cancellations are refused with ``request_expired`` even before the expirer
   appended :class:`RequestExpired`, so the outcome depends on the clock, not on
@@ -46,17 +58,23 @@ from loopgate.errors import AlreadyDecided, Conflict, DomainError, NotFound, Req
 from loopgate.events import (
     AnswerRefused,
     Channel,
+    Decision,
     DeliveryFailed,
+    EscalationStep,
     Event,
+    ExpiryWarned,
     OnTimeout,
     Option,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
+    RequestEscalated,
     RequestExpired,
     RequestType,
     ResponseReceived,
+    Vote,
+    VoteCast,
 )
 
 DEFAULT_CONFIRMATION_OPTIONS: tuple[Option, ...] = (
@@ -78,11 +96,14 @@ class NotCreated(msgspec.Struct, frozen=True):
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
-    """Waiting for an answer; ``delivered`` once some channel showed it to a human."""
+    """Waiting for a decision; ``delivered`` once some channel showed it to a human."""
 
     request: RequestCreated
     deliveries: tuple[RequestDelivered, ...] = ()
     reminders: int = 0
+    votes: tuple[Vote, ...] = ()
+    escalated: tuple[int, ...] = ()
+    warned: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -139,6 +160,17 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None = None
     idempotency_key: str | None = None
     approvers: tuple[str, ...] = ()
+    quorum: int = 1
+    veto: bool = True
+    requester: str | None = None
+    remind_every_seconds: int | None = None
+    warn_before_expiry_seconds: int | None = None
+    escalation: tuple[EscalationStep, ...] = ()
+    policy_version: int | None = None
+    rule: str | None = None
+    decision: Decision | None = None
+    """The matching rule decides at once (``rule`` and ``policy_version`` name it)."""
+    reason: str | None = None
     now: datetime
 
 
@@ -176,10 +208,30 @@ class RefuseAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SendReminder(msgspec.Struct, frozen=True, kw_only=True):
-    """Record a reminder about a request still waiting."""
+    """Record a reminder about a request still waiting.
+
+    ``number`` (from 1) is the reminder reactor's: reminder N is due
+    ``N * remind_every_seconds`` after creation and recorded once.
+    """
 
     request_id: str
     channel: Channel
+    now: datetime
+    number: int | None = None
+
+
+class WarnExpiry(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that the approvers were warned of the coming expiry (once)."""
+
+    request_id: str
+    now: datetime
+
+
+class EscalateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Fire escalation step ``step`` (an index into ``RequestCreated.escalation``), once."""
+
+    request_id: str
+    step: int
     now: datetime
 
 
@@ -194,6 +246,10 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     now: datetime
     routed_by: str | None = None
     """The approver selector the responder matched (checked by the command layer)."""
+    member: str | None = None
+    """Who votes (a user id for a member on any channel); ``responder`` if None."""
+    voters: int | None = None
+    """How many may vote on it now, for ``veto: false`` (None: unknown, never unreachable)."""
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -216,6 +272,8 @@ Command: TypeAlias = (
     | MarkDelivered
     | RecordDeliveryFailure
     | SendReminder
+    | WarnExpiry
+    | EscalateRequest
     | AnswerRequest
     | RefuseAnswer
     | CancelRequest
@@ -253,6 +311,10 @@ def decide(command: Command, state: State) -> list[Event]:
             ]
         case SendReminder():
             return _remind(command, state)
+        case WarnExpiry():
+            return _warn(command, state)
+        case EscalateRequest():
+            return _escalate(command, state)
         case AnswerRequest():
             return _answer(command, state)
         case CancelRequest():
@@ -270,35 +332,87 @@ def _create(command: CreateRequest, state: State) -> list[Event]:
         raise DomainError("message must not be empty", code="empty_message")
     if command.timeout_seconds < 0:
         raise DomainError("timeout_seconds must be 0 (never) or more", code="invalid_timeout")
+    _check_requirements(command)
     options = command.options
     if command.request_type == "confirmation" and not options:
         options = DEFAULT_CONFIRMATION_OPTIONS
     if command.request_type == "choice" and not options:
         raise DomainError("a choice needs at least one option", code="options_required")
     _check_labels(options)
-    return [
-        RequestCreated(
-            request_id=command.request_id,
-            session_id=command.session_id,
-            client_id=command.client_id,
-            message=command.message,
-            request_type=command.request_type,
-            options=options,
-            allow_text=command.allow_text or command.request_type == "input",
-            metadata=command.metadata,
-            timeout_seconds=command.timeout_seconds,
-            on_timeout=command.on_timeout,
-            callback_url=command.callback_url,
-            idempotency_key=command.idempotency_key,
-            approvers=command.approvers,
-            created_at=command.now,
-            expires_at=(
-                command.now + timedelta(seconds=command.timeout_seconds)
-                if command.timeout_seconds
-                else None
-            ),
-        )
-    ]
+    created = RequestCreated(
+        request_id=command.request_id,
+        session_id=command.session_id,
+        client_id=command.client_id,
+        message=command.message,
+        request_type=command.request_type,
+        options=options,
+        allow_text=command.allow_text or command.request_type == "input",
+        metadata=command.metadata,
+        timeout_seconds=command.timeout_seconds,
+        on_timeout=command.on_timeout,
+        callback_url=command.callback_url,
+        idempotency_key=command.idempotency_key,
+        approvers=command.approvers,
+        quorum=command.quorum,
+        veto=command.veto,
+        requester=command.requester,
+        remind_every_seconds=command.remind_every_seconds,
+        warn_before_expiry_seconds=command.warn_before_expiry_seconds,
+        escalation=command.escalation,
+        policy_version=command.policy_version,
+        rule=command.rule,
+        created_at=command.now,
+        expires_at=(
+            command.now + timedelta(seconds=command.timeout_seconds)
+            if command.timeout_seconds
+            else None
+        ),
+    )
+    if command.decision is None:
+        return [created]
+    return [created, _policy_decision(created, command.decision, command.reason)]
+
+
+def _check_requirements(command: CreateRequest) -> None:
+    if command.quorum < 1:
+        raise DomainError("quorum must be 1 or more", code="invalid_quorum")
+    for name, seconds in (
+        ("remind_every_seconds", command.remind_every_seconds),
+        ("warn_before_expiry_seconds", command.warn_before_expiry_seconds),
+    ):
+        if seconds is not None and seconds < 1:
+            raise DomainError(f"{name} must be 1 or more", code="invalid_schedule")
+    for step in command.escalation:
+        if step.after_seconds < 1 or not step.approvers:
+            raise DomainError(
+                "an escalation step needs after_seconds >= 1 and approvers",
+                code="invalid_escalation",
+            )
+    if command.decision is not None and (command.rule is None or command.policy_version is None):
+        raise DomainError("only a policy rule decides at creation", code="invalid_decision")
+
+
+def policy_id(rule: str, version: int) -> str:
+    """How a rule is named in ``decided_by``: ``<rule>@v<version>``."""
+    return f"{rule}@v{version}"
+
+
+def _policy_decision(created: RequestCreated, decision: Decision, reason: str | None) -> Event:
+    assert created.rule is not None and created.policy_version is not None
+    approved = decision == "approve"
+    label = next((o.label for o in created.options if approves(o) == approved), None)
+    rule = policy_id(created.rule, created.policy_version)
+    return ResponseReceived(
+        request_id=created.request_id,
+        responder=f"policy:{rule}",
+        option=label,
+        text=None if label is not None else (reason or decision),
+        approved=approved,
+        channel="system",
+        responded_at=created.created_at,
+        policy=rule,
+        reason=reason,
+    )
 
 
 def _check_labels(options: tuple[Option, ...]) -> None:
@@ -364,15 +478,82 @@ def _remind(command: SendReminder, state: Pending | Final) -> list[Event]:
     match state:
         case Pending():
             _refuse_if_due(state, command.now)
+            number = command.number
+            if number is not None:
+                if number <= state.reminders:
+                    return []
+                every = state.request.remind_every_seconds
+                if every is None:
+                    raise DomainError("this request has no reminders", code="not_due")
+                _refuse_early(state.request.created_at + timedelta(seconds=number * every), command)
             return [
                 ReminderSent(
-                    request_id=command.request_id, channel=command.channel, sent_at=command.now
+                    request_id=command.request_id,
+                    channel=command.channel,
+                    sent_at=command.now,
+                    number=number,
                 )
             ]
+        case Answered() | Cancelled() | Expired() if command.number is not None:
+            return []
         case Answered() | Cancelled() | Expired():
             _refuse_final(state)
         case _:
             assert_never(state)
+
+
+def _warn(command: WarnExpiry, state: Pending | Final) -> list[Event]:
+    match state:
+        case Pending(warned=True):
+            return []
+        case Pending():
+            _refuse_if_due(state, command.now)
+            request = state.request
+            before = request.warn_before_expiry_seconds
+            if request.expires_at is None or before is None:
+                raise DomainError("this request has no expiry warning", code="not_due")
+            _refuse_early(request.expires_at - timedelta(seconds=before), command)
+            return [
+                ExpiryWarned(
+                    request_id=command.request_id,
+                    expires_at=request.expires_at,
+                    warned_at=command.now,
+                )
+            ]
+        case Answered() | Cancelled() | Expired():
+            return []
+        case _:
+            assert_never(state)
+
+
+def _escalate(command: EscalateRequest, state: Pending | Final) -> list[Event]:
+    match state:
+        case Pending() if command.step in state.escalated:
+            return []
+        case Pending():
+            _refuse_if_due(state, command.now)
+            request = state.request
+            if not 0 <= command.step < len(request.escalation):
+                raise DomainError(f"no escalation step {command.step}", code="unknown_step")
+            step = request.escalation[command.step]
+            _refuse_early(request.created_at + timedelta(seconds=step.after_seconds), command)
+            return [
+                RequestEscalated(
+                    request_id=command.request_id,
+                    step=command.step,
+                    approvers=step.approvers,
+                    escalated_at=command.now,
+                )
+            ]
+        case Answered() | Cancelled() | Expired():
+            return []
+        case _:
+            assert_never(state)
+
+
+def _refuse_early(due: datetime, command: SendReminder | WarnExpiry | EscalateRequest) -> None:
+    if command.now < due:
+        raise DomainError(f"due at {due.isoformat()}", code="not_due")
 
 
 def _answer(command: AnswerRequest, state: Pending | Final) -> list[Event]:
@@ -391,20 +572,52 @@ def _answer(command: AnswerRequest, state: Pending | Final) -> list[Event]:
             _refuse_final(state)
         case Pending():
             _refuse_if_due(state, command.now)
-            return [
-                ResponseReceived(
-                    request_id=command.request_id,
-                    responder=command.responder,
-                    option=command.option,
-                    text=command.text,
-                    approved=_approved(state.request, command),
-                    channel=command.channel,
-                    responded_at=command.now,
-                    routed_by=command.routed_by,
-                )
-            ]
+            return [_vote(command, state)]
         case _:
             assert_never(state)
+
+
+def _vote(command: AnswerRequest, state: Pending) -> Event:
+    member = command.member or command.responder
+    if any(v.member == member for v in state.votes):
+        raise Conflict(f"{member} already voted on this request", code="already_voted")
+    vote = Vote(
+        member=member,
+        option=command.option,
+        text=command.text,
+        approves=_approved(state.request, command),
+        channel=command.channel,
+        at=command.now,
+        routed_by=command.routed_by,
+    )
+    votes = (*state.votes, vote)
+    request = state.request
+    approvals = sum(v.approves for v in votes)
+    rejections = len(votes) - approvals
+    unreachable = command.voters is not None and command.voters - rejections < request.quorum
+    if approvals >= request.quorum or (not vote.approves and (request.veto or unreachable)):
+        return ResponseReceived(
+            request_id=command.request_id,
+            responder=command.responder,
+            option=command.option,
+            text=command.text,
+            approved=approvals >= request.quorum,
+            channel=command.channel,
+            responded_at=command.now,
+            routed_by=command.routed_by,
+            # A lone vote is the response itself: the log need not say it twice.
+            votes=votes if len(votes) > 1 else (),
+        )
+    return VoteCast(
+        request_id=command.request_id,
+        member=member,
+        option=vote.option,
+        text=vote.text,
+        approves=vote.approves,
+        channel=vote.channel,
+        routed_by=vote.routed_by,
+        cast_at=vote.at,
+    )
 
 
 def _approved(request: RequestCreated, command: AnswerRequest) -> bool:
@@ -496,6 +709,21 @@ def evolve(state: State, event: Event) -> State:
             return msgspec.structs.replace(pending, deliveries=(*pending.deliveries, delivered))
         case Pending() as pending, ReminderSent():
             return msgspec.structs.replace(pending, reminders=pending.reminders + 1)
+        case Pending() as pending, VoteCast() as cast:
+            vote = Vote(
+                member=cast.member,
+                option=cast.option,
+                text=cast.text,
+                approves=cast.approves,
+                channel=cast.channel,
+                at=cast.cast_at,
+                routed_by=cast.routed_by,
+            )
+            return msgspec.structs.replace(pending, votes=(*pending.votes, vote))
+        case Pending() as pending, RequestEscalated(step=step):
+            return msgspec.structs.replace(pending, escalated=(*pending.escalated, step))
+        case Pending() as pending, ExpiryWarned():
+            return msgspec.structs.replace(pending, warned=True)
         case Pending() as pending, ResponseReceived() as response:
             return Answered(
                 request=pending.request, deliveries=pending.deliveries, response=response

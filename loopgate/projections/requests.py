@@ -1,7 +1,9 @@
 """The ``requests`` table: each request's question, status and decision.
 
 ``status`` is the lifecycle state: pending, delivered, answered, cancelled or
-expired. Final states are never overwritten by a late event (the domain does
+expired. ``votes`` (a JSON array) and ``approvals`` follow the votes cast;
+``approvers`` grows as escalation steps fire, which ``escalations`` lists.
+Final states are never overwritten by a late event (the domain does
 not emit one, and the ``WHERE`` clauses make replays of odd logs harmless).
 """
 
@@ -12,13 +14,17 @@ import msgspec
 from loopgate.events import (
     AnswerRefused,
     DeliveryFailed,
+    ExpiryWarned,
     RecordedEvent,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
+    RequestEscalated,
     RequestExpired,
     ResponseReceived,
+    Vote,
+    VoteCast,
     WebhookDelivered,
     WebhookFailed,
 )
@@ -32,6 +38,9 @@ EVENTS = (
     RequestCancelled,
     RequestExpired,
     ReminderSent,
+    ExpiryWarned,
+    RequestEscalated,
+    VoteCast,
     DeliveryFailed,
     AnswerRefused,
     WebhookDelivered,
@@ -46,6 +55,24 @@ EVENTS = (
 _OPEN = "status NOT IN ('answered', 'cancelled', 'expired')"
 
 
+def _json(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _append(column: str, items: list[object] | tuple[object, ...]) -> Statement:
+    """``column`` (a JSON array as text) with ``items`` added at its end.
+
+    Plain text functions, the same in SQLite and Postgres, so no JSON
+    extension is needed: ``[a]`` + ``b`` is ``[a`` + ``,`` + ``b]``.
+    """
+    inner = _json(list(items))[1:-1]
+    return (
+        f"{column} = CASE WHEN {column} = '[]' THEN '[' || ? || ']'"
+        f" ELSE substr({column}, 1, length({column}) - 1) || ',' || ? || ']' END",
+        (inner, inner),
+    )
+
+
 def apply(record: RecordedEvent) -> list[Statement]:
     version = record.version
     match record.event:
@@ -55,8 +82,10 @@ def apply(record: RecordedEvent) -> list[Statement]:
                     "INSERT INTO requests (request_id, session_id, client_id, tenant, message,"
                     " request_type, options, allow_text, metadata, timeout_seconds, on_timeout,"
                     " callback_url, idempotency_key, status, created_at, expires_at, version,"
-                    " approvers)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    " approvers, quorum, veto, requester, policy_version, rule,"
+                    " remind_every_seconds, warn_before_expiry_seconds, escalation)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?,"
+                    " ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         created.request_id,
                         created.session_id,
@@ -74,7 +103,15 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         created.created_at,
                         created.expires_at,
                         version,
-                        msgspec.json.encode(created.approvers).decode(),
+                        _json(created.approvers),
+                        created.quorum,
+                        created.veto,
+                        created.requester,
+                        created.policy_version,
+                        created.rule,
+                        created.remind_every_seconds,
+                        created.warn_before_expiry_seconds,
+                        _json(created.escalation),
                     ),
                 )
             ]
@@ -89,11 +126,20 @@ def apply(record: RecordedEvent) -> list[Statement]:
                 )
             ]
         case ResponseReceived() as answer:
+            # The votes before the deciding one were VoteCasts; the last is this answer.
+            # A lone answer holds no votes (views.votes_of reads it as one): both stay as they are.
+            if answer.votes:
+                votes_sql, votes_params = _append("votes", answer.votes[-1:])
+                votes_sql += ", approvals = ?"
+                votes_params += (sum(v.approves for v in answer.votes),)
+            else:
+                votes_sql, votes_params = "votes = votes", ()
             return [
                 (
                     "UPDATE requests SET status = 'answered', approved = ?, response_option = ?,"
                     " response_text = ?, responder = ?, channel = ?, decided_at = ?, version = ?,"
-                    f" routed_by = ? WHERE request_id = ? AND {_OPEN}",
+                    " routed_by = ?, decided_policy = ?, decision_reason = ?,"
+                    f" {votes_sql} WHERE request_id = ? AND {_OPEN}",
                     (
                         answer.approved,
                         answer.option,
@@ -103,8 +149,63 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         answer.responded_at,
                         version,
                         answer.routed_by,
+                        answer.policy,
+                        answer.reason,
+                        *votes_params,
                         answer.request_id,
                     ),
+                )
+            ]
+        case VoteCast() as cast:
+            vote = Vote(
+                member=cast.member,
+                option=cast.option,
+                text=cast.text,
+                approves=cast.approves,
+                channel=cast.channel,
+                at=cast.cast_at,
+                routed_by=cast.routed_by,
+            )
+            votes_sql, votes_params = _append("votes", [vote])
+            return [
+                (
+                    f"UPDATE requests SET {votes_sql}, approvals = approvals + ?, version = ?"
+                    f" WHERE request_id = ? AND {_OPEN}",
+                    (*votes_params, int(cast.approves), version, cast.request_id),
+                )
+            ]
+        case RequestEscalated() as escalated:
+            step_sql, step_params = _append(
+                "escalations",
+                [
+                    {
+                        "step": escalated.step,
+                        "approvers": escalated.approvers,
+                        "at": escalated.escalated_at,
+                    }
+                ],
+            )
+            approvers_sql, approvers_params = _append("approvers", escalated.approvers)
+            return [
+                (
+                    f"UPDATE requests SET {step_sql}, {approvers_sql}, version = ?"
+                    " WHERE request_id = ?",
+                    (*step_params, *approvers_params, version, escalated.request_id),
+                )
+            ]
+        case ReminderSent(request_id=rid):
+            return [
+                (
+                    "UPDATE requests SET reminders = reminders + 1, version = ?"
+                    " WHERE request_id = ?",
+                    (version, rid),
+                )
+            ]
+        case ExpiryWarned(request_id=rid, warned_at=at):
+            return [
+                (
+                    "UPDATE requests SET warned_at = ?, version = ? WHERE request_id = ?",
+                    (at, version, rid),
                 )
             ]
         case RequestCancelled(request_id=rid, cancelled_at=at):
@@ -124,8 +225,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                 )
             ]
         case (
-            ReminderSent(request_id=rid)
-            | DeliveryFailed(request_id=rid)
+            DeliveryFailed(request_id=rid)
             | AnswerRefused(request_id=rid)
             | WebhookDelivered(request_id=rid)
             | WebhookFailed(request_id=rid)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import pytest
-from event_samples import TEAM_EVENTS
+from event_samples import POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
 
 from loopgate.domain.request import (
     DEFAULT_CONFIRMATION_OPTIONS,
@@ -51,6 +51,7 @@ from loopgate.events import (
     ConsoleSignedOut,
     DeliveryFailed,
     Event,
+    ExpiryWarned,
     LoginFailed,
     OnTimeout,
     Option,
@@ -58,12 +59,14 @@ from loopgate.events import (
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
+    RequestEscalated,
     RequestExpired,
     ResponseReceived,
     SessionDeactivated,
     SessionRegistered,
     UserLoggedIn,
     UserRegistered,
+    VoteCast,
     WebhookDelivered,
     WebhookFailed,
     WebhookSecretRotated,
@@ -661,6 +664,8 @@ ALL_EVENTS: list[Event] = [
     ConsoleSignedOut(session_id="c1", signed_out_at=T0),
     WebhookSecretRotated(tenant="local", secret="whsec_x", rotated_at=T0),
     *TEAM_EVENTS,
+    *POLICY_EVENTS,
+    *REQUEST_POLICY_EVENTS,
 ]
 LIFECYCLE = (
     RequestCreated,
@@ -669,6 +674,9 @@ LIFECYCLE = (
     ResponseReceived,
     RequestCancelled,
     RequestExpired,
+    VoteCast,
+    ExpiryWarned,
+    RequestEscalated,
 )
 UNRELATED = [e for e in ALL_EVENTS if not isinstance(e, LIFECYCLE)]
 FINAL = ["answered", "cancelled", "expired"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pytest
-from event_samples import TEAM_EVENTS
+from event_samples import POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
 
 from loopgate.domain.session import (
     DeactivateSession,
@@ -276,6 +276,8 @@ FOREIGN_EVENTS: list[Event] = [
     ConsoleSignedOut(session_id="c1", signed_out_at=T0),
     WebhookSecretRotated(tenant="local", secret="whsec_x", rotated_at=T0),
     *TEAM_EVENTS,
+    *POLICY_EVENTS,
+    *REQUEST_POLICY_EVENTS,
 ]
 
 
