@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -23,6 +23,7 @@ from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
+from loopgate.domain.policy import CurrentPolicy
 from loopgate.domain.teams import (
     ANY_PRINCIPAL,
     allows,
@@ -45,6 +46,26 @@ AGENT_REFUSAL = (
 )
 
 
+class PolicySource(Protocol):
+    """Where a workspace's rules are kept (``loopgate.policies``)."""
+
+    async def current(self, workspace_id: str) -> CurrentPolicy | None:
+        """The workspace's policy as last set; None if it never had one."""
+
+
+class Roster(Protocol):
+    """Who a request's approvers name (``loopgate.teams``)."""
+
+    async def voters(self, workspace_id: str, approvers: Sequence[str]) -> frozenset[str]:
+        """Everyone the selectors name who may answer, as their votes are recorded
+        (a member's user id; ``telegram:<id>`` for a bare id nobody linked)."""
+
+
+class _NoPolicies:
+    async def current(self, workspace_id: str) -> CurrentPolicy | None:
+        return None
+
+
 class Requests:
     """The requests agents ask and humans decide, over one store and one hub."""
 
@@ -60,8 +81,12 @@ class Requests:
         allow_private_callbacks: bool = False,
         metrics: Metrics | None = None,
         limits: Limits | None = None,
+        policies: PolicySource | None = None,
+        roster: Roster | None = None,
     ) -> None:
         self.store, self.hub, self.sessions = store, hub, sessions
+        self.policies: PolicySource = policies or _NoPolicies()
+        self.roster = roster
         self.metrics = metrics or Metrics()
         self.limits = limits or Limits.unlimited()
         self.allow_private_callbacks = allow_private_callbacks
@@ -331,6 +356,26 @@ class Requests:
             request_id=request_id, reason=reason, now=self.clock()
         )
         return await self._decide(command, actor)
+
+    async def remind(self, request_id: str, tenant: str, number: int) -> list[RecordedEvent]:
+        """Record reminder ``number`` (from 1) once it is due; [] if sent already or decided."""
+        command = request_domain.SendReminder(
+            request_id=request_id, channel="system", number=number, now=self.clock()
+        )
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
+
+    async def warn_expiry(self, request_id: str, tenant: str) -> list[RecordedEvent]:
+        """Record the expiry warning once it is due; [] if warned already or decided."""
+        command = request_domain.WarnExpiry(request_id=request_id, now=self.clock())
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
+
+    async def escalate(self, request_id: str, tenant: str, step: int) -> list[RecordedEvent]:
+        """Fire escalation ``step`` once due; [] if it fired already or the request is decided.
+
+        A request not yet due raises ``DomainError`` (``not_due``), as :meth:`expire` does.
+        """
+        command = request_domain.EscalateRequest(request_id=request_id, step=step, now=self.clock())
+        return await self._on_request(command, Actor(id="system", tenant=tenant))
 
     async def expire(self, request_id: str, tenant: str) -> list[RecordedEvent]:
         """Expire a due request (the expirer's command); [] if a human got there first."""
