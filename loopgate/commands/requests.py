@@ -32,7 +32,14 @@ from loopgate.domain.teams import (
     route_match,
 )
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
-from loopgate.events import Channel, OnTimeout, Option, RecordedEvent, RequestType
+from loopgate.events import (
+    Channel,
+    EscalationStep,
+    OnTimeout,
+    Option,
+    RecordedEvent,
+    RequestType,
+)
 from loopgate.hub import Hub
 from loopgate.limits import Limits
 from loopgate.metrics import Metrics
@@ -121,6 +128,11 @@ class Requests:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
         approvers: Sequence[str] = (),
+        quorum: int = 1,
+        veto: bool = True,
+        remind_every_seconds: int | None = None,
+        warn_before_expiry_seconds: int | None = None,
+        escalation: Sequence[EscalationStep] = (),
         actor: Actor,
     ) -> tuple[RequestView, bool]:
         """Create a request; with an idempotency key, a repeat returns the first one.
@@ -149,6 +161,15 @@ class Requests:
             on_timeout=on_timeout,
             callback_url=callback_url,
             idempotency_key=idempotency_key,
+            quorum=quorum,
+            veto=veto,
+            requester=actor.user_id,
+            remind_every_seconds=remind_every_seconds,
+            warn_before_expiry_seconds=warn_before_expiry_seconds,
+            escalation=tuple(
+                msgspec.structs.replace(step, approvers=parse_approvers(step.approvers))
+                for step in escalation
+            ),
             now=self.clock(),
         )
         session = await self.sessions.get_session(session_id, actor)
