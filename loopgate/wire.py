@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from loopgate.errors import InvalidJSON, ValidationFailed
-from loopgate.events import OnTimeout, Option, RequestType
+from loopgate.events import EscalationStep, OnTimeout, Option, RequestType
 
 MAX_MESSAGE_CHARS = 4000
 MAX_OPTIONS = 10
@@ -119,6 +119,18 @@ ApproverSelector = Annotated[
     str, msgspec.Meta(pattern=r"^(user|group|role|telegram):\S{1,128}$", max_length=137)
 ]
 Approvers = Annotated[tuple[ApproverSelector, ...], msgspec.Meta(min_length=1, max_length=32)]
+Quorum = Annotated[int, msgspec.Meta(ge=1, le=32)]
+ScheduleSeconds = Annotated[int, msgspec.Meta(ge=1, le=MAX_TIMEOUT_SECONDS)]
+
+
+class EscalationBody(Body, frozen=True, kw_only=True):
+    """One escalation step: ``after_seconds`` from creation, ``approvers`` are added and told."""
+
+    after_seconds: ScheduleSeconds
+    approvers: Approvers
+
+
+Escalation = Annotated[tuple[EscalationBody, ...], msgspec.Meta(max_length=8)]
 
 
 class CreateRequestBody(Body, frozen=True, kw_only=True):
@@ -137,6 +149,13 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
     idempotency_key: NonEmptyId | None = None
     approvers: Approvers | None = None
     """Who may answer: ``user:<name>``, ``group:<name>``, ``role:<role>``, ``telegram:<id>``."""
+    quorum: Quorum = 1
+    """How many distinct approvers must approve."""
+    veto: bool = True
+    """Whether the first rejection rejects (else: once the quorum is out of reach)."""
+    remind_every_seconds: ScheduleSeconds | None = None
+    warn_before_expiry_seconds: ScheduleSeconds | None = None
+    escalation: Escalation = ()
     # Set by Loopgate only; declared so that a client presetting them is refused.
     status: ServerSet = msgspec.UNSET
     response: ServerSet = msgspec.UNSET
@@ -170,6 +189,13 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
             if key in seen:
                 raise ValueError(f"options: duplicate label {label.strip()!r}")
             seen.add(key)
+
+    def escalation_steps(self) -> tuple[EscalationStep, ...]:
+        """The escalation steps as the events carry them."""
+        return tuple(
+            EscalationStep(after_seconds=s.after_seconds, approvers=s.approvers)
+            for s in self.escalation
+        )
 
     def option_list(self) -> tuple[Option, ...]:
         """The options as the events carry them."""

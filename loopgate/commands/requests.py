@@ -23,7 +23,7 @@ from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.domain.policy import CurrentPolicy
+from loopgate.domain.policy import CurrentPolicy, RequestFacts, Requirements, first_match, tighten
 from loopgate.domain.teams import (
     ANY_PRINCIPAL,
     allows,
@@ -31,13 +31,14 @@ from loopgate.domain.teams import (
     parse_approvers,
     route_match,
 )
-from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
+from loopgate.errors import ConcurrencyError, Conflict, DomainError, Forbidden, NotFound
 from loopgate.events import (
     Channel,
     EscalationStep,
     OnTimeout,
     Option,
     RecordedEvent,
+    RequestCreated,
     RequestType,
 )
 from loopgate.hub import Hub
@@ -47,10 +48,36 @@ from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, new_request_view, outcome_of, request_view
 from loopgate.wire import CreateRequestBody
 
+_POLICY_SHAPED = (
+    *msgspec.structs.asdict(Requirements(approvers=(), timeout_seconds=0)),
+    "policy_version",
+    "rule",
+)
+"""The fields of ``RequestCreated`` a policy rule may have set."""
+
 AGENT_REFUSAL = (
     "an agent API key cannot answer requests; answer as a person (the console, "
     "Telegram, a login token) or with an operator key"
 )
+
+
+def _not_theirs(
+    view: RequestView, actor: Actor, approvers: Sequence[str], routed_by: str | None
+) -> Forbidden | None:
+    """Why ``actor`` may not vote on the open request ``view``, or None if they may."""
+    if view.requester is not None and actor.user_id == view.requester:
+        # Four eyes: whoever asked (their key, the console) never approves it.
+        return Forbidden(
+            "you asked for this request (with your key or the console):"
+            " someone else must decide it",
+            code="requester_cannot_approve",
+        )
+    if routed_by is None:
+        return Forbidden(
+            "this request is not routed to you: it names " + ", ".join(approvers),
+            code="not_an_approver",
+        )
+    return None
 
 
 class PolicySource(Protocol):
@@ -173,8 +200,11 @@ class Requests:
             now=self.clock(),
         )
         session = await self.sessions.get_session(session_id, actor)
-        command = msgspec.structs.replace(
-            command, approvers=routed or default_approvers(session.telegram_id)
+        command = await self._apply_policy(
+            msgspec.structs.replace(
+                command, approvers=routed or default_approvers(session.telegram_id)
+            ),
+            actor,
         )
         if idempotency_key is not None:
             earlier = await self._idempotent_repeat(command, actor)
@@ -184,10 +214,12 @@ class Requests:
             await self.sessions.ensure_active(session_id, actor)
         if callback_url is not None and not self.allow_private_callbacks:
             await check_callback_url(callback_url)
+        if command.quorum > 1 and command.decision is None:
+            await self._check_quorum_reachable(command, actor.tenant)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
         events = request_domain.decide(command, request_domain.initial)
         try:
-            (created,) = await self.store.append(
+            created, *decided = await self.store.append(
                 f"request-{command.request_id}", 0, events, actor.meta()
             )
         except ConcurrencyError:
@@ -197,7 +229,66 @@ class Requests:
                 raise
             return earlier, False
         self.metrics.request_created()
+        if decided:  # a rule decided it at once
+            view = await self.get_request(command.request_id, actor)
+            self._count_decision(view)
+            return view, True
         return new_request_view(created), True
+
+    async def _apply_policy(
+        self, command: request_domain.CreateRequest, actor: Actor
+    ) -> request_domain.CreateRequest:
+        """``command`` as the workspace's first matching rule has it: decided, or stricter."""
+        policy = await self.policies.current(actor.tenant)
+        if policy is None:
+            return command
+        facts = RequestFacts(
+            session_id=command.session_id,
+            client_id=command.client_id,
+            request_type=command.request_type,
+            metadata=command.metadata,
+        )
+        rule = first_match(policy.rules, facts)
+        applied = msgspec.structs.replace(
+            command, policy_version=policy.version, rule=rule.name if rule else None
+        )
+        if rule is None:
+            return applied
+        if rule.then.decide is not None:
+            return msgspec.structs.replace(
+                applied, decision=rule.then.decide, reason=rule.then.reason
+            )
+        asked = Requirements(
+            approvers=command.approvers,
+            quorum=command.quorum,
+            veto=command.veto,
+            timeout_seconds=command.timeout_seconds,
+            on_timeout=command.on_timeout,
+            escalation=command.escalation,
+            remind_every_seconds=command.remind_every_seconds,
+            warn_before_expiry_seconds=command.warn_before_expiry_seconds,
+        )
+        required = tighten(asked, rule.then)
+        return msgspec.structs.replace(applied, **msgspec.structs.asdict(required))
+
+    async def _voters(self, tenant: str, approvers: Sequence[str], requester: str | None) -> int:
+        """How many may vote: everyone the approvers name, but the requester."""
+        if self.roster is None:
+            return 0
+        voters = await self.roster.voters(tenant, approvers)
+        return len(voters - {requester})
+
+    async def _check_quorum_reachable(
+        self, command: request_domain.CreateRequest, tenant: str
+    ) -> None:
+        voters = await self._voters(tenant, command.approvers, command.requester)
+        if command.quorum > voters:
+            raise DomainError(
+                f"quorum {command.quorum} needs more approvers than the {voters} who may vote"
+                f" ({', '.join(command.approvers)}"
+                + (", not counting you, the requester)" if command.requester else ")"),
+                code="quorum_unreachable",
+            )
 
     async def create_from_body(
         self, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
@@ -216,6 +307,11 @@ class Requests:
             callback_url=body.callback_url,
             idempotency_key=idempotency_key,
             approvers=body.approvers or (),
+            quorum=body.quorum,
+            veto=body.veto,
+            remind_every_seconds=body.remind_every_seconds,
+            warn_before_expiry_seconds=body.warn_before_expiry_seconds,
+            escalation=body.escalation_steps(),
             actor=actor,
         )
 
@@ -236,13 +332,19 @@ class Requests:
         earlier = state.request
         # Compare what the decider would record now with what it recorded then,
         # ignoring only what is new each time (id and times).
-        (now,) = request_domain.decide(command, request_domain.initial)
+        now = request_domain.decide(command, request_domain.initial)[0]
+        assert isinstance(now, RequestCreated)
         same_body = msgspec.structs.replace(
             now,
             request_id=earlier.request_id,
             created_at=earlier.created_at,
             expires_at=earlier.expires_at,
         )
+        if earlier.policy_version != now.policy_version:
+            # The policy changed since: compare what the agent sent, not what the rules made of it.
+            same_body = msgspec.structs.replace(
+                same_body, **{name: getattr(earlier, name) for name in _POLICY_SHAPED}
+            )
         if same_body != earlier:
             raise Conflict(
                 f"idempotency key {command.idempotency_key!r} was used for a different request",
@@ -325,6 +427,7 @@ class Requests:
         await self.limits.take("answer", actor.caller)
         refusal: Forbidden | None = None
         routed_by = None
+        voters: int | None = None
         if actor.answers_as is None:
             refusal = Forbidden(AGENT_REFUSAL, code="agent_cannot_answer")
         elif actor.user_id is not None and not allows(actor.role, "request.answer"):
@@ -336,11 +439,11 @@ class Requests:
             view = await self.get_request(request_id, actor)
             approvers = await self.approvers_of(view)
             routed_by = route_match(approvers, actor.principals)
-            if routed_by is None and not view.final:
-                refusal = Forbidden(
-                    "this request is not routed to you: it names " + ", ".join(approvers),
-                    code="not_an_approver",
-                )
+            # A decided request is the decider's to refuse (or a repeat to accept).
+            if not view.final:
+                refusal = _not_theirs(view, actor, approvers, routed_by)
+            if refusal is None and view.quorum > 1 and not view.veto:
+                voters = await self._voters(view.tenant, approvers, view.requester)
         if refusal is not None:
             await self.refuse_answer(
                 request_id,
@@ -354,6 +457,8 @@ class Requests:
         command = request_domain.AnswerRequest(
             request_id=request_id,
             responder=actor.answers_as or actor.id,
+            member=actor.user_id,
+            voters=voters,
             option=option,
             text=text,
             channel=channel,

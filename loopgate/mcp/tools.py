@@ -45,6 +45,17 @@ class DecidedBy(BaseModel):
     kind: Literal["human", "policy", "agent"]
     id: str | None
     channel: str | None
+    routed_by: str | None = None
+    reason: str | None = None
+
+
+class Vote(BaseModel):
+    member: str
+    option: str | None = None
+    text: str | None = None
+    approves: bool
+    channel: str
+    at: str
 
 
 class Decision(BaseModel):
@@ -67,6 +78,9 @@ class Decision(BaseModel):
     session_id: str
     message: str
     expires_at: str | None
+    quorum: int = Field(default=1, description="approving votes the request needs")
+    approvals: int = Field(default=0, description="approving votes so far")
+    votes: list[Vote] = Field(default_factory=list, description="every vote cast, in order")
     poll_after: float | None = Field(
         default=None,
         description="while pending: seconds after which check_request_status is worth calling",
@@ -96,6 +110,9 @@ def decision(request: dict[str, Any], poll_after: float | None = None) -> Decisi
         session_id=request["session_id"],
         message=request["message"],
         expires_at=request["expires_at"],
+        quorum=request["quorum"],
+        approvals=request["approvals"],
+        votes=request["votes"],
         poll_after=None if request["completed"] else poll_after,
     )
 
@@ -105,9 +122,10 @@ def describe(found: Decision) -> str:
     rid = found.request_id
     match found.status:
         case "pending":
+            votes = f" It has {found.approvals} of {found.quorum} approvals." if found.votes else ""
             return (
-                f"Request {rid} is still waiting for a human. Call check_request_status with "
-                f"request_id {rid!r} in about {found.poll_after or 10:g} seconds."
+                f"Request {rid} is still waiting for a human.{votes} Call check_request_status"
+                f" with request_id {rid!r} in about {found.poll_after or 10:g} seconds."
             )
         case "answered":
             verdict = {True: "approved", False: "rejected", None: "answered"}[found.approved]
@@ -196,6 +214,13 @@ def build_server(
                 max_length=32,
             ),
         ] = None,
+        quorum: Annotated[
+            int | None, Field(ge=1, le=32, description="how many approvers must approve")
+        ] = None,
+        veto: Annotated[
+            bool | None,
+            Field(description="false: one rejection does not reject while the quorum is reachable"),
+        ] = None,
     ) -> Annotated[CallToolResult, Decision]:
         gate = gate_for(ctx)
         body: dict[str, Any] = {
@@ -210,6 +235,8 @@ def build_server(
             "timeout_seconds": timeout_seconds,
             "idempotency_key": idempotency_key,
             "approvers": approvers,
+            "quorum": quorum,
+            "veto": veto,
         }
         body |= {key: value for key, value in optional.items() if value is not None}
         try:

@@ -21,6 +21,7 @@ import msgspec
 
 from loopgate.commands.base import APPEND_ATTEMPTS, Actor, new_id, require, utcnow
 from loopgate.domain.teams import (
+    allows,
     check_role_change,
     grantable,
     principals_for,
@@ -238,6 +239,27 @@ class Teams:
             for m in await self.members(workspace_id)
             if route_match(approvers, _principals(m)) is not None
         ]
+
+    async def voters(self, workspace_id: str, approvers: Sequence[str]) -> frozenset[str]:
+        """Who may vote on a request with these approvers, as their votes are recorded.
+
+        Routed members whose role answers (their user id), and each bare
+        ``telegram:<id>`` that is no member's linked account (an outside operator).
+        """
+        members = await self.members(workspace_id)
+        linked = {
+            f"telegram:{i.external_id}"
+            for m in members
+            for i in m.identities
+            if i.channel == "telegram"
+        }
+        routed = {
+            m.user_id
+            for m in members
+            if allows(m.role, "request.answer") and route_match(approvers, _principals(m))
+        }
+        outsiders = {s for s in approvers if s.startswith("telegram:") and s not in linked}
+        return frozenset(routed | outsiders)
 
     async def telegram_chats(self, workspace_id: str, approvers: Sequence[str]) -> list[int]:
         """Where to deliver a request on Telegram: routed members' linked accounts and bare ids."""

@@ -222,6 +222,7 @@ async def _runtime_context(
     private_ok = config.webhooks.allow_private_networks
     limits = Limits.from_config(config, store, _seconds(clock) if clock else time.time)
     sessions = Sessions(store, allow_private_callbacks=private_ok)
+    app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
     requests = Requests(
         store,
         hub,
@@ -230,8 +231,8 @@ async def _runtime_context(
         allow_private_callbacks=private_ok,
         metrics=app_metrics,
         limits=limits,
+        roster=teams,
     )
-    app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
     app[ACCOUNTS] = AccountService(
         store,
         jwt_secret=jwt_secret,

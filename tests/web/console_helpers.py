@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from account_helpers import PASSWORD, Client, User, sign_up
+from account_helpers import PASSWORD, Client, User, log_in, sign_up, unique
 from aiohttp import ClientResponse
 
 from loopgate.store.base import EventStore
@@ -66,10 +66,28 @@ async def agent_session(client: Client, user: User, **fields: Any) -> None:
     assert response.status in (200, 201), await response.text()
 
 
+_AGENTS: dict[tuple[int, str], User] = {}
+
+
+async def agent_of(client: Client, user: User) -> User:
+    """A teammate of ``user`` who runs the agent: a request ``user`` asked for
+    themselves would be theirs never to answer (four eyes)."""
+    key = (id(client), user.user_id)
+    if key not in _AGENTS:
+        username = unique("ci-bot")
+        body = {"username": username, "password": PASSWORD, "role": "approver"}
+        response = await client.post("/v1/members", json=body, headers=user.bearer)
+        assert response.status == 201, await response.text()
+        token = await log_in(client, username)
+        _AGENTS[key] = User((await response.json())["user_id"], username, token)
+    return _AGENTS[key]
+
+
 async def ask(client: Client, user: User, message: str = "Deploy v2.1?", **fields: Any) -> str:
-    """An agent's request in ``user``'s tenant, over REST; its id."""
+    """An agent's request in ``user``'s tenant, over REST, by their teammate's agent; its id."""
     body = {**SESSION, "message": message, "options": ["Approve", "Reject"], **fields}
-    response = await client.post("/hitl/request", json=body, headers=user.bearer)
+    agent = await agent_of(client, user)
+    response = await client.post("/hitl/request", json=body, headers=agent.bearer)
     assert response.status == 200, await response.text()
     request_id: str = (await response.json())["request_id"]
     return request_id

@@ -22,6 +22,7 @@ from account_helpers import (
     sign_up,
     unique,
 )
+from console_helpers import agent_of
 from hitl_helpers import assert_error
 
 from loopgate.web.keys import ACCOUNTS
@@ -364,7 +365,8 @@ async def test_a_login_token_acts_as_its_user_on_the_v1_routes(
     keyed_client: Client,
 ) -> None:
     alice = await sign_up(keyed_client, "alice")
-    raw = (await new_key(keyed_client, alice))["raw_key"]
+    # Her teammate's agent asks; alice decides (who asks never decides).
+    raw = (await new_key(keyed_client, await agent_of(keyed_client, alice)))["raw_key"]
     headers = {"X-API-Key": raw}
     session = {"session_id": unique("s"), "client_id": "agent"}
     assert (await keyed_client.post("/v1/sessions", json=session, headers=headers)).status == 201

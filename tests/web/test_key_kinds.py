@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from account_helpers import Client, User, api_key, list_keys, new_key, sign_up, unique
-from console_helpers import operator, submit, text_of
+from console_helpers import agent_of, operator, submit, text_of
 from hitl_helpers import DEPLOY, HOLD, README_REQUEST, assert_error, event_types
 
 from loopgate.events import AnswerRefused, ResponseReceived
@@ -36,8 +36,9 @@ class Agent:
 
 
 async def agent_with_request(client: Client, user: User, **key_body: Any) -> Agent:
-    """``user``'s key (of ``key_body``'s kind) registers a session and asks one request."""
-    key = await new_key(client, user, **key_body)
+    """The key (of ``key_body``'s kind) of ``user``'s teammate who runs the agent
+    registers a session and asks one request, for ``user`` to answer (four eyes)."""
+    key = await new_key(client, await agent_of(client, user), **key_body)
     headers = api_key(key["raw_key"])
     session = {"session_id": unique("deploys"), "client_id": "ci"}
     assert (await client.post("/v1/sessions", json=session, headers=headers)).status == 201

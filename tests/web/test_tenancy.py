@@ -25,6 +25,7 @@ from account_helpers import (
     unique,
 )
 from aiohttp import ClientResponse
+from console_helpers import agent_of
 from hitl_helpers import README_REQUEST, assert_error
 
 # --- with auth.require_api_key on ---------------------------------------------------------
@@ -331,14 +332,16 @@ async def test_lists_show_each_tenant_only_its_own(tenants: Tenants) -> None:
         assert [r["request_id"] for r in listed["requests"]] == [expected]
 
 
-async def test_alice_polls_her_own_request_and_answers_it_with_an_operator_key(
+async def test_alice_polls_her_own_request_and_a_teammate_answers_it_with_an_operator_key(
     tenants: Tenants,
 ) -> None:
     poll = await tenants.as_alice(
         "GET", "/hitl/poll", params={"request_id": tenants.request_id, "wait": 0}
     )
     assert poll.status == 200
-    operator = api_key((await new_key(tenants.client, tenants.alice, kind="operator"))["raw_key"])
+    # alice's key asked, so someone else decides (four eyes).
+    teammate = await agent_of(tenants.client, tenants.alice)
+    operator = api_key((await new_key(tenants.client, teammate, kind="operator"))["raw_key"])
     answered = await tenants.client.post(
         f"/v1/requests/{tenants.request_id}/response",
         json={"option": "🚀 Deploy"},
