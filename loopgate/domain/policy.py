@@ -17,9 +17,18 @@ from typing import Any
 
 import msgspec
 
+from loopgate.domain.request import policy_id
 from loopgate.domain.teams import parse_approvers
 from loopgate.errors import ValidationFailed
-from loopgate.events import Condition, EscalationStep, OnTimeout, RequestType, Rule, RuleThen
+from loopgate.events import (
+    Condition,
+    Decision,
+    EscalationStep,
+    OnTimeout,
+    RequestType,
+    Rule,
+    RuleThen,
+)
 
 FIELDS = ("session_id", "client_id", "request_type", "action.tool")
 """The fields a condition may test, besides ``metadata.<path>``."""
@@ -236,3 +245,114 @@ def _check_then(where: str, then: RuleThen) -> None:
 
 def _invalid(message: str) -> ValidationFailed:
     return ValidationFailed(message, code="invalid_policy")
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What a workspace's policy does to a request being made (:func:`explain`).
+
+    ``policy_version`` is the version in force (None: the workspace never set
+    one), whether or not a rule matched; ``rule`` the rule that did. With
+    ``decision``, the request is decided at creation; otherwise it needs
+    ``requirements``.
+    """
+
+    policy_version: int | None
+    rule: str | None = None
+    decision: Decision | None = None
+    reason: str | None = None
+    requirements: Requirements
+
+    @property
+    def decided_by(self) -> str | None:
+        """``<rule>@v<version>``, the ``decided_by.id`` of a decision at creation."""
+        if self.decision is None or self.rule is None or self.policy_version is None:
+            return None
+        return policy_id(self.rule, self.policy_version)
+
+
+def explain(policy: CurrentPolicy | None, facts: RequestFacts, asked: Requirements) -> Verdict:
+    """The first matching rule of ``policy`` applied to a request asking ``asked``.
+
+    The server records what this says on ``RequestCreated``; ``loopgate policy
+    test`` prints it (:func:`describe_verdict`), so both say the same.
+    """
+    if policy is None:
+        return Verdict(policy_version=None, requirements=asked)
+    rule = first_match(policy.rules, facts)
+    if rule is None:
+        return Verdict(policy_version=policy.version, requirements=asked)
+    then = rule.then
+    if then.decide is not None:
+        return Verdict(
+            policy_version=policy.version,
+            rule=rule.name,
+            decision=then.decide,
+            reason=then.reason,
+            requirements=asked,
+        )
+    return Verdict(policy_version=policy.version, rule=rule.name, requirements=tighten(asked, then))
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """The verdict for people, in two lines: which rule matched, and what it does."""
+    version = f"policy v{verdict.policy_version}" if verdict.policy_version else "no policy"
+    if verdict.rule is None:
+        head = f"no rule matches ({version})"
+    else:
+        head = f"rule {verdict.rule!r} matches ({version})"
+    if verdict.decision is not None:
+        decided = _decision(verdict.decision, verdict.reason)
+        return f"{head}\n{decided} — decided_by policy {verdict.decided_by}"
+    return f"{head}\nrequires {describe_requirements(verdict.requirements)}"
+
+
+def describe_requirements(needs: Requirements) -> str:
+    """``approvers group:finance, quorum 2, veto, timeout 300s then reject, ...``."""
+    parts = [
+        f"approvers {' '.join(needs.approvers) or '(none named)'}",
+        f"quorum {needs.quorum}",
+        "veto" if needs.veto else "no veto",
+        "no timeout"
+        if needs.timeout_seconds == 0
+        else f"timeout {needs.timeout_seconds}s then {needs.on_timeout}",
+    ]
+    parts += [_step(step) for step in needs.escalation]
+    if needs.remind_every_seconds is not None:
+        parts.append(f"remind every {needs.remind_every_seconds}s")
+    if needs.warn_before_expiry_seconds is not None:
+        parts.append(f"warn {needs.warn_before_expiry_seconds}s before expiry")
+    return ", ".join(parts)
+
+
+def describe_condition(condition: Condition) -> str:
+    """``metadata.amount gte 10000``; values as JSON, so a string reads quoted."""
+    if condition.op == "exists":
+        return f"{condition.field} exists"
+    value = msgspec.json.encode(condition.value).decode()
+    return f"{condition.field} {condition.op} {value}"
+
+
+def describe_then(then: RuleThen) -> str:
+    """What a rule does, for people: ``decide approve (reason '...')`` or what it requires."""
+    if then.decide is not None:
+        return _decision(then.decide, then.reason)
+    parts = []
+    for f in msgspec.structs.fields(RuleThen):
+        value = getattr(then, f.name)
+        if value is None:
+            continue
+        if f.name == "approvers":
+            parts.append(f"approvers {' '.join(value)}")
+        elif f.name == "escalation":
+            parts += [_step(step) for step in value]
+        else:
+            parts.append(f"{f.name} {str(value).lower() if isinstance(value, bool) else value}")
+    return ", ".join(parts)
+
+
+def _decision(decision: Decision, reason: str | None) -> str:
+    return f"decide {decision}" + (f" (reason {reason!r})" if reason else "")
+
+
+def _step(step: EscalationStep) -> str:
+    return f"escalate after {step.after_seconds}s to {' '.join(step.approvers)}"
