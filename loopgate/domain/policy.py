@@ -12,7 +12,7 @@ so a request reads the same after the policy changes.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -307,21 +307,25 @@ def describe_verdict(verdict: Verdict) -> str:
 
 
 def describe_requirements(needs: Requirements) -> str:
-    """``approvers group:finance, quorum 2, veto, timeout 300s then reject, ...``."""
-    parts = [
-        f"approvers {' '.join(needs.approvers) or '(none named)'}",
-        f"quorum {needs.quorum}",
-        "veto" if needs.veto else "no veto",
-        "no timeout"
-        if needs.timeout_seconds == 0
-        else f"timeout {needs.timeout_seconds}s then {needs.on_timeout}",
-    ]
-    parts += [_step(step) for step in needs.escalation]
-    if needs.remind_every_seconds is not None:
-        parts.append(f"remind every {needs.remind_every_seconds}s")
-    if needs.warn_before_expiry_seconds is not None:
-        parts.append(f"warn {needs.warn_before_expiry_seconds}s before expiry")
-    return ", ".join(parts)
+    """``approvers group:finance, quorum 2, veto, timeout 300s, on timeout reject, ...``."""
+    return _requirements(msgspec.structs.asdict(needs))
+
+
+def _requirements(fields: dict[str, Any]) -> str:
+    # The fields a Requirements and a RuleThen share; a None is a field a rule leaves alone.
+    words: dict[str, Callable[[Any], str]] = {
+        "approvers": lambda v: f"approvers {' '.join(v) or '(none named)'}",
+        "quorum": lambda v: f"quorum {v}",
+        "veto": lambda v: "veto" if v else "no veto",
+        "timeout_seconds": lambda v: f"timeout {v}s" if v else "no timeout",
+        "on_timeout": lambda v: f"on timeout {v}",
+        "escalation": lambda v: ", ".join(_step(step) for step in v),
+        "remind_every_seconds": lambda v: f"remind every {v}s",
+        "warn_before_expiry_seconds": lambda v: f"warn {v}s before expiry",
+    }
+    return ", ".join(
+        say(fields[name]) for name, say in words.items() if fields.get(name) not in (None, ())
+    )
 
 
 def describe_condition(condition: Condition) -> str:
@@ -336,18 +340,8 @@ def describe_then(then: RuleThen) -> str:
     """What a rule does, for people: ``decide approve (reason '...')`` or what it requires."""
     if then.decide is not None:
         return _decision(then.decide, then.reason)
-    parts = []
-    for f in msgspec.structs.fields(RuleThen):
-        value = getattr(then, f.name)
-        if value is None:
-            continue
-        if f.name == "approvers":
-            parts.append(f"approvers {' '.join(value)}")
-        elif f.name == "escalation":
-            parts += [_step(step) for step in value]
-        else:
-            parts.append(f"{f.name} {str(value).lower() if isinstance(value, bool) else value}")
-    return ", ".join(parts)
+    # veto false cannot loosen a request (tighten ignores it): not worth saying.
+    return _requirements({**msgspec.structs.asdict(then), "veto": then.veto or None})
 
 
 def _decision(decision: Decision, reason: str | None) -> str:
