@@ -1,9 +1,9 @@
-"""The ``loopgate`` command: serve, migrate, projections rebuild, user create, audit, mcp, ask.
+"""The ``loopgate`` command: serve, migrate, projections, user, policy, audit, mcp, ask.
 
 This module is the argparse tree, the config loading and the dispatch; each
 command group's work is in its own module: ``server`` (serve, mcp), ``db``
-(migrate, projections rebuild), ``users`` (user create), ``audit`` (export,
-verify) and ``ask``, which parses its own arguments.
+(migrate, projections rebuild), ``users`` (user create), ``policy`` (apply,
+show, test), ``audit`` (export, verify) and ``ask``, which parses its own arguments.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -26,9 +26,11 @@ from loopgate import __version__
 from loopgate.cli.audit import audit_export, audit_verify
 from loopgate.cli.common import UsageError
 from loopgate.cli.db import migrate, rebuild_projections
+from loopgate.cli.policy import policy_apply, policy_show, policy_test
 from loopgate.cli.server import serve, serve_mcp_stdio
 from loopgate.cli.users import USER_ROLES, create_user, read_password
 from loopgate.config import Config, ConfigError, load_config
+from loopgate.domain.teams import DEFAULT_WORKSPACE
 from loopgate.errors import BadRequest, LoopgateError
 from loopgate.log import configure_logging
 
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "auditor reads and exports and never answers",
     )
     _config_options(create)
+
+    _policy_commands(commands)
 
     mcp = commands.add_parser(
         "mcp",
@@ -261,6 +265,64 @@ def _audit_commands(commands: Any) -> None:
     _config_options(verify)
 
 
+def _policy_commands(commands: Any) -> None:
+    policy = commands.add_parser(
+        "policy",
+        help="set, show or try a workspace's approval rules (TOML)",
+        description="A workspace's approval policy: an ordered list of rules, each "
+        "`[[rules]]` with a name, `[[rules.when]]` conditions {field, op, value} and a "
+        "`[rules.then]` that decides at once or makes the request stricter. The first rule "
+        "whose conditions all hold applies. See examples/policy.toml and the README's "
+        "Policies section.",
+    )
+    actions = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    workspace_help = f"the workspace (default: {DEFAULT_WORKSPACE}, the server's first one)"
+
+    apply = actions.add_parser(
+        "apply",
+        help="replace the workspace's policy with the rules of a TOML file",
+        description="Validate FILE and set its rules as the workspace's policy, as its owner "
+        "would with PUT /v1/policy: the policy's version goes up by one. Writes straight to "
+        "the configured store; a running server reads the new rules at the next request.",
+    )
+    apply.add_argument("file", type=Path, metavar="FILE", help="a TOML policy file")
+    apply.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="ID", help=workspace_help)
+    _config_options(apply)
+
+    show = actions.add_parser(
+        "show",
+        help="print the workspace's policy",
+        description="Print the policy's version, who set it and when, and its rules in order.",
+    )
+    show.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="ID", help=workspace_help)
+    _config_options(show)
+
+    test = actions.add_parser(
+        "test",
+        help="say which rule of a file matches a request, and what it would do",
+        description="Read no store: validate FILE, then print which of its rules matches the "
+        "request (or `no rule matches`) and what it does: `decide approve ... decided_by "
+        "policy RULE@vN`, or the requirements the request ends up with.",
+    )
+    test.add_argument("file", type=Path, metavar="FILE", help="a TOML policy file")
+    test.add_argument(
+        "--request",
+        required=True,
+        metavar="JSON",
+        help='the request, e.g. \'{"session_id": "staging-1", "client_id": "deployer", '
+        '"metadata": {"amount": 25000}}\': also request_type (default confirmation) and what '
+        "the agent asks: approvers, quorum, veto, timeout_seconds (default 300), on_timeout, "
+        "escalation, remind_every_seconds, warn_before_expiry_seconds",
+    )
+    test.add_argument(
+        "--version",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the policy version to name in decided_by (default 1)",
+    )
+
+
 def _load(args: argparse.Namespace, **extra: Any) -> Config:
     overrides = {"database.url": getattr(args, "db", None), **extra}
     return load_config(args.config, overrides=overrides)
@@ -274,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ask.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
+        if args.command == "policy" and args.action == "test":
+            config = Config()  # pure: it reads no configuration and opens no store
+        elif args.command == "serve":
             config = _load(
                 args,
                 **{
@@ -307,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "user":
                 password = read_password()
                 print(asyncio.run(create_user(config, args.username, password, role=args.role)))
+            case "policy" if args.action == "test":
+                print(policy_test(args.file, args.request, args.version))
+            case "policy" if args.action == "apply":
+                print(asyncio.run(policy_apply(config, args.file, args.workspace)))
+            case "policy":
+                print(asyncio.run(policy_show(config, args.workspace)))
             case "mcp":
                 if not args.server:
                     raise UsageError("mcp: give the server with --server URL or LOOPGATE_URL")

@@ -12,14 +12,23 @@ so a request reads the same after the policy changes.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
+from loopgate.domain.request import policy_id
 from loopgate.domain.teams import parse_approvers
 from loopgate.errors import ValidationFailed
-from loopgate.events import Condition, EscalationStep, OnTimeout, RequestType, Rule, RuleThen
+from loopgate.events import (
+    Condition,
+    Decision,
+    EscalationStep,
+    OnTimeout,
+    RequestType,
+    Rule,
+    RuleThen,
+)
 
 FIELDS = ("session_id", "client_id", "request_type", "action.tool")
 """The fields a condition may test, besides ``metadata.<path>``."""
@@ -236,3 +245,108 @@ def _check_then(where: str, then: RuleThen) -> None:
 
 def _invalid(message: str) -> ValidationFailed:
     return ValidationFailed(message, code="invalid_policy")
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What a workspace's policy does to a request being made (:func:`explain`).
+
+    ``policy_version`` is the version in force (None: the workspace never set
+    one), whether or not a rule matched; ``rule`` the rule that did. With
+    ``decision``, the request is decided at creation; otherwise it needs
+    ``requirements``.
+    """
+
+    policy_version: int | None
+    rule: str | None = None
+    decision: Decision | None = None
+    reason: str | None = None
+    requirements: Requirements
+
+    @property
+    def decided_by(self) -> str | None:
+        """``<rule>@v<version>``, the ``decided_by.id`` of a decision at creation."""
+        if self.decision is None or self.rule is None or self.policy_version is None:
+            return None
+        return policy_id(self.rule, self.policy_version)
+
+
+def explain(policy: CurrentPolicy | None, facts: RequestFacts, asked: Requirements) -> Verdict:
+    """The first matching rule of ``policy`` applied to a request asking ``asked``.
+
+    The server records what this says on ``RequestCreated``; ``loopgate policy
+    test`` prints it (:func:`describe_verdict`), so both say the same.
+    """
+    if policy is None:
+        return Verdict(policy_version=None, requirements=asked)
+    rule = first_match(policy.rules, facts)
+    if rule is None:
+        return Verdict(policy_version=policy.version, requirements=asked)
+    then = rule.then
+    if then.decide is not None:
+        return Verdict(
+            policy_version=policy.version,
+            rule=rule.name,
+            decision=then.decide,
+            reason=then.reason,
+            requirements=asked,
+        )
+    return Verdict(policy_version=policy.version, rule=rule.name, requirements=tighten(asked, then))
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """The verdict for people, in two lines: which rule matched, and what it does."""
+    version = f"policy v{verdict.policy_version}" if verdict.policy_version else "no policy"
+    if verdict.rule is None:
+        head = f"no rule matches ({version})"
+    else:
+        head = f"rule {verdict.rule!r} matches ({version})"
+    if verdict.decision is not None:
+        decided = _decision(verdict.decision, verdict.reason)
+        return f"{head}\n{decided} — decided_by policy {verdict.decided_by}"
+    return f"{head}\nrequires {describe_requirements(verdict.requirements)}"
+
+
+def describe_requirements(needs: Requirements) -> str:
+    """``approvers group:finance, quorum 2, veto, timeout 300s, on timeout reject, ...``."""
+    return _requirements(msgspec.structs.asdict(needs))
+
+
+def _requirements(fields: dict[str, Any]) -> str:
+    # The fields a Requirements and a RuleThen share; a None is a field a rule leaves alone.
+    words: dict[str, Callable[[Any], str]] = {
+        "approvers": lambda v: f"approvers {' '.join(v) or '(none named)'}",
+        "quorum": lambda v: f"quorum {v}",
+        "veto": lambda v: "veto" if v else "no veto",
+        "timeout_seconds": lambda v: f"timeout {v}s" if v else "no timeout",
+        "on_timeout": lambda v: f"on timeout {v}",
+        "escalation": lambda v: ", ".join(_step(step) for step in v),
+        "remind_every_seconds": lambda v: f"remind every {v}s",
+        "warn_before_expiry_seconds": lambda v: f"warn {v}s before expiry",
+    }
+    return ", ".join(
+        say(fields[name]) for name, say in words.items() if fields.get(name) not in (None, ())
+    )
+
+
+def describe_condition(condition: Condition) -> str:
+    """``metadata.amount gte 10000``; values as JSON, so a string reads quoted."""
+    if condition.op == "exists":
+        return f"{condition.field} exists"
+    value = msgspec.json.encode(condition.value).decode()
+    return f"{condition.field} {condition.op} {value}"
+
+
+def describe_then(then: RuleThen) -> str:
+    """What a rule does, for people: ``decide approve (reason '...')`` or what it requires."""
+    if then.decide is not None:
+        return _decision(then.decide, then.reason)
+    # veto false cannot loosen a request (tighten ignores it): not worth saying.
+    return _requirements({**msgspec.structs.asdict(then), "veto": then.veto or None})
+
+
+def _decision(decision: Decision, reason: str | None) -> str:
+    return f"decide {decision}" + (f" (reason {reason!r})" if reason else "")
+
+
+def _step(step: EscalationStep) -> str:
+    return f"escalate after {step.after_seconds}s to {' '.join(step.approvers)}"

@@ -151,7 +151,8 @@ PERMISSION_HELP: dict[Permission, str] = {
     "(never with an agent key)",
     "groups.manage": "define and delete groups (never with an agent key)",
     "keys.manage": "make and revoke their own API keys",
-    "settings.manage": "change the workspace's settings (no route asks for it yet)",
+    "settings.manage": "set the approval policy (`PUT /v1/policy`, `loopgate policy apply`; "
+    "never with an agent key)",
     "ownership.transfer": "make, invite, demote or remove an owner",
 }
 """What each permission lets a member do, for the README's roles table."""

@@ -42,6 +42,7 @@ def _all() -> Sequence[Projection]:
         invitations,
         login_failures,
         members,
+        policies,
         requests,
         sessions,
         telegram_messages,
@@ -61,6 +62,7 @@ def _all() -> Sequence[Projection]:
         groups,
         identities,
         invitations,
+        policies,
     )
 
 

@@ -36,6 +36,7 @@ from loopgate.errors import PayloadTooLarge
 from loopgate.hub import Hub
 from loopgate.limits import Limits
 from loopgate.metrics import Metrics
+from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.store import open_store
@@ -51,6 +52,7 @@ from loopgate.web import (
     mcp,
     metrics,
     openapi,
+    policy,
     stream,
     teams,
     webhooks,
@@ -64,6 +66,7 @@ from loopgate.web.keys import (
     EXPIRER,
     HUB,
     METRICS,
+    POLICIES,
     REQUEST_ID,
     REQUESTS,
     SECRET_BOX,
@@ -179,6 +182,7 @@ def create_app(
     app.add_routes(audit.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(teams.routes)
+    app.add_routes(policy.routes)
     app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
     console.setup(app)
@@ -223,6 +227,7 @@ async def _runtime_context(
     limits = Limits.from_config(config, store, _seconds(clock) if clock else time.time)
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
+    app[POLICIES] = policies = Policies(store, clock=clock or utcnow)
     requests = Requests(
         store,
         hub,
@@ -232,6 +237,7 @@ async def _runtime_context(
         metrics=app_metrics,
         limits=limits,
         roster=teams,
+        policies=policies,
     )
     app[ACCOUNTS] = AccountService(
         store,

@@ -14,6 +14,7 @@ are checked before a handler runs (``web/console_session.py``). Errors on
 console pages are HTML pages with the error's status, never the JSON shape.
 History, sessions, API keys and export are in ``web/console_admin.py``; members,
 invitations, groups, linked accounts and the join page in ``web/console_teams.py``;
+the policy in ``web/console_policy.py``;
 what all pages share in ``web/console_pages.py``.
 """
 
@@ -49,7 +50,7 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.views import RequestView, decided_by, outcome_of
-from loopgate.web import console_admin, console_teams, stream
+from loopgate.web import console_admin, console_policy, console_teams, stream
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
 from loopgate.web.console_pages import (
@@ -131,6 +132,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
     app.add_routes(console_admin.routes)
     app.add_routes(console_teams.routes)
+    app.add_routes(console_policy.routes)
     app.cleanup_ctx.append(_sessions_context)
 
 

@@ -17,6 +17,7 @@ from loopgate.config import Config
 from loopgate.domain.console import ConsoleSession
 from loopgate.hub import Hub
 from loopgate.metrics import Metrics
+from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
@@ -35,6 +36,7 @@ WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 TEAMS = web.AppKey("teams", Teams)
+POLICIES = web.AppKey("policies", Policies)
 METRICS = web.AppKey("metrics", Metrics)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")

@@ -110,6 +110,7 @@ READ_MEMBERS = Rule("agent", "members.read")
 MANAGE_MEMBERS = Rule("agent", "members.manage", agent_key="role_forbids")
 MANAGE_GROUPS = Rule("agent", "groups.manage", agent_key="role_forbids")
 ME = Rule("agent")
+SET_POLICY = Rule("agent", "settings.manage", agent_key="role_forbids")
 # Nobody to link an account to, and no account of its own to unlink.
 LINK = Rule("agent", agent_key="role_forbids", open_anonymous=refused("role_forbids"))
 UNLINK = Rule("agent", agent_key="role_forbids", open_anonymous=Outcome(404, "link_not_found"))
@@ -540,6 +541,9 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/v1/me", ME),
     row("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram")),
     row("DELETE", "/v1/me/links/{channel}/{external_id}", UNLINK, _unlink),
+    # The approval policy: everyone reads; owners and admins set it, never with an agent key.
+    row("GET", "/v1/policy", READ),
+    row("PUT", "/v1/policy", SET_POLICY, at("/v1/policy", json={"rules": []})),
     # API keys: a login token only.
     row("GET", "/api/user/apikeys", KEYS),
     row("POST", "/api/user/apikeys", KEYS, at("/api/user/apikeys", json={"label": "matrix"})),
@@ -609,6 +613,7 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/console/groups", CONSOLE_MEMBERS),
     row("POST", "/console/groups", CONSOLE_MANAGE_GROUPS, _console_group_save),
     row("POST", "/console/groups/delete", CONSOLE_MANAGE_GROUPS, _console_group_delete),
+    row("GET", "/console/policy", CONSOLE_READ),
     row("GET", "/console/links", CONSOLE_ME),
     row("POST", "/console/links/telegram", CONSOLE_ME, at("/console/links/telegram", form={})),
     row("POST", "/console/links/unlink", CONSOLE_ME, _console_unlink),
