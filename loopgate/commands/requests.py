@@ -23,7 +23,7 @@ from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.domain.policy import CurrentPolicy, RequestFacts, Requirements, first_match, tighten
+from loopgate.domain.policy import CurrentPolicy, RequestFacts, Requirements, explain
 from loopgate.domain.teams import (
     ANY_PRINCIPAL,
     allows,
@@ -248,16 +248,6 @@ class Requests:
             request_type=command.request_type,
             metadata=command.metadata,
         )
-        rule = first_match(policy.rules, facts)
-        applied = msgspec.structs.replace(
-            command, policy_version=policy.version, rule=rule.name if rule else None
-        )
-        if rule is None:
-            return applied
-        if rule.then.decide is not None:
-            return msgspec.structs.replace(
-                applied, decision=rule.then.decide, reason=rule.then.reason
-            )
         asked = Requirements(
             approvers=command.approvers,
             quorum=command.quorum,
@@ -268,8 +258,15 @@ class Requests:
             remind_every_seconds=command.remind_every_seconds,
             warn_before_expiry_seconds=command.warn_before_expiry_seconds,
         )
-        required = tighten(asked, rule.then)
-        return msgspec.structs.replace(applied, **msgspec.structs.asdict(required))
+        verdict = explain(policy, facts, asked)
+        return msgspec.structs.replace(
+            command,
+            policy_version=verdict.policy_version,
+            rule=verdict.rule,
+            decision=verdict.decision,
+            reason=verdict.reason,
+            **msgspec.structs.asdict(verdict.requirements),
+        )
 
     async def _voters(self, tenant: str, approvers: Sequence[str], requester: str | None) -> int:
         """How many may vote: everyone the approvers name, but the requester."""

@@ -1,11 +1,13 @@
-"""Issue 19's quorum, veto and four-eyes must-shows, over HTTP, the console and Telegram.
+"""Issue 19's quorum, veto, four-eyes and policy must-shows, over HTTP, the console and Telegram.
 
 A request needing two of finance's three approvals is voted on in the
 console and then on Telegram; a long-poll parked before the first vote wakes
 only at the second; later votes get 409. A veto rejects; with ``veto: false``
 a rejection rejects only once the quorum is out of reach. Whoever asked never
 votes (``requester_cannot_approve``), and a quorum nobody can reach is refused
-when the request is made (``quorum_unreachable``).
+when the request is made (``quorum_unreachable``). A policy approves staging
+at creation and sends big payments to two of finance; after the policy
+changes and the projections are rebuilt, decided requests keep their rule.
 """
 
 from __future__ import annotations
@@ -284,3 +286,95 @@ async def test_a_quorum_more_than_the_eligible_approvers_is_refused_at_creation(
     # Two of the three is within reach.
     allowed = await tg.client.post("/v1/requests", json=body | {"quorum": 2}, headers=key)
     assert allowed.status == 201, await allowed.text()
+
+
+# --- rules as data -------------------------------------------------------------------------
+
+POLICY = {
+    "rules": [
+        {
+            "name": "staging-free",
+            "when": [{"field": "session_id", "op": "glob", "value": "staging-*"}],
+            "then": {"decide": "approve", "reason": "staging needs nobody"},
+        },
+        {
+            "name": "big-payments",
+            "when": [{"field": "metadata.amount", "op": "gte", "value": 10000}],
+            "then": {"approvers": ["group:finance"], "quorum": 2},
+        },
+    ]
+}
+
+
+async def put_policy(tg: TelegramApp, owner: Membership, body: dict[str, Any]) -> dict[str, Any]:
+    response = await tg.client.put("/v1/policy", json=body, headers=await bearer(tg, owner))
+    assert response.status == 200, await response.text()
+    found: dict[str, Any] = await response.json()
+    return found
+
+
+async def test_a_policy_approves_staging_at_once_and_sends_big_payments_to_two_of_finance(
+    tg: TelegramApp,
+) -> None:
+    """``loopgate policy test`` says the same of both: tests/cli/test_policy_cli.py."""
+    alice, bob, carol, _ = await finance(tg)
+    assert (await put_policy(tg, alice, POLICY))["version"] == 1
+    await tg.register("staging-7", telegram_id=None)
+    staging = await request_json(tg, await tg.ask("staging-7", request_type="confirmation"))
+    assert (staging["status"], staging["outcome"]) == ("answered", "approved")
+    assert staging["decided_by"] == {
+        "kind": "policy",
+        "id": "staging-free@v1",
+        "channel": "system",
+        "reason": "staging needs nobody",
+    }
+    assert staging["policy"] == {"version": 1, "rule": "staging-free"}
+    assert staging["votes"] == []
+
+    # The agent asked for anyone's approval; the rule makes it two of finance.
+    payment_id = await tg.ask(request_type="confirmation", metadata={"amount": 25000})
+    payment = await request_json(tg, payment_id)
+    assert (payment["approvers"], payment["quorum"]) == (["group:finance"], 2)
+    assert payment["policy"] == {"version": 1, "rule": "big-payments"}
+    # alice is an owner, but not in finance: the rule routed it past her.
+    refused = await tg.client.post(
+        f"/v1/requests/{payment_id}/response",
+        json={"option": "Approve"},
+        headers=await bearer(tg, alice),
+    )
+    await assert_error(refused, 403, "not_an_approver")
+    for member in (bob, carol):
+        voted = await tg.client.post(
+            f"/v1/requests/{payment_id}/response",
+            json={"option": "Approve"},
+            headers=await bearer(tg, member),
+        )
+        assert voted.status == 200, await voted.text()
+    assert (await request_json(tg, payment_id))["outcome"] == "approved"
+    # A small payment matches no rule: as asked, with the policy version on record.
+    small = await request_json(
+        tg, await tg.ask(request_type="confirmation", metadata={"amount": 5})
+    )
+    assert (small["quorum"], small["policy"]) == (1, {"version": 1, "rule": None})
+
+
+async def test_after_a_policy_change_and_a_rebuild_decided_requests_keep_their_rule(
+    tg: TelegramApp,
+) -> None:
+    alice, *_ = await finance(tg)
+    await put_policy(tg, alice, POLICY)
+    await tg.register("staging-8", telegram_id=None)
+    staging_id = await tg.ask("staging-8", request_type="confirmation")
+    before = await request_json(tg, staging_id)
+
+    # v2 rejects staging instead; what v1 decided stays decided, by v1.
+    changed = {"rules": [{**POLICY["rules"][0], "then": {"decide": "reject"}}]}
+    assert (await put_policy(tg, alice, changed))["version"] == 2
+    assert await tg.store.rebuild_projections() > 0
+    after = await request_json(tg, staging_id)
+    assert after == before
+    assert (after["outcome"], after["decided_by"]["id"]) == ("approved", "staging-free@v1")
+    # A new staging request follows v2.
+    await tg.register("staging-9", telegram_id=None)
+    later = await request_json(tg, await tg.ask("staging-9", request_type="confirmation"))
+    assert (later["outcome"], later["decided_by"]["id"]) == ("rejected", "staging-free@v2")
