@@ -42,7 +42,7 @@ async def test_the_queue_card_counts_approvals_and_a_console_vote_says_how_far_i
     page = await page_of(keyed_client, voted.headers["Location"])
     assert "Your vote is recorded: 1 of 2 approvals." in page
     assert "You voted “Approve”" in page and "1 more approval needed" in page
-    assert f"{team.bob.username} ✅ Approve console" in page  # the votes table's row
+    assert f"{team.bob.username} Approve (for) console" in page  # the votes table's row
     await as_(keyed_client, team.carol)
     assert "1 of 2 approvals" in await page_of(keyed_client, "/console")
     card = await keyed_client.get(f"/console/requests/{request_id}/card")
@@ -62,7 +62,7 @@ async def test_the_deciding_vote_shows_the_outcome_and_every_vote(
     page = await page_of(keyed_client, decided.headers["Location"])
     assert "Approved" in page and "you (" in page
     for username, channel in ((team.bob.username, "api"), (team.carol.username, "console")):
-        assert f"{username} ✅ Approve {channel}" in page
+        assert f"{username} Approve (for) {channel}" in page
     assert "Quorum 2 approvals; one rejection rejects it (veto)" in page
 
 
