@@ -64,6 +64,10 @@ async def test_a_vote_in_the_console_counts_in_every_approvers_queue_and_is_list
         card = page.locator(f'[data-request-id="{request_id}"]')
         await expect(card.locator("[data-approvals]")).to_have_text("0 of 2 approvals")
 
+    # Carol also has the request's page open, on a tab of her own.
+    carols_request = await carols.context.new_page()
+    await carols_request.goto(f"{server.base}/console/requests/{request_id}")
+    await expect(carols_request.locator("[data-approvals]")).to_have_text("0 of 2 approvals")
     await bobs.locator(f'[data-request-id="{request_id}"]').get_by_role("link").click()
     await bobs.get_by_role("button", name="Approve").click()
 
@@ -81,6 +85,10 @@ async def test_a_vote_in_the_console_counts_in_every_approvers_queue_and_is_list
     counted = carols.locator(f'[data-request-id="{request_id}"] [data-approvals]')
     await expect(counted).to_have_text("1 of 2 approvals", timeout=LIVE_WITHIN_MS)
     await carols.screenshot(path=artifacts / "votes-queue.png", full_page=True)
+    await expect(carols_request.locator("[data-approvals]")).to_have_text(
+        "1 of 2 approvals", timeout=LIVE_WITHIN_MS
+    )
+    await expect(carols_request.locator("[data-votes] tbody tr")).to_contain_text("bob")
     await bobs.get_by_role("link", name="← Queue").click()
     await expect(bobs.locator(f'[data-request-id="{request_id}"] [data-approvals]')).to_have_text(
         "1 of 2 approvals"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import copy
 
-from loopgate.channels.telegram.handlers import ALREADY_VOTED
+from loopgate.channels.telegram.handlers import (
+    ALREADY_VOTED,
+    NOT_AN_APPROVER,
+    REQUESTER_CANNOT_APPROVE,
+    explain,
+)
+from loopgate.errors import Conflict, Forbidden
 from loopgate.events import ResponseReceived, VoteCast
 from loopgate.teams import Membership
 from loopgate.views import RequestView
@@ -115,3 +121,10 @@ async def test_a_rejecting_vote_decides_at_once_and_the_message_lists_it(tg: Tel
     for chat in (BOB_TG, CAROL_TG):
         text = text_in(tg, chat, shown[chat].message_id)
         assert "Rejected" in text and "Votes: carol ❌" in text
+
+
+def test_each_refusal_of_a_vote_is_explained_in_the_chat() -> None:
+    assert explain(Conflict("u voted", code="already_voted"), None) == ALREADY_VOTED
+    requester = Forbidden("the requester cannot approve", code="requester_cannot_approve")
+    assert explain(requester, None) == REQUESTER_CANNOT_APPROVE
+    assert explain(Forbidden("no", code="not_an_approver"), None) == NOT_AN_APPROVER

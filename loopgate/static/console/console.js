@@ -146,6 +146,14 @@
       });
     }
     const source = follow(article.dataset.watch, null);
+    // Someone else's vote: show it, unless that would lose what is being typed here.
+    source.addEventListener("request.vote_cast", (message) => {
+      if (answering || requestIdOf(message) !== article.dataset.requestId) return;
+      const typed = article.querySelector("textarea");
+      if (typed && typed.value.trim()) return;
+      source.close();
+      window.location.replace(window.location.pathname);
+    });
     for (const type of DECISIONS) {
       source.addEventListener(type, (message) => {
         if (answering || requestIdOf(message) !== article.dataset.requestId) return;
