@@ -23,13 +23,17 @@ from loopgate.events import (
     AnswerRefused,
     DeliveryFailed,
     Event,
+    ExpiryWarned,
+    PolicySet,
     RecordedEvent,
     ReminderSent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
+    RequestEscalated,
     RequestExpired,
     ResponseReceived,
+    VoteCast,
     WebhookDelivered,
     WebhookFailed,
     event_data,
@@ -224,14 +228,37 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 f"({refused.reason})",
                 {"responder": refused.responder, "reason": refused.reason},
             )
+        case VoteCast() as vote:
+            given = vote.option if vote.option is not None else vote.text
+            stance = "for" if vote.approves else "against"
+            return f"{vote.member} voted {given!r} on {vote.channel} ({stance}); not decided yet", {
+                "member": vote.member,
+                "option": vote.option,
+                "text": vote.text,
+                "approves": vote.approves,
+                "routed_by": vote.routed_by,
+            }
+        case ResponseReceived(policy=str(policy)) as decision:
+            verdict = "approved" if decision.approved else "rejected"
+            reason = f": {decision.reason}" if decision.reason else ""
+            return f"{verdict} by policy rule {policy}{reason}", {
+                "policy": policy,
+                "reason": decision.reason,
+                "approved": decision.approved,
+            }
         case ResponseReceived() as answer:
             verdict = "approved" if answer.approved else "rejected"
             given = answer.option if answer.option is not None else answer.text
-            return f"{answer.responder} answered {given!r} on {answer.channel}: {verdict}", {
+            votes = f" (the deciding vote of {len(answer.votes)})" if answer.votes else ""
+            return f"{answer.responder} answered {given!r} on {answer.channel}{votes}: {verdict}", {
                 "responder": answer.responder,
                 "option": answer.option,
                 "text": answer.text,
                 "approved": answer.approved,
+                "votes": [
+                    {"member": v.member, "approves": v.approves, "channel": v.channel}
+                    for v in answer.votes
+                ],
             }
         case RequestCancelled() as cancelled:
             reason = f": {cancelled.reason}" if cancelled.reason else ""
@@ -243,7 +270,24 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "approved": expired.approved,
             }
         case ReminderSent() as reminder:
-            return f"reminder sent on {reminder.channel}", {}
+            number = f" {reminder.number}" if reminder.number is not None else ""
+            return f"reminder{number} sent on {reminder.channel}", {"number": reminder.number}
+        case ExpiryWarned() as warned:
+            return f"approvers warned: it expires at {warned.expires_at.isoformat()}", {
+                "expires_at": warned.expires_at.isoformat()
+            }
+        case RequestEscalated() as escalated:
+            to = ", ".join(escalated.approvers)
+            return f"escalated (step {escalated.step + 1}) to {to}", {
+                "step": escalated.step,
+                "approvers": list(escalated.approvers),
+            }
+        case PolicySet() as policy:
+            rules = len(policy.rules)
+            return f"policy v{policy.version} set: {rules} rule{'s' if rules != 1 else ''}", {
+                "version": policy.version,
+                "rules": [rule.name for rule in policy.rules],
+            }
         case WebhookDelivered() as hook:
             return f"decision POSTed to {hook.url}: HTTP {hook.status_code}", {
                 "url": hook.url,

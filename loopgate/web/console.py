@@ -42,14 +42,16 @@ from loopgate.domain.console import in_tab, queue_tab, tabs_for
 from loopgate.domain.teams import DEFAULT_WORKSPACE, route_match
 from loopgate.errors import (
     AlreadyDecided,
+    Conflict,
     DomainError,
+    Forbidden,
     LoopgateError,
     RequestClosed,
     TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
-from loopgate.views import RequestView, decided_by, outcome_of
+from loopgate.views import RequestView, decided_by, outcome_of, votes_of
 from loopgate.web import console_admin, console_policy, console_teams, stream
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
@@ -83,6 +85,7 @@ from loopgate.web.keys import (
     REQUEST_ID,
     REQUESTS,
     STORE,
+    TEAMS,
 )
 from loopgate.wire import AnswerBody
 
@@ -92,9 +95,13 @@ routes = web.RouteTableDef()
 
 STATIC_DIR = Path(str(files("loopgate") / "static" / "console"))
 QUEUE_LIMIT = 200
-LIVE_TYPES = "request.created,request.response_received,request.cancelled,request.expired"
+LIVE_TYPES = (
+    "request.created,request.vote_cast,request.response_received,request.cancelled,request.expired"
+)
 NOTICES = {
     "answered": "Your answer was recorded; the agent has it.",
+    # Filled in from the request as it is when the page shows (see request_page).
+    "voted": "Your vote is recorded: {approvals} of {quorum} approvals.",
     "already_decided": "This request was decided before your answer arrived. Here is the outcome.",
     "closed": "This request expired before your answer arrived.",
     "decided": "This request was decided while you were looking at it.",
@@ -108,6 +115,11 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+VOTE_REFUSED = {
+    "already_voted": "You already voted on this request; the other approvers' votes decide it.",
+    "requester_cannot_approve": "You asked for this request, so someone else must approve it.",
+}
+"""What the page says when a vote is refused, by the error's code."""
 _HTTP_MESSAGES = {
     404: "There is no such page in the console.",
     405: "That page cannot be used this way.",
@@ -346,6 +358,8 @@ async def request_page(request: web.Request) -> web.Response:
     head = await request.app[STORE].head()  # before the read: see _request_page
     view = await _requested(request)
     notice = NOTICES.get(request.query.get("notice", ""))
+    if notice is not None:
+        notice = notice.format(approvals=view.approvals, quorum=view.quorum)
     return await _request_page(request, view, head, notice=notice)
 
 
@@ -361,17 +375,24 @@ async def _request_page(
 ) -> web.Response:
     requests, actor = request.app[REQUESTS], actor_of(request)
     approvers = await requests.approvers_of(view)
-    names = await actor_names(request)
+    usernames = {m.user_id: m.username for m in await request.app[TEAMS].members(actor.tenant)}
+    names = usernames | await actor_names(request)
     records = await requests.store.read_stream(f"request-{view.request_id}")
     timeline = [
         msgspec.structs.replace(entry, summary=named(entry.summary, names))
         for entry in map(timeline_entry, records)
     ]
     decider = decided_by(view)
+    votes = votes_of(view)
     context = {
         "view": view,
         "outcome": outcome_of(view),
+        "decided_by": decider,
         "decider": named(decider.id or "", names) if decider else None,
+        "votes": [(usernames.get(v.member, v.member), v) for v in votes],
+        "my_vote": next((v for v in votes if v.member == actor.answers_as), None),
+        "policy_line": policy_line(view),
+        "fired": {escalation.step: escalation for escalation in view.escalations},
         "timeline": timeline,
         "text_allowed": view.allow_text or not view.options,
         "notice": notice,
@@ -399,10 +420,11 @@ async def answer(request: web.Request) -> web.Response:
     option, text = form_field(form, "option"), form_field(form, "text")
     try:
         body = decode_form({"option": option} if option is not None else {"text": text}, AnswerBody)
-        await requests.answer(
+        answered = await requests.answer(
             view.request_id, option=body.option, text=body.text, channel="console", actor=actor
         )
-        notice = "answered"
+        # A vote short of the quorum leaves the request open: say how far it is.
+        notice = "answered" if answered.final else "voted"
     except AlreadyDecided:
         notice = "already_decided"
     except RequestClosed:
@@ -411,4 +433,19 @@ async def answer(request: web.Request) -> web.Response:
         return await _request_page(
             request, view, head, error=exc.message, text=text or "", status=exc.status
         )
+    except (Conflict, Forbidden) as exc:
+        if exc.code not in VOTE_REFUSED:
+            raise
+        return await _request_page(
+            request, view, head, error=VOTE_REFUSED[exc.code], text=text or "", status=exc.status
+        )
     return see_other(f"/console/requests/{view.request_id}?notice={notice}")
+
+
+def policy_line(view: RequestView) -> str | None:
+    """Which rule of the workspace's policy shaped the request; None without a policy."""
+    if view.policy_version is None:
+        return None
+    if view.rule is None:
+        return f"no rule matched (policy v{view.policy_version})"
+    return f"rule {view.rule} of policy v{view.policy_version}"

@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from aiohttp import web
 from playwright.async_api import Page, expect
 
 PASSWORD = "correct horse battery staple"
@@ -23,6 +24,7 @@ class Operator(msgspec.Struct, frozen=True):
 class Server(msgspec.Struct, frozen=True):
     base: str
     http: aiohttp.ClientSession  # the agent's side: plain REST calls
+    app: web.Application  # for what no route does yet (a test arranges the log through it)
 
 
 async def call(server: Server, method: str, path: str, **kwargs: Any) -> Any:

@@ -66,13 +66,14 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         database=DatabaseConfig(url=f"sqlite:///{tmp_path / 'loopgate.db'}"),
         auth=AuthConfig(jwt_secret="browser-test-secret-" + "0123456789abcdef" * 3),
     )
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=1)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     async with aiohttp.ClientSession() as http:
-        yield Server(f"http://{host}:{port}", http)
+        yield Server(f"http://{host}:{port}", http, app)
     await runner.cleanup()
 
 

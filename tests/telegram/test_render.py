@@ -12,7 +12,7 @@ from aiogram.types import ForceReply, InlineKeyboardMarkup
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.render import escape, keyboard, outcome_text, request_text
-from loopgate.events import Option
+from loopgate.events import Option, Vote
 from loopgate.views import RequestView
 
 REQUEST_ID = "7c09e0a4-3f1b-4c5d-9e8f-0123456789ab"
@@ -327,3 +327,60 @@ def test_no_options_and_no_text_means_no_keyboard() -> None:
 def test_options_win_over_the_reply_prompt_when_both_apply() -> None:
     markup = keyboard(view(allow_text=True), signer)
     assert isinstance(markup, InlineKeyboardMarkup)
+
+
+# --- votes ---------------------------------------------------------------------------------
+
+
+def vote(member: str, approves: bool = True) -> Vote:
+    return Vote(
+        member=member,
+        option="Approve" if approves else "Reject",
+        approves=approves,
+        channel="telegram",
+        at=DECIDED,
+    )
+
+
+def test_a_quorum_request_counts_its_approvals_and_names_the_voters() -> None:
+    assert "0 of 2 approvals" in visible(request_text(view(quorum=2)))
+    open_ = view(quorum=3, votes=(vote("u-1"), vote("telegram:7", approves=False)))
+    text = visible(request_text(open_, {"u-1": "a<b>"}))
+    assert "🗳 1 of 3 approvals — a<b> ✅, telegram:7 ❌" in text.splitlines()
+
+
+def test_a_lone_approvers_request_says_nothing_of_votes() -> None:
+    assert "approvals" not in request_text(view())
+    text = decided(status="answered", approved=True, response_option="Approve", responder="u-1")
+    assert "Votes" not in text
+
+
+def test_the_outcome_of_a_quorum_request_lists_its_votes() -> None:
+    votes = (vote("u-1"), vote("u-2"))
+    text = visible(
+        outcome_text(
+            view(
+                status="answered",
+                approved=True,
+                response_option="Approve",
+                responder="u-2",
+                decided_at=DECIDED,
+                quorum=2,
+                votes=votes,
+            ),
+            "bob",
+            {"u-1": "alice", "u-2": "bob"},
+        )
+    )
+    assert text.splitlines()[-1] == "🗳 Votes: alice ✅, bob ✅"
+
+
+def test_the_worst_case_outcome_with_many_votes_fits_telegrams_limit() -> None:
+    votes = tuple(vote("<" * 300 + str(i)) for i in range(40))
+    changes = {"status": "answered", "approved": True, "response_text": "&" * 4000}
+    text = outcome_text(
+        worst_case(decided_at=DECIDED, responder="<" * 300, quorum=40, votes=votes, **changes)
+    )
+    assert len(visible(text)) <= TELEGRAM_LIMIT
+    assert visible(text).endswith("and 35 more")
+    assert len(visible(request_text(worst_case(quorum=41, votes=votes)))) <= TELEGRAM_LIMIT

@@ -47,6 +47,13 @@ async def operator(client: Client, name: str = "alice") -> User:
     return user
 
 
+async def as_(client: Client, user: User) -> None:
+    """Sign ``user`` in to the console, in place of whoever was."""
+    client.session.cookie_jar.clear()
+    signed_in = await sign_in(client, user.username)
+    assert signed_in.status == 303, await signed_in.text()
+
+
 async def token_of(client: Client) -> str:
     """The CSRF token of the signed-in browser's forms."""
     page = await client.get("/console/sessions")

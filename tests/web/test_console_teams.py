@@ -7,7 +7,7 @@ import re
 
 import pytest
 from account_helpers import PASSWORD, Client, User, unique
-from console_helpers import agent_session, ask, sign_in, submit, text_of
+from console_helpers import agent_session, as_, ask, submit, text_of
 from teams_helpers import add_member, first_owner, invite, join, members_of
 
 from loopgate.web.keys import TEAMS
@@ -22,13 +22,6 @@ async def team(keyed_client: Client) -> dict[str, User]:
         "approver": await add_member(keyed_client, owner, "bob", "approver"),
         "auditor": await add_member(keyed_client, owner, "aud", "auditor"),
     }
-
-
-async def as_(client: Client, user: User) -> None:
-    """Sign ``user`` in to the console, in place of whoever was."""
-    client.session.cookie_jar.clear()
-    signed_in = await sign_in(client, user.username)
-    assert signed_in.status == 303, await signed_in.text()
 
 
 def card_ids(page: str) -> list[str]:

@@ -13,17 +13,17 @@ import asyncio
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardMarkup, Message
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
-from loopgate.channels.telegram.render import keyboard, outcome_text, request_text
+from loopgate.channels.telegram.render import Keyboard, keyboard, outcome_text, request_text
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.domain.teams import allows, route_match
 from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
 from loopgate.teams import Teams
-from loopgate.views import RequestView, request_view
+from loopgate.views import RequestView, request_view, votes_of
 
 log = structlog.get_logger(__name__)
 
@@ -128,10 +128,14 @@ class OperatorDesk:
         """Post the question with its buttons; Telegram errors propagate to the caller."""
         return await self.bot.send_message(
             chat_id=chat_id,
-            text=request_text(view),
+            text=await self.request_text(view),
             parse_mode=HTML,
             reply_markup=keyboard(view, self.signer),
         )
+
+    async def request_text(self, view: RequestView) -> str:
+        """The question as its message shows it, votes so far named by their members."""
+        return request_text(view, await self.voter_names(view))
 
     async def record_delivery(self, view: RequestView, message: Message) -> None:
         """Append ``RequestDelivered``; if the request was decided meanwhile, show that instead."""
@@ -144,7 +148,7 @@ class OperatorDesk:
                     external_message_id=str(message.message_id),
                     chat_id=message.chat.id,
                     # What send_request sent: the same pure rendering of the same view.
-                    shown_text=request_text(view),
+                    shown_text=await self.request_text(view),
                     shown_options=tuple(option.label for option in view.options),
                 )
                 self.requests.metrics.delivered("telegram")
@@ -174,14 +178,33 @@ class OperatorDesk:
 
     async def show_outcome(self, chat_id: int, message_id: int, view: RequestView) -> None:
         """Edit a request's message to say how it ended; its buttons go away."""
-        responder = await self.responder_name(view)
+        names = await self.voter_names(view)
+        text = outcome_text(view, await self.responder_name(view), names)
+        await self._edit(chat_id, message_id, view, text, None)
+
+    async def show_progress(self, chat_id: int, message_id: int, view: RequestView) -> None:
+        """Edit an open request's message to show the votes so far; its buttons stay."""
+        text = await self.request_text(view)
+        await self._edit(chat_id, message_id, view, text, keyboard(view, self.signer))
+
+    async def show_state(self, chat_id: int, message_id: int, view: RequestView) -> None:
+        """Edit a request's message to show it as it is now: its outcome, or its votes."""
+        if view.final:
+            await self.show_outcome(chat_id, message_id, view)
+        else:
+            await self.show_progress(chat_id, message_id, view)
+
+    async def _edit(
+        self, chat_id: int, message_id: int, view: RequestView, text: str, markup: Keyboard
+    ) -> None:
         try:
             await self.bot.edit_message_text(
-                text=outcome_text(view, responder),
+                text=text,
                 chat_id=chat_id,
                 message_id=message_id,
                 parse_mode=HTML,
-                reply_markup=None,
+                # A reply prompt is no inline keyboard: an edit cannot keep one, only drop it.
+                reply_markup=markup if isinstance(markup, InlineKeyboardMarkup) else None,
             )
         except TelegramBadRequest as exc:
             if "message is not modified" in exc.message:
@@ -197,9 +220,21 @@ class OperatorDesk:
 
     async def responder_name(self, view: RequestView) -> str | None:
         """The username of the member who decided, if a member did."""
-        if view.responder is None or ":" in view.responder:  # telegram:<id>, apikey:<id>
+        return None if view.responder is None else await self._username(view.responder)
+
+    async def voter_names(self, view: RequestView) -> dict[str, str]:
+        """The usernames of the members who voted on ``view``, by user id."""
+        names: dict[str, str] = {}
+        for vote in votes_of(view):
+            name = await self._username(vote.member)
+            if name is not None:
+                names[vote.member] = name
+        return names
+
+    async def _username(self, actor_id: str) -> str | None:
+        if ":" in actor_id:  # telegram:<id>, apikey:<id>: no member
             return None
-        member = await self.teams.membership(view.responder)
+        member = await self.teams.membership(actor_id, answers=False)
         return member.username if member is not None else None
 
     async def messages_of(self, request_id: str) -> list[tuple[int, int]]:

@@ -32,6 +32,15 @@ PENDING_SHOWN = 10
 
 NOT_AN_APPROVER = "Sorry, this request is not routed to you, so you cannot answer it."
 ROLE_CANNOT_ANSWER = "Sorry, your role in this workspace cannot answer requests."
+ALREADY_VOTED = "You already voted on this request; the others' votes decide it now."
+REQUESTER_CANNOT_APPROVE = (
+    "You asked for this request, so someone else must approve it: your vote does not count."
+)
+FORBIDDEN = {
+    "role_cannot_answer": ROLE_CANNOT_ANSWER,
+    "requester_cannot_approve": REQUESTER_CANNOT_APPROVE,
+}
+"""What a refused answer says, by the ``Forbidden`` error's code (any other: not routed)."""
 LINK_REFUSED = {
     "link_code_expired": "This link code has expired. Ask for a new one in the console.",
     "link_code_used": "This link code was already used. Ask for a new one in the console.",
@@ -44,6 +53,8 @@ LINK_REFUSED = {
 }
 """What ``/start <code>`` says when the code links nothing, by the error's code."""
 INVALID_BUTTON = "This button is not valid."
+REFUSALS = (DomainError, Conflict, Forbidden, NotFound)
+"""What an answer may be refused with: each is explained in the chat (:func:`explain`)."""
 HOW_TO_ANSWER = (
     "To answer a request, tap one of its buttons or reply to its message. "
     "/pending shows the requests waiting for you."
@@ -66,9 +77,11 @@ def build_router() -> Router:
 def explain(error: LoopgateError, view: RequestView | None) -> str:
     """Why an answer was not taken, in the operator's words."""
     if isinstance(error, Forbidden):
-        return ROLE_CANNOT_ANSWER if error.code == "role_cannot_answer" else NOT_AN_APPROVER
+        return FORBIDDEN.get(error.code, NOT_AN_APPROVER)
     if isinstance(error, NotFound):
         return "This request no longer exists."
+    if error.code == "already_voted":
+        return ALREADY_VOTED
     if view is not None and view.final:
         return {
             "answered": f"This request was already answered: {view.response}.",
@@ -98,12 +111,19 @@ async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
         return
     label = view.options[index].label
     try:
-        await desk.answer_as(request_id, query.from_user.id, option=label)
-    except (DomainError, Forbidden, NotFound) as exc:
+        answered = await desk.answer_as(request_id, query.from_user.id, option=label)
+    except REFUSALS as exc:
         await _refused(query, desk, exc, request_id)
         return
     log.info("telegram answer", request_id=request_id, user_id=query.from_user.id, option=label)
-    await query.answer(f"Recorded: {label}")
+    await query.answer(f"Recorded: {label}{_still_open(answered)}")
+
+
+def _still_open(view: RequestView) -> str:
+    """After a vote that did not decide: how far the request is from its quorum."""
+    if view.final:
+        return ""
+    return f" ({view.approvals} of {view.quorum} approvals so far)"
 
 
 async def _refused(
@@ -140,10 +160,13 @@ async def on_reply(message: Message, desk: OperatorDesk) -> None:
             option=option,
             text=None if option is not None else message.text,
         )
-    except (DomainError, Forbidden, NotFound) as exc:
+    except REFUSALS as exc:
         await message.reply(explain(exc, await desk.requests.find_request(request_id)))
         return
     log.info("telegram answer", request_id=request_id, user_id=message.from_user.id, text=True)
+    if not answered.final:
+        await message.reply(f"Your vote is recorded{_still_open(answered)}.")
+        return
     verdict = "approved" if answered.approved else "rejected"
     await message.reply(f"Recorded ({verdict}).")
 

@@ -9,6 +9,7 @@ why this is HTML and not Markdown). Pure functions: no I/O.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ import msgspec
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
-from loopgate.views import RequestView
+from loopgate.events import Vote
+from loopgate.views import RequestView, votes_of
 
 # Telegram allows 4096 characters after entity parsing; these limits keep the
 # visible text under it: 2500 + 10 x (30 + 60 + 5) + ids, deadline and outcome.
@@ -27,6 +29,9 @@ _METADATA_VALUE_CHARS = 60
 _ID_CHARS = 64
 _BUTTONS_PER_ROW = 3
 _SHORT_LABEL = 12  # labels up to this long share a row
+# The votes line fits what the outcome leaves: 5 x (20 + 3) + the count of the rest.
+_VOTES_SHOWN = 5
+_VOTER_CHARS = 20
 
 Keyboard = InlineKeyboardMarkup | ForceReply | None
 
@@ -72,9 +77,15 @@ def _body(view: RequestView) -> list[str]:
     return lines
 
 
-def request_text(view: RequestView) -> str:
-    """The message that asks the operator: question, metadata, deadline, how to answer."""
+def request_text(view: RequestView, names: Mapping[str, str] | None = None) -> str:
+    """The message that asks the operator: question, metadata, votes, deadline, how to answer.
+
+    ``names`` maps a voter's member id to the name to show (a member's
+    username); an id without one is shown as it is.
+    """
     lines = _body(view)
+    if view.quorum > 1:
+        lines.append(_tally(view, names or {}))
     lines.append(f"⏳ expires {_when(view.expires_at)}" if view.expires_at else "⏳ no deadline")
     if view.allow_text:
         lines.append(
@@ -83,13 +94,37 @@ def request_text(view: RequestView) -> str:
     return "\n".join(lines)
 
 
-def outcome_text(view: RequestView, responder: str | None = None) -> str:
+def outcome_text(
+    view: RequestView, responder: str | None = None, names: Mapping[str, str] | None = None
+) -> str:
     """The message once the request is decided: the question, then who decided what, when.
 
     ``responder`` names who decided (a member's username); the view's
-    ``responder`` id when not given.
+    ``responder`` id when not given. A request that took several votes (or
+    asked for them) lists them, named by ``names`` as in :func:`request_text`.
     """
-    return "\n".join([*_body(view), "", _outcome_line(view, responder)])
+    lines = [*_body(view), "", _outcome_line(view, responder)]
+    votes = votes_of(view)
+    if view.quorum > 1 or len(votes) > 1:
+        lines.append("🗳 Votes: " + (_votes(votes, names or {}) if votes else "none"))
+    return "\n".join(lines)
+
+
+def _tally(view: RequestView, names: Mapping[str, str]) -> str:
+    """``1 of 2 approvals — alice ✅``: how far an open request is from its quorum."""
+    approvals = sum(vote.approves for vote in view.votes)
+    tally = f"🗳 {approvals} of {view.quorum} approvals"
+    return f"{tally} — {_votes(view.votes, names)}" if view.votes else tally
+
+
+def _votes(votes: tuple[Vote, ...], names: Mapping[str, str]) -> str:
+    shown = ", ".join(
+        escape(_clip(names.get(v.member, v.member), _VOTER_CHARS))
+        + (" ✅" if v.approves else " ❌")
+        for v in votes[:_VOTES_SHOWN]
+    )
+    more = len(votes) - _VOTES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _outcome_line(view: RequestView, responder: str | None) -> str:

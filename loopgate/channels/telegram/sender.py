@@ -12,9 +12,14 @@ It follows the log from its checkpoint (``reactors/checkpoint.py``) and acts on:
   refuses for good (a chat that does not exist, a bot the user blocked), it
   appends ``DeliveryFailed`` for that chat. Request creation never waits for
   any of this.
+* ``VoteCast``: edit every message that shows the request, in every chat, to
+  show the votes so far (``1 of 2 approvals — alice ✅``); the buttons stay.
 * ``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``: edit every
   message that shows the request, in every chat, to say who decided what and
-  when, and drop its buttons.
+  when (and the votes, when there were several), and drop its buttons.
+
+A request's edits take turns and each shows the request as it is when its
+turn comes, so a vote's edit that runs late never undoes the outcome's.
 
 Each event is handled in its own task, so one slow chat does not hold up the
 others. Exactly once, across restarts and processes: one process holds the
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -54,6 +60,7 @@ from loopgate.events import (
     RequestDelivered,
     RequestExpired,
     ResponseReceived,
+    VoteCast,
 )
 from loopgate.reactors.follower import LogFollower
 from loopgate.reactors.lease import Lease
@@ -97,17 +104,22 @@ class TelegramSender(LogFollower):
         self._attempts = attempts
         self._retry_seconds = retry_seconds
         self._sending = asyncio.Semaphore(CONCURRENT_SENDS)
+        # One per request being edited, gone with the last edit that holds it.
+        self._editing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def work_for(self, record: RecordedEvent) -> Coroutine[Any, Any, None] | None:
         match record.event:
             case RequestCreated():
                 return self._deliver(record)
             case (
-                ResponseReceived(request_id=rid)
+                VoteCast(request_id=rid)
+                | ResponseReceived(request_id=rid)
                 | RequestCancelled(request_id=rid)
                 | RequestExpired(request_id=rid)
             ):
-                return self._show_outcome(rid)
+                return self._show_state(rid)
             case _:
                 return None
 
@@ -214,17 +226,19 @@ class TelegramSender(LogFollower):
             return []
         return [chat for chat in chats if chat not in done]
 
-    async def _show_outcome(self, request_id: str) -> None:
-        messages = await self._desk.messages_of(request_id)
-        if not messages:
-            return
-        view = await self._desk.requests.find_request(request_id)
-        await asyncio.gather(*(self._edit(chat, message, view) for chat, message in messages))
+    async def _show_state(self, request_id: str) -> None:
+        lock = self._editing.setdefault(request_id, asyncio.Lock())
+        async with lock:
+            messages = await self._desk.messages_of(request_id)
+            if not messages:
+                return
+            view = await self._desk.requests.find_request(request_id)
+            await asyncio.gather(*(self._edit(chat, message, view) for chat, message in messages))
 
     async def _edit(self, chat_id: int, message_id: int, view: RequestView) -> None:
         try:
             await self._retrying(
-                functools.partial(self._desk.show_outcome, chat_id, message_id, view),
+                functools.partial(self._desk.show_state, chat_id, message_id, view),
                 "edit",
                 request_id=view.request_id,
             )

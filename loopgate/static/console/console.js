@@ -88,21 +88,40 @@
       counted();
     }
 
-    const source = follow(queue.dataset.events, status);
-    source.addEventListener("request.created", async (message) => {
-      const id = requestIdOf(message);
-      if (cardOf(id) || decided.has(id)) return;
+    // The card as the server renders it now; null when there is none to show.
+    async function fetchCard(id) {
       const tab = queue.dataset.cardQuery || ""; // "?show=all" on the All tab
       const response = await fetch(`/console/requests/${encodeURIComponent(id)}/card${tab}`, {
         credentials: "same-origin",
         headers: { Accept: "text/html" },
       });
-      if (response.redirected) return window.location.reload(); // signed out meanwhile
-      if (response.status !== 200) return; // 204: decided before we asked, or not for this tab
+      if (response.redirected) {
+        window.location.reload(); // signed out meanwhile
+        return null;
+      }
+      if (response.status !== 200) return null; // 204: decided before we asked, or not for this tab
       const template = document.createElement("template");
       template.innerHTML = (await response.text()).trim();
-      const card = template.content.firstElementChild;
+      return template.content.firstElementChild;
+    }
+
+    const source = follow(queue.dataset.events, status);
+    source.addEventListener("request.created", async (message) => {
+      const id = requestIdOf(message);
+      if (cardOf(id) || decided.has(id)) return;
+      const card = await fetchCard(id);
       if (card && !cardOf(id) && !decided.has(id)) insert(card);
+    });
+    // A vote short of the quorum: the card shown gets the new count of approvals.
+    source.addEventListener("request.vote_cast", async (message) => {
+      const id = requestIdOf(message);
+      if (!cardOf(id)) return;
+      const card = await fetchCard(id);
+      const shown = cardOf(id);
+      if (card && shown && !decided.has(id)) {
+        shown.replaceWith(card);
+        showTimes(card);
+      }
     });
     for (const type of DECISIONS) {
       source.addEventListener(type, (message) => {
@@ -127,6 +146,14 @@
       });
     }
     const source = follow(article.dataset.watch, null);
+    // Someone else's vote: show it, unless that would lose what is being typed here.
+    source.addEventListener("request.vote_cast", (message) => {
+      if (answering || requestIdOf(message) !== article.dataset.requestId) return;
+      const typed = article.querySelector("textarea");
+      if (typed && typed.value.trim()) return;
+      source.close();
+      window.location.replace(window.location.pathname);
+    });
     for (const type of DECISIONS) {
       source.addEventListener(type, (message) => {
         if (answering || requestIdOf(message) !== article.dataset.requestId) return;
