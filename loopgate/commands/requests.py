@@ -15,15 +15,21 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
+from loopgate.commands.approvals import (
+    Approvals,
+    PolicySource,
+    Roster,
+    as_asked_then,
+    not_theirs,
+)
 from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
-from loopgate.domain.policy import CurrentPolicy, RequestFacts, Requirements, explain
 from loopgate.domain.teams import (
     ANY_PRINCIPAL,
     allows,
@@ -31,7 +37,7 @@ from loopgate.domain.teams import (
     parse_approvers,
     route_match,
 )
-from loopgate.errors import ConcurrencyError, Conflict, DomainError, Forbidden, NotFound
+from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import (
     Channel,
     EscalationStep,
@@ -48,56 +54,10 @@ from loopgate.store.base import EventStore
 from loopgate.views import RequestView, decided_by, new_request_view, outcome_of, request_view
 from loopgate.wire import CreateRequestBody
 
-_POLICY_SHAPED = (
-    *msgspec.structs.asdict(Requirements(approvers=(), timeout_seconds=0)),
-    "policy_version",
-    "rule",
-)
-"""The fields of ``RequestCreated`` a policy rule may have set."""
-
 AGENT_REFUSAL = (
     "an agent API key cannot answer requests; answer as a person (the console, "
     "Telegram, a login token) or with an operator key"
 )
-
-
-def _not_theirs(
-    view: RequestView, actor: Actor, approvers: Sequence[str], routed_by: str | None
-) -> Forbidden | None:
-    """Why ``actor`` may not vote on the open request ``view``, or None if they may."""
-    if view.requester is not None and actor.user_id == view.requester:
-        # Four eyes: whoever asked (their key, the console) never approves it.
-        return Forbidden(
-            "you asked for this request (with your key or the console):"
-            " someone else must decide it",
-            code="requester_cannot_approve",
-        )
-    if routed_by is None:
-        return Forbidden(
-            "this request is not routed to you: it names " + ", ".join(approvers),
-            code="not_an_approver",
-        )
-    return None
-
-
-class PolicySource(Protocol):
-    """Where a workspace's rules are kept (``loopgate.policies``)."""
-
-    async def current(self, workspace_id: str) -> CurrentPolicy | None:
-        """The workspace's policy as last set; None if it never had one."""
-
-
-class Roster(Protocol):
-    """Who a request's approvers name (``loopgate.teams``)."""
-
-    async def voters(self, workspace_id: str, approvers: Sequence[str]) -> frozenset[str]:
-        """Everyone the selectors name who may answer, as their votes are recorded
-        (a member's user id; ``telegram:<id>`` for a bare id nobody linked)."""
-
-
-class _NoPolicies:
-    async def current(self, workspace_id: str) -> CurrentPolicy | None:
-        return None
 
 
 class Requests:
@@ -119,8 +79,7 @@ class Requests:
         roster: Roster | None = None,
     ) -> None:
         self.store, self.hub, self.sessions = store, hub, sessions
-        self.policies: PolicySource = policies or _NoPolicies()
-        self.roster = roster
+        self.approvals = Approvals(policies, roster)
         self.metrics = metrics or Metrics()
         self.limits = limits or Limits.unlimited()
         self.allow_private_callbacks = allow_private_callbacks
@@ -200,11 +159,11 @@ class Requests:
             now=self.clock(),
         )
         session = await self.sessions.get_session(session_id, actor)
-        command = await self._apply_policy(
+        command = await self.approvals.under_policy(
             msgspec.structs.replace(
                 command, approvers=routed or default_approvers(session.telegram_id)
             ),
-            actor,
+            actor.tenant,
         )
         if idempotency_key is not None:
             earlier = await self._idempotent_repeat(command, actor)
@@ -215,7 +174,7 @@ class Requests:
         if callback_url is not None and not self.allow_private_callbacks:
             await check_callback_url(callback_url)
         if command.quorum > 1 and command.decision is None:
-            await self._check_quorum_reachable(command, actor.tenant)
+            await self.approvals.check_quorum_reachable(command, actor.tenant)
         # A fresh id is a new stream: no read, and version 0 is the one to expect.
         events = request_domain.decide(command, request_domain.initial)
         try:
@@ -234,58 +193,6 @@ class Requests:
             self._count_decision(view)
             return view, True
         return new_request_view(created), True
-
-    async def _apply_policy(
-        self, command: request_domain.CreateRequest, actor: Actor
-    ) -> request_domain.CreateRequest:
-        """``command`` as the workspace's first matching rule has it: decided, or stricter."""
-        policy = await self.policies.current(actor.tenant)
-        if policy is None:
-            return command
-        facts = RequestFacts(
-            session_id=command.session_id,
-            client_id=command.client_id,
-            request_type=command.request_type,
-            metadata=command.metadata,
-        )
-        asked = Requirements(
-            approvers=command.approvers,
-            quorum=command.quorum,
-            veto=command.veto,
-            timeout_seconds=command.timeout_seconds,
-            on_timeout=command.on_timeout,
-            escalation=command.escalation,
-            remind_every_seconds=command.remind_every_seconds,
-            warn_before_expiry_seconds=command.warn_before_expiry_seconds,
-        )
-        verdict = explain(policy, facts, asked)
-        return msgspec.structs.replace(
-            command,
-            policy_version=verdict.policy_version,
-            rule=verdict.rule,
-            decision=verdict.decision,
-            reason=verdict.reason,
-            **msgspec.structs.asdict(verdict.requirements),
-        )
-
-    async def _voters(self, tenant: str, approvers: Sequence[str], requester: str | None) -> int:
-        """How many may vote: everyone the approvers name, but the requester."""
-        if self.roster is None:
-            return 0
-        voters = await self.roster.voters(tenant, approvers)
-        return len(voters - {requester})
-
-    async def _check_quorum_reachable(
-        self, command: request_domain.CreateRequest, tenant: str
-    ) -> None:
-        voters = await self._voters(tenant, command.approvers, command.requester)
-        if command.quorum > voters:
-            raise DomainError(
-                f"quorum {command.quorum} needs more approvers than the {voters} who may vote"
-                f" ({', '.join(command.approvers)}"
-                + (", not counting you, the requester)" if command.requester else ")"),
-                code="quorum_unreachable",
-            )
 
     async def create_from_body(
         self, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
@@ -337,11 +244,7 @@ class Requests:
             created_at=earlier.created_at,
             expires_at=earlier.expires_at,
         )
-        if earlier.policy_version != now.policy_version:
-            # The policy changed since: compare what the agent sent, not what the rules made of it.
-            same_body = msgspec.structs.replace(
-                same_body, **{name: getattr(earlier, name) for name in _POLICY_SHAPED}
-            )
+        same_body = as_asked_then(same_body, earlier)
         if same_body != earlier:
             raise Conflict(
                 f"idempotency key {command.idempotency_key!r} was used for a different request",
@@ -438,9 +341,9 @@ class Requests:
             routed_by = route_match(approvers, actor.principals)
             # A decided request is the decider's to refuse (or a repeat to accept).
             if not view.final:
-                refusal = _not_theirs(view, actor, approvers, routed_by)
+                refusal = not_theirs(view, actor, approvers, routed_by)
             if refusal is None and view.quorum > 1 and not view.veto:
-                voters = await self._voters(view.tenant, approvers, view.requester)
+                voters = await self.approvals.voters(view.tenant, approvers, view.requester)
         if refusal is not None:
             await self.refuse_answer(
                 request_id,

@@ -3,7 +3,7 @@
 The pure rules (matching, tightening, validation, :func:`~loopgate.domain.policy.explain`)
 are :mod:`loopgate.domain.policy`; this package reads the ``policies`` query
 table and appends the events. :class:`Policies` is the
-:class:`~loopgate.commands.requests.PolicySource` the request commands ask at
+:class:`~loopgate.commands.approvals.PolicySource` the request commands ask at
 creation.
 """
 
