@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -280,3 +281,48 @@ async def test_a_keyed_tenant_registering_mcp_does_not_break_anonymous_calls(liv
     assert (anonymous["client_id"], anonymous["telegram_id"]) == ("mcp", None)
     assert (squatters["client_id"], squatters["telegram_id"]) == ("squatter", 666)
     assert (await live.rest("GET", "/v1/requests", headers=key))["requests"] == []
+
+
+async def test_a_quorum_request_reports_its_votes_as_they_come(live: Live) -> None:
+    """Two people of the default workspace must approve; the tool shows each vote."""
+    owner = {"username": f"owner_{uuid.uuid4().hex[:8]}", "password": "x" * 12}
+    await live.rest("POST", "/api/auth/register", json=owner)  # the server's first user
+    owner_token = (await live.rest("POST", "/api/auth/login", json=owner))["token"]
+    bob = {"username": f"bob_{uuid.uuid4().hex[:8]}", "password": "x" * 12}
+    await live.rest(
+        "POST",
+        "/v1/members",
+        json=bob | {"role": "approver"},
+        headers={"Authorization": f"Bearer {owner_token}"},
+    )
+    bob_token = (await live.rest("POST", "/api/auth/login", json=bob))["token"]
+
+    async with live.client() as client:
+        too_many = await client.call_tool(
+            "request_human_input", {"message": "Pay?", "quorum": 3, "wait": False}
+        )
+        assert too_many.is_error and "quorum_unreachable" in text_of(too_many)
+        made = structured(
+            await client.call_tool(
+                "request_human_input",
+                {"message": "Pay?", "request_type": "confirmation", "quorum": 2, "wait": False},
+            )
+        )
+        assert (made["quorum"], made["approvals"], made["votes"]) == (2, 0, [])
+        path = f"/v1/requests/{made['request_id']}/response"
+        for token in (owner_token, bob_token):
+            await live.rest(
+                "POST",
+                path,
+                json={"option": "Approve"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            checked = await client.call_tool(
+                "check_request_status", {"request_id": made["request_id"]}
+            )
+            if token == owner_token:
+                assert structured(checked)["approvals"] == 1
+                assert "1 of 2 approvals" in text_of(checked)
+    found = structured(checked)
+    assert (found["status"], found["approved"], found["approvals"]) == ("answered", True, 2)
+    assert [v["channel"] for v in found["votes"]] == ["api", "api"]
