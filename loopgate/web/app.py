@@ -37,7 +37,8 @@ from loopgate.hub import Hub
 from loopgate.limits import Limits
 from loopgate.metrics import Metrics
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.lease import SCHEDULER_LEASE, TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.scheduler import Scheduler
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
@@ -66,6 +67,7 @@ from loopgate.web.keys import (
     METRICS,
     REQUEST_ID,
     REQUESTS,
+    SCHEDULER,
     SECRET_BOX,
     SESSIONS,
     STORE,
@@ -242,11 +244,14 @@ async def _runtime_context(
     )
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
+    scheduler = Scheduler(requests, hub, lease_for(store, "scheduler", SCHEDULER_LEASE))
+    await scheduler.start()
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
     webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
     app_metrics.reactor(webhooks.name, lambda: webhooks.lag)
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
+    app[SCHEDULER] = scheduler
     app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
@@ -260,6 +265,7 @@ async def _runtime_context(
     if bot is not None:
         await bot.stop()
     await webhooks.stop()
+    await scheduler.stop()
     await expirer.stop()
     await hub.stop()
 
