@@ -13,7 +13,7 @@ import asyncio
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import Message
+from aiogram.types import Message, ReplyParameters
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.render import keyboard, outcome_text, request_text
@@ -131,6 +131,17 @@ class OperatorDesk:
             text=request_text(view),
             parse_mode=HTML,
             reply_markup=keyboard(view, self.signer),
+        )
+
+    async def reply_to(self, chat_id: int, message_id: int, text: str) -> Message:
+        """Send ``text`` as a reply to a request's message (sent anyway if it was deleted)."""
+        return await self.bot.send_message(
+            chat_id=chat_id,
+            text=text,
+            parse_mode=HTML,
+            reply_parameters=ReplyParameters(
+                message_id=message_id, allow_sending_without_reply=True
+            ),
         )
 
     async def record_delivery(self, view: RequestView, message: Message) -> None:
