@@ -252,8 +252,10 @@ class TelegramSender(LogFollower):
         if view.final:
             return  # decided meanwhile: its messages say so already
         text = text_of(view)
+        # One note per chat, under its latest message (``/pending`` may have shown it again).
+        latest = dict(messages)
         await asyncio.gather(
-            *(self._reply(chat, message, text, view) for chat, message in messages)
+            *(self._reply(chat, message, text, view) for chat, message in latest.items())
         )
 
     async def _reply(self, chat_id: int, message_id: int, text: str, view: RequestView) -> None:
