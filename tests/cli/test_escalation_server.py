@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from cli_server import kill, spawn_server, wait_until_up
+from cli_server import kill, spawn_server, telegram_env, wait_until_up
 from telegram.fake_bot_api import TEST_TOKEN, FakeBotAPI, running_fake
 
 from loopgate.commands.requests import Requests
@@ -44,13 +44,7 @@ WITHIN = 15.0  # generous: a restart on a busy machine takes a few seconds
 
 @asynccontextmanager
 async def serving(url: str, fake: FakeBotAPI, log: Path) -> AsyncIterator[str]:
-    env = {
-        "TELEGRAM_BOT_TOKEN": TEST_TOKEN,
-        "LOOPGATE_TELEGRAM__API_BASE": fake.base_url,
-        "LOOPGATE_TELEGRAM__MODE": "webhook",
-        "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": SECRET,
-        "LOOPGATE_TELEGRAM__RETRY_SECONDS": "0.1",
-    }
+    env = telegram_env(fake.base_url, TEST_TOKEN, SECRET)
     base, process = spawn_server("--db", url, cwd=log.parent, env=env, output=log)
     try:
         await asyncio.to_thread(wait_until_up, base, process, log)
