@@ -38,7 +38,8 @@ from loopgate.limits import Limits
 from loopgate.metrics import Metrics
 from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.lease import TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.lease import SCHEDULER_LEASE, TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.scheduler import Scheduler
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
@@ -69,6 +70,7 @@ from loopgate.web.keys import (
     POLICIES,
     REQUEST_ID,
     REQUESTS,
+    SCHEDULER,
     SECRET_BOX,
     SESSIONS,
     STORE,
@@ -249,11 +251,14 @@ async def _runtime_context(
     )
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
+    scheduler = Scheduler(requests, hub, lease_for(store, "scheduler", SCHEDULER_LEASE))
+    await scheduler.start()
     webhook_lease = lease_for(store, "webhooks", WEBHOOK_LEASE)
     webhooks = WebhookSender(requests, sessions, webhook_lease, config.webhooks, app[SECRET_BOX])
     await webhooks.start()
     app_metrics.reactor(webhooks.name, lambda: webhooks.lag)
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
+    app[SCHEDULER] = scheduler
     app[REQUESTS], app[SESSIONS] = requests, sessions
     bot = app.get(TELEGRAM)
     if bot is not None:
@@ -267,6 +272,7 @@ async def _runtime_context(
     if bot is not None:
         await bot.stop()
     await webhooks.stop()
+    await scheduler.stop()
     await expirer.stop()
     await hub.stop()
 

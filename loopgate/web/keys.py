@@ -19,6 +19,7 @@ from loopgate.hub import Hub
 from loopgate.metrics import Metrics
 from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
+from loopgate.reactors.scheduler import Scheduler
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
 
@@ -32,6 +33,7 @@ HUB = web.AppKey("hub", Hub)
 REQUESTS = web.AppKey("requests", Requests)
 SESSIONS = web.AppKey("sessions", Sessions)
 EXPIRER = web.AppKey("expirer", Expirer)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)

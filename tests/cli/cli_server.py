@@ -30,6 +30,17 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(ignored)}
 
 
+def telegram_env(api_base: str, token: str, secret: str) -> dict[str, str]:
+    """A server in Telegram webhook mode against the Bot API at ``api_base``, retrying fast."""
+    return {
+        "TELEGRAM_BOT_TOKEN": token,
+        "LOOPGATE_TELEGRAM__API_BASE": api_base,
+        "LOOPGATE_TELEGRAM__MODE": "webhook",
+        "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": secret,
+        "LOOPGATE_TELEGRAM__RETRY_SECONDS": "0.1",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

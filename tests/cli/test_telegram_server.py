@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from cli_server import kill, spawn_server, wait_until_up
+from cli_server import kill, spawn_server, telegram_env, wait_until_up
 from telegram.fake_bot_api import TEST_TOKEN, FakeBotAPI, running_fake
 
 OPERATOR = 4242
@@ -125,13 +125,7 @@ async def telegram_server(database_url: str, tmp_path: Path) -> AsyncIterator[Ru
     """The fake Bot API, and ``loopgate serve`` in webhook mode pointed at it."""
     async with running_fake() as fake:
         log = tmp_path / "server.log"
-        env = {
-            "TELEGRAM_BOT_TOKEN": TEST_TOKEN,
-            "LOOPGATE_TELEGRAM__API_BASE": fake.base_url,
-            "LOOPGATE_TELEGRAM__MODE": "webhook",
-            "LOOPGATE_TELEGRAM__WEBHOOK_SECRET": SECRET,
-            "LOOPGATE_TELEGRAM__RETRY_SECONDS": "0.1",
-        }
+        env = telegram_env(fake.base_url, TEST_TOKEN, SECRET)
         base, process = spawn_server("--db", database_url, cwd=tmp_path, env=env, output=log)
         try:
             # Blocking: in a thread, so the fake (on this loop) answers meanwhile.

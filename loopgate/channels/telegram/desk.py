@@ -13,7 +13,7 @@ import asyncio
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.render import Keyboard, keyboard, outcome_text, request_text
@@ -136,6 +136,17 @@ class OperatorDesk:
     async def request_text(self, view: RequestView) -> str:
         """The question as its message shows it, votes so far named by their members."""
         return request_text(view, await self.voter_names(view))
+
+    async def reply_to(self, chat_id: int, message_id: int, text: str) -> Message:
+        """Send ``text`` as a reply to a request's message (sent anyway if it was deleted)."""
+        return await self.bot.send_message(
+            chat_id=chat_id,
+            text=text,
+            parse_mode=HTML,
+            reply_parameters=ReplyParameters(
+                message_id=message_id, allow_sending_without_reply=True
+            ),
+        )
 
     async def record_delivery(self, view: RequestView, message: Message) -> None:
         """Append ``RequestDelivered``; if the request was decided meanwhile, show that instead."""

@@ -14,6 +14,12 @@ It follows the log from its checkpoint (``reactors/checkpoint.py``) and acts on:
   any of this.
 * ``VoteCast``: edit every message that shows the request, in every chat, to
   show the votes so far (``1 of 2 approvals — alice ✅``); the buttons stay.
+* ``RequestEscalated``: deliver the request, as above, to every chat its
+  approvers name now (the step's approvers were just added) that it was not
+  delivered to yet.
+* ``ReminderSent``, ``ExpiryWarned``: reply to the request's message in every
+  chat that shows it, with a short reminder or the time it expires
+  (``nudges.py``). Redone after a crash, a reminder may be sent twice.
 * ``ResponseReceived``, ``RequestCancelled``, ``RequestExpired``: edit every
   message that shows the request, in every chat, to say who decided what and
   when (and the votes, when there were several), and drop its buttons.
@@ -51,13 +57,17 @@ from aiogram.exceptions import (
 from aiogram.types import Message
 
 from loopgate.channels.telegram.desk import OperatorDesk
+from loopgate.channels.telegram.nudges import expiry_warning_text, reminder_text
 from loopgate.domain import request as request_domain
 from loopgate.events import (
     DeliveryFailed,
+    ExpiryWarned,
     RecordedEvent,
+    ReminderSent,
     RequestCancelled,
     RequestCreated,
     RequestDelivered,
+    RequestEscalated,
     RequestExpired,
     ResponseReceived,
     VoteCast,
@@ -113,6 +123,12 @@ class TelegramSender(LogFollower):
         match record.event:
             case RequestCreated():
                 return self._deliver(record)
+            case RequestEscalated(request_id=rid):
+                return self._deliver_escalated(rid)
+            case ReminderSent(request_id=rid):
+                return self._nudge(rid, reminder_text)
+            case ExpiryWarned(request_id=rid):
+                return self._nudge(rid, expiry_warning_text)
             case (
                 VoteCast(request_id=rid)
                 | ResponseReceived(request_id=rid)
@@ -153,13 +169,26 @@ class TelegramSender(LogFollower):
     async def _deliver(self, record: RecordedEvent) -> None:
         created = record.event
         assert isinstance(created, RequestCreated)
-        chats = await self._chats_of(record.meta.tenant, created)
+        await self._deliver_to_new(
+            created.request_id, await self._chats_of(record.meta.tenant, created)
+        )
+
+    async def _deliver_escalated(self, request_id: str) -> None:
+        """Show the request to the approvers an escalation step added (they are in the view now)."""
+        view = await self._desk.requests.find_request(request_id)
+        approvers = await self._desk.requests.approvers_of(view)
+        await self._deliver_to_new(
+            request_id, await self._desk.teams.telegram_chats(view.tenant, approvers)
+        )
+
+    async def _deliver_to_new(self, request_id: str, chats: list[int]) -> None:
+        """Deliver to those of ``chats`` that were not delivered to (or given up on) yet."""
         if not chats:
             return
-        chats = await self._still_to_deliver(created.request_id, chats)
+        chats = await self._still_to_deliver(request_id, chats)
         if not chats:
             return
-        view = await self._desk.requests.find_request(created.request_id)
+        view = await self._desk.requests.find_request(request_id)
         # The sends run side by side; their appends to the request's stream
         # take turns, so none of them runs out of retries on a stale version.
         recording = asyncio.Lock()
@@ -234,6 +263,38 @@ class TelegramSender(LogFollower):
                 return
             view = await self._desk.requests.find_request(request_id)
             await asyncio.gather(*(self._edit(chat, message, view) for chat, message in messages))
+
+    async def _nudge(self, request_id: str, text_of: Callable[[RequestView], str]) -> None:
+        """Reply to the request's message in every chat that shows it, while it is open."""
+        messages = await self._desk.messages_of(request_id)
+        if not messages:
+            return
+        view = await self._desk.requests.find_request(request_id)
+        if view.final:
+            return  # decided meanwhile: its messages say so already
+        text = text_of(view)
+        # One note per chat, under its latest message (``/pending`` may have shown it again).
+        latest = dict(messages)
+        await asyncio.gather(
+            *(self._reply(chat, message, text, view) for chat, message in latest.items())
+        )
+
+    async def _reply(self, chat_id: int, message_id: int, text: str, view: RequestView) -> None:
+        try:
+            await self._retrying(
+                functools.partial(self._desk.reply_to, chat_id, message_id, text),
+                "reply",
+                request_id=view.request_id,
+            )
+        except GaveUp as gave_up:
+            log.warning(
+                "telegram reminder not sent",
+                request_id=view.request_id,
+                chat_id=chat_id,
+                error=str(gave_up.error),
+            )
+            return
+        log.info("telegram reminder sent", request_id=view.request_id, chat_id=chat_id)
 
     async def _edit(self, chat_id: int, message_id: int, view: RequestView) -> None:
         try:
