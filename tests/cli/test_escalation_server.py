@@ -6,10 +6,8 @@ database, re-arms the step from the projection, fires it once, and delivers
 the request to the lead's linked Telegram chat, where the lead's press answers
 it. On both stores.
 
-The HTTP bodies take ``escalation`` once the lead's wiring lands; until then
-the test makes the request with ``Requests.create_request`` on its own
-connection to the database, and the servers learn of it from the log as they
-learn of any other process's writes.
+The request is made over HTTP, as an agent would: ``escalation`` in the body
+of ``POST /v1/requests``.
 """
 
 from __future__ import annotations
@@ -27,12 +25,8 @@ import msgspec
 from cli_server import kill, spawn_server, telegram_env, wait_until_up
 from telegram.fake_bot_api import TEST_TOKEN, FakeBotAPI, running_fake
 
-from loopgate.commands.requests import Requests
-from loopgate.commands.sessions import Sessions
-from loopgate.events import EscalationStep, RequestEscalated
-from loopgate.hub import Hub
+from loopgate.events import RequestEscalated
 from loopgate.store import open_store
-from loopgate.teams import Teams
 
 SECRET = "e2e-webhook_SECRET-0123456789"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -84,7 +78,7 @@ async def test_a_step_after_a_restart_reaches_the_linked_lead_once_who_answers(
     async with running_fake() as fake, aiohttp.ClientSession() as http:
         first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
         async with serving(fresh_database_url, fake, first_log) as base:
-            owner = await call(
+            await call(
                 http,
                 "POST",
                 f"{base}/api/auth/register",
@@ -105,7 +99,18 @@ async def test_a_step_after_a_restart_reaches_the_linked_lead_once_who_answers(
             )
             assert linked["text"].startswith("Linked"), linked["text"]
 
-            request_id = await create_escalating(fresh_database_url, owner["user_id"])
+            session = {"session_id": "s1", "client_id": "agent"}
+            await call(http, "POST", f"{base}/v1/sessions", alice, json=session)
+            asked = session | {
+                "message": "Drop staging?",
+                "request_type": "confirmation",
+                "timeout_seconds": 60,
+                "approvers": ["user:alice"],
+                "escalation": [{"after_seconds": STEP_SECONDS, "approvers": ["group:leads"]}],
+            }
+            made = await call(http, "POST", f"{base}/v1/requests", alice, json=asked)
+            request_id = made["request_id"]
+            assert made["escalation"] == asked["escalation"]
         # Stopped before the step was due (the request and its plan are in the log).
         assert not logged(first_log, "request escalated"), "too slow a run"
 
@@ -142,29 +147,6 @@ async def test_a_step_after_a_restart_reaches_the_linked_lead_once_who_answers(
             request_id
         ]
         assert await escalations_in_log(fresh_database_url, request_id) == 1
-
-
-async def create_escalating(url: str, owner_id: str) -> str:
-    store = await open_store(url)
-    try:
-        member = await Teams(store).membership(owner_id)
-        assert member is not None
-        actor = member.actor()
-        sessions = Sessions(store)
-        await sessions.register_session("s1", "agent", None, actor)
-        view, _ = await Requests(store, Hub(store), sessions).create_request(
-            session_id="s1",
-            client_id="agent",
-            message="Drop staging?",
-            request_type="confirmation",
-            timeout_seconds=60,
-            approvers=["user:alice"],
-            escalation=[EscalationStep(after_seconds=STEP_SECONDS, approvers=("group:leads",))],
-            actor=actor,
-        )
-        return view.request_id
-    finally:
-        await store.close()
 
 
 async def until_final(
