@@ -14,11 +14,17 @@ PASSWORD = "correct horse battery staple"
 
 class Operator(msgspec.Struct, frozen=True):
     username: str
-    token: str  # a login JWT, which the agent side of a test uses as its credential
+    token: str  # a login JWT
+    agent_token: str = ""
+    """The login JWT of the teammate whose agent asks (:func:`ask`): who asks never answers."""
 
     @property
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def agent(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.agent_token}"}
 
 
 class Server(msgspec.Struct, frozen=True):
@@ -34,11 +40,15 @@ async def call(server: Server, method: str, path: str, **kwargs: Any) -> Any:
 
 
 async def new_operator(server: Server, username: str = "alice") -> Operator:
-    """A user with an agent session ``deploys`` in their tenant."""
+    """A user with an agent session ``deploys`` in their tenant, and a teammate who runs it."""
     credentials = {"username": username, "password": PASSWORD}
     await call(server, "POST", "/api/auth/register", json=credentials)
     token = (await call(server, "POST", "/api/auth/login", json=credentials))["token"]
-    operator = Operator(username, token)
+    bot = {"username": f"{username}-bot", "password": PASSWORD}
+    headers = {"Authorization": f"Bearer {token}"}
+    await call(server, "POST", "/v1/members", json=bot | {"role": "approver"}, headers=headers)
+    agent_token = (await call(server, "POST", "/api/auth/login", json=bot))["token"]
+    operator = Operator(username, token, agent_token)
     session = {"session_id": "deploys", "client_id": "ci", "telegram_id": 42}
     await call(server, "POST", "/hitl/register", json=session, headers=operator.bearer)
     return operator
@@ -47,7 +57,7 @@ async def new_operator(server: Server, username: str = "alice") -> Operator:
 async def ask(server: Server, operator: Operator, message: str, **fields: Any) -> str:
     """The agent asks over REST; the request's id."""
     body = {"session_id": "deploys", "client_id": "ci", "message": message, **fields}
-    created = await call(server, "POST", "/hitl/request", json=body, headers=operator.bearer)
+    created = await call(server, "POST", "/hitl/request", json=body, headers=operator.agent)
     request_id: str = created["request_id"]
     return request_id
 
