@@ -9,8 +9,6 @@ import pytest
 from browser_helpers import PASSWORD, Operator, Server, call, new_operator, sign_in
 from playwright.async_api import Browser, Page, expect
 
-from loopgate.web.keys import REQUESTS, TEAMS
-
 pytestmark = pytest.mark.browser
 
 LIVE_WITHIN_MS = 2000
@@ -24,23 +22,18 @@ async def member(server: Server, owner: Operator, username: str) -> Operator:
 
 
 async def four_eyes(server: Server, owner: Operator) -> str:
-    """A request to finance that needs two approvals, asked by the owner's agent; its id.
-
-    Made through the service: the request body's ``quorum`` is not on the routes yet.
-    """
-    me = await call(server, "GET", "/v1/me", headers=owner.bearer)
-    membership = await server.app[TEAMS].membership(me["user_id"])
-    assert membership is not None
-    view, _ = await server.app[REQUESTS].create_request(
-        session_id="deploys",
-        client_id="ci",
-        message="Pay invoice 42?",
-        request_type="confirmation",
-        approvers=["group:finance"],
-        quorum=2,
-        actor=membership.actor(answers=False),
-    )
-    return view.request_id
+    """A request to finance that needs two approvals, asked by the owner's agent; its id."""
+    body = {
+        "session_id": "deploys",
+        "client_id": "ci",
+        "message": "Pay invoice 42?",
+        "request_type": "confirmation",
+        "approvers": ["group:finance"],
+        "quorum": 2,
+    }
+    created = await call(server, "POST", "/v1/requests", json=body, headers=owner.bearer)
+    request_id: str = created["request_id"]
+    return request_id
 
 
 async def queue_of(browser: Browser, server: Server, who: Operator) -> Page:

@@ -1,7 +1,8 @@
 """Reminders and escalation through the whole app, on real (short) seconds.
 
-The HTTP body fields arrive with the lead's wiring; until then the requests
-are made through ``Requests.create_request``, as the app's handlers do.
+The requests are made through ``Requests.create_request``, as the app's
+handlers do with the body's ``escalation``, ``remind_every_seconds`` and
+``warn_before_expiry_seconds`` (the real server's route: tests/cli/test_escalation_server.py).
 """
 
 from __future__ import annotations
