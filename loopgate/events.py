@@ -330,6 +330,19 @@ class VoteCast(Event, frozen=True, kw_only=True, tag="request.vote_cast"):
     routed_by: str | None = None
     cast_at: datetime
 
+    @property
+    def vote(self) -> Vote:
+        """The vote this event records, as :class:`ResponseReceived` lists votes."""
+        return Vote(
+            member=self.member,
+            option=self.option,
+            text=self.text,
+            approves=self.approves,
+            channel=self.channel,
+            at=self.cast_at,
+            routed_by=self.routed_by,
+        )
+
 
 class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_received"):
     """The decision: a human's answer (the vote that reached the quorum or vetoed),

@@ -710,16 +710,7 @@ def evolve(state: State, event: Event) -> State:
         case Pending() as pending, ReminderSent():
             return msgspec.structs.replace(pending, reminders=pending.reminders + 1)
         case Pending() as pending, VoteCast() as cast:
-            vote = Vote(
-                member=cast.member,
-                option=cast.option,
-                text=cast.text,
-                approves=cast.approves,
-                channel=cast.channel,
-                at=cast.cast_at,
-                routed_by=cast.routed_by,
-            )
-            return msgspec.structs.replace(pending, votes=(*pending.votes, vote))
+            return msgspec.structs.replace(pending, votes=(*pending.votes, cast.vote))
         case Pending() as pending, RequestEscalated(step=step):
             return msgspec.structs.replace(pending, escalated=(*pending.escalated, step))
         case Pending() as pending, ExpiryWarned():

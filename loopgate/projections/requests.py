@@ -23,7 +23,6 @@ from loopgate.events import (
     RequestEscalated,
     RequestExpired,
     ResponseReceived,
-    Vote,
     VoteCast,
     WebhookDelivered,
     WebhookFailed,
@@ -157,16 +156,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                 )
             ]
         case VoteCast() as cast:
-            vote = Vote(
-                member=cast.member,
-                option=cast.option,
-                text=cast.text,
-                approves=cast.approves,
-                channel=cast.channel,
-                at=cast.cast_at,
-                routed_by=cast.routed_by,
-            )
-            votes_sql, votes_params = _append("votes", [vote])
+            votes_sql, votes_params = _append("votes", [cast.vote])
             return [
                 (
                     f"UPDATE requests SET {votes_sql}, approvals = approvals + ?, version = ?"
