@@ -217,7 +217,8 @@ async def create_request(request: web.Request) -> web.Response:
         Created(
             success=True,
             request_id=view.request_id,
-            status="pending",
+            # "pending", unless a policy rule decided it at creation.
+            status=REFERENCE_STATUS[view.status],
             created_at=view.created_at.isoformat(),
             expires_at=view.expires_at.isoformat() if view.expires_at else None,
         )

@@ -320,7 +320,17 @@ async def test_a_policy_approves_staging_at_once_and_sends_big_payments_to_two_o
     alice, bob, carol, _ = await finance(tg)
     assert (await put_policy(tg, alice, POLICY))["version"] == 1
     await tg.register("staging-7", telegram_id=None)
-    staging = await request_json(tg, await tg.ask("staging-7", request_type="confirmation"))
+    made = await tg.client.post(
+        "/hitl/request",
+        json={
+            "session_id": "staging-7",
+            "client_id": "ci",
+            "message": "Deploy to staging?",
+            "request_type": "confirmation",
+        },
+    )
+    assert (await made.json())["status"] == "completed"  # the reference's word for decided
+    staging = await request_json(tg, (await made.json())["request_id"])
     assert (staging["status"], staging["outcome"]) == ("answered", "approved")
     assert staging["decided_by"] == {
         "kind": "policy",
