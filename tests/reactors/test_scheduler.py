@@ -262,12 +262,13 @@ async def test_a_restart_mid_way_still_escalates_exactly_once(
         await third.stop()
 
 
+# Postgres only: SQLite has one process per file, so its lease is always held.
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 async def test_two_schedulers_with_real_leases_escalate_once(
     open_test_store: Callable[[], Any], clock: Clock
 ) -> None:
     stores: list[EventStore] = [await open_test_store(), await open_test_store()]
-    if not isinstance(stores[0], PostgresStore):
-        pytest.skip("one process per SQLite file: its lease is always held")
+    assert isinstance(stores[0], PostgresStore)
     runtimes = [
         Runtime(store, clock, lease_for(store, "scheduler", SCHEDULER_LEASE)) for store in stores
     ]
