@@ -12,7 +12,7 @@ from votes_helpers import Finance, decided_by_policy, finance, four_eyes, vote
 
 from loopgate.events import EscalationStep
 from loopgate.web.console import VOTE_REFUSED
-from loopgate.web.keys import REQUESTS
+from loopgate.web.keys import REQUESTS, SCHEDULER
 
 
 @pytest.fixture
@@ -86,6 +86,9 @@ async def test_the_page_shows_the_escalation_plan_and_what_fired(
 ) -> None:
     requests = keyed_client.app[REQUESTS]
     requests.clock = clock  # the app gives its clock to the accounts only; the steps need it
+    # The test takes each step by hand; the app's scheduler, on the same advanced clock,
+    # would otherwise race it and send the next reminders too.
+    await keyed_client.app[SCHEDULER].stop()
     step = EscalationStep(after_seconds=600, approvers=(f"user:{team.owner.username}",))
     request_id = await four_eyes(
         keyed_client,
