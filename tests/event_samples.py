@@ -19,9 +19,11 @@ from loopgate.events import (
     MemberRemoved,
     MemberRoleChanged,
     PolicySet,
+    ReceiptRedeemed,
     RequestEscalated,
     Rule,
     RuleThen,
+    SigningKeyAdded,
     VoteCast,
     WorkspaceCreated,
 )
@@ -84,3 +86,11 @@ REQUEST_POLICY_EVENTS: list[Event] = [
     RequestEscalated(request_id="r1", step=0, approvers=("group:leads",), escalated_at=T0),
 ]
 """The policy events of a request's stream (``request-r1``): its lifecycle."""
+
+RECEIPT_EVENTS: list[Event] = [
+    SigningKeyAdded(kid="k1", public_key="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", added_at=T0),
+    ReceiptRedeemed(
+        jti="r1", request_id="r1", fingerprint="0" * 64, redeemed_by="apikey:a", redeemed_at=T0
+    ),
+]
+"""The receipts' events: signing keys (``signing-keys``) and redemptions (``receipt-<jti>``)."""
