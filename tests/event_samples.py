@@ -8,6 +8,8 @@ from loopgate.events import (
     Condition,
     Event,
     ExpiryWarned,
+    GrantIssued,
+    GrantRevoked,
     GroupDefined,
     GroupDeleted,
     IdentityLinked,
@@ -87,8 +89,27 @@ REQUEST_POLICY_EVENTS: list[Event] = [
 ]
 """The policy events of a request's stream (``request-r1``): its lifecycle."""
 
+ACTION_EVENTS: list[Event] = [
+    GrantIssued(
+        grant_id="g1",
+        workspace="w",
+        session_id="s1",
+        scope="exact",
+        tool="deploy",
+        fingerprint="0" * 64,
+        request_id="r1",
+        issued_by="u",
+        issued_at=T0,
+        expires_at=T0,
+    ),
+    GrantRevoked(grant_id="g1", revoked_by="u", revoked_at=T0),
+]
+"""The events of approvals bound to actions: grants and receipts (no request lifecycle)."""
+
 RECEIPT_EVENTS: list[Event] = [
-    SigningKeyAdded(kid="k1", public_key="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", added_at=T0),
+    SigningKeyAdded(
+        kid="k1", public_key="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", added_at=T0
+    ),
     ReceiptRedeemed(
         jti="r1", request_id="r1", fingerprint="0" * 64, redeemed_by="apikey:a", redeemed_at=T0
     ),

@@ -88,8 +88,10 @@ def verified(token: str, key: Ed25519PublicKey, issuer: str) -> dict[str, Any]:
     except jwt.PyJWTError as exc:
         raise invalid(f"the receipt does not verify: {exc}") from None
     strings = ("sub", "act", "wsp", "jti")
-    if not all(isinstance(claims[c], str) for c in strings) or not all(
-        isinstance(claims[c], int) for c in ("iat", "exp")
-    ) or not isinstance(claims["dec"], dict):
+    if (
+        not all(isinstance(claims[c], str) for c in strings)
+        or not all(isinstance(claims[c], int) for c in ("iat", "exp"))
+        or not isinstance(claims["dec"], dict)
+    ):
         raise invalid("the receipt's claims are not of the expected types")
     return claims

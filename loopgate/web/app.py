@@ -39,6 +39,7 @@ from loopgate.config import (
     telegram_mode,
 )
 from loopgate.errors import PayloadTooLarge
+from loopgate.grants import Grants
 from loopgate.hub import Hub
 from loopgate.limits import Limits
 from loopgate.metrics import Metrics
@@ -55,6 +56,7 @@ from loopgate.web import (
     api,
     audit,
     console,
+    grants,
     health,
     hitl,
     mcp,
@@ -73,6 +75,7 @@ from loopgate.web.keys import (
     ACCOUNTS,
     CONFIG,
     EXPIRER,
+    GRANTS,
     HUB,
     METRICS,
     POLICIES,
@@ -198,6 +201,7 @@ def create_app(
     app.add_routes(webhooks.routes)
     app.add_routes(teams.routes)
     app.add_routes(policy.routes)
+    app.add_routes(grants.routes)
     app.add_routes(receipts.routes)
     app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
@@ -248,6 +252,7 @@ async def _runtime_context(
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
     app[POLICIES] = policies = Policies(store, clock=clock or utcnow)
+    app[GRANTS] = Grants(store, clock=clock or utcnow)
     requests = Requests(
         store,
         hub,
@@ -267,9 +272,7 @@ async def _runtime_context(
         limits=limits,
         teams=teams,
     )
-    app[RECEIPTS] = Receipts(
-        store, server_key, config.receipts, clock=clock or utcnow, hub=hub
-    )
+    app[RECEIPTS] = Receipts(store, server_key, config.receipts, clock=clock or utcnow, hub=hub)
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
     scheduler = Scheduler(requests, hub, lease_for(store, "scheduler", SCHEDULER_LEASE))

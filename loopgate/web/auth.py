@@ -20,7 +20,8 @@ What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
 - public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
-  ``/.well-known/jwks.json`` (the receipts' public keys), ``/api/auth/*``, ``/telegram/webhook``, which checks Telegram's secret header itself, and
+  ``/.well-known/jwks.json`` (the receipts' public keys), ``/api/auth/*``,
+  ``/telegram/webhook``, which checks Telegram's secret header itself, and
   ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;

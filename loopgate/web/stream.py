@@ -246,7 +246,9 @@ async def _serve(
 
     async def send(record: RecordedEvent) -> None:
         receipt = await receipt_of(record) if receipt_of is not None else None
-        await response.send(message_data(record, receipt), id=str(record.position), event=record.type)
+        await response.send(
+            message_data(record, receipt), id=str(record.position), event=record.type
+        )
 
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
@@ -277,4 +279,3 @@ async def _serve(
         with contextlib.suppress(Exception):
             await response.wait()
     return response
-

@@ -68,7 +68,12 @@ async def test_the_jwks_lists_every_key_newest_first_in_rfc_8037_form(client: Cl
     assert len(jwks["keys"]) == 3
     for key in jwks["keys"]:
         assert set(key) == {"kty", "crv", "x", "kid", "alg", "use"}
-        assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
+        assert (key["kty"], key["crv"], key["alg"], key["use"]) == (
+            "OKP",
+            "Ed25519",
+            "EdDSA",
+            "sig",
+        )
         assert len(jwt.utils.base64url_decode(key["x"])) == 32
     assert len(jwt.PyJWKSet.from_dict(jwks).keys) == 3
 

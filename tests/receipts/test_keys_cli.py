@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
-import pytest
 from server_key import TEST_SECRETS
 
-from loopgate.cli import main
 from loopgate.events import SigningKeyAdded
 from loopgate.receipts.keys import STREAM
 from loopgate.store import open_store
@@ -25,22 +26,25 @@ def stored_kids(url: str) -> list[str]:
     return asyncio.run(read())
 
 
-def test_rotate_adds_a_key_and_prints_its_kid_and_list_prints_them_all(
-    store_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LOOPGATE_SECRETS__KEY", TEST_SECRETS.key)
+def loopgate(*args: str) -> str:
+    """Run ``loopgate ARGS`` with the tests' server key; its standard output."""
+    env = {**os.environ, "LOOPGATE_SECRETS__KEY": TEST_SECRETS.key}
+    done = subprocess.run(
+        [sys.executable, "-m", "loopgate", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_rotate_adds_a_key_and_prints_its_kid_and_list_prints_them_all(store_url: str) -> None:
     before = stored_kids(store_url)  # Postgres keeps its database between tests
     if not before:
-        assert main(["keys", "list", "--db", store_url]) == 0
-        assert "no signing keys yet" in capsys.readouterr().out
+        assert "no signing keys yet" in loopgate("keys", "list", "--db", store_url)
 
-    assert main(["keys", "rotate", "--db", store_url]) == 0
-    first = capsys.readouterr().out.strip()
-    assert main(["keys", "rotate", "--db", store_url]) == 0
-    second = capsys.readouterr().out.strip()
+    first = loopgate("keys", "rotate", "--db", store_url).strip()
+    second = loopgate("keys", "rotate", "--db", store_url).strip()
     assert stored_kids(store_url) == [*before, first, second]
 
-    assert main(["keys", "list", "--db", store_url]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = loopgate("keys", "list", "--db", store_url).strip().splitlines()
     assert [line.split()[0] for line in lines] == [*before, first, second]
     assert all(len(line.split()) == 2 for line in lines)  # kid and added_at

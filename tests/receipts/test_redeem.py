@@ -96,7 +96,7 @@ async def test_no_receipt_without_an_action_or_without_an_approval(client: Clien
     assert made.status in (200, 201)
     asked = await client.post(
         "/v1/requests",
-        json={"session_id": "plain", "client_id": "a", "message": "Deploy?"},
+        json={"session_id": "plain", "client_id": "a", "message": "Go?", "options": ["Approve"]},
     )
     plain_id = (await asked.json())["request_id"]
     await answer(client, plain_id)

@@ -88,7 +88,10 @@ async def test_the_mcp_status_tool_returns_the_receipt(client: Client) -> None:
             "arguments": {"request_id": request["request_id"]},
         },
     }
-    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
     reply = await client.post("/mcp", json=call, headers=headers)
     assert reply.status == 200, await reply.text()
     text = await reply.text()
@@ -96,7 +99,7 @@ async def test_the_mcp_status_tool_returns_the_receipt(client: Client) -> None:
         msgspec.json.decode(text)
         if text.lstrip().startswith("{")
         else msgspec.json.decode(
-            next(l for l in text.splitlines() if l.startswith("data:")).removeprefix("data:")
+            next(ln for ln in text.splitlines() if ln.startswith("data:")).removeprefix("data:")
         )
     )
     assert body["result"]["structuredContent"]["receipt"] == request["receipt"]
