@@ -526,6 +526,8 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/v1/webhook-secret", ASK),
     row("POST", "/v1/webhook-secret", ASK),
     row("*", "/mcp", READ, at("/mcp", json=MCP_INIT, headers=MCP_HEADERS)),
+    row("GET", "/mcp/tools", READ),
+    row("GET", "/mcp/capabilities", READ),
     # People: the teams routes (owner and admin manage; everyone reads; agent keys never manage).
     row("GET", "/v1/members", READ_MEMBERS),
     row("POST", "/v1/members", MANAGE_MEMBERS, _add_member),
