@@ -18,6 +18,7 @@ TOOLS = {
     "cancel_request",
     "list_pending_requests",
     "register_session",
+    "approve_tool_use",
 }
 
 
