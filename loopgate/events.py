@@ -51,6 +51,8 @@ OnTimeout = Literal["reject", "approve", "none"]
 Role = Literal["owner", "admin", "approver", "auditor"]
 """A member's role in a workspace; what each may do is :func:`loopgate.domain.teams.allows`."""
 Decision = Literal["approve", "reject"]
+GrantScope = Literal["exact", "tool"]
+"""What a standing grant allows: the one action (by fingerprint) or any call of its tool."""
 ConditionOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "glob", "exists"]
 ApiKeyKind = Literal["agent", "operator"]
 """An ``agent`` key asks, reads, waits and cancels, never answers; an ``operator``
@@ -173,6 +175,17 @@ class PolicySet(Event, frozen=True, kw_only=True, tag="policy.set"):
 # --- requests ---------------------------------------------------------------
 
 
+class Action(msgspec.Struct, frozen=True, kw_only=True):
+    """The exact call a request asks to make: a tool and its arguments.
+
+    Its fingerprint (:func:`loopgate.domain.action.fingerprint`) is what an
+    approval, a receipt and a grant are bound to.
+    """
+
+    tool: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class Vote(msgspec.Struct, frozen=True, kw_only=True):
     """One approver's answer to a request (see :class:`VoteCast`)."""
 
@@ -228,6 +241,17 @@ class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
     """The workspace policy's version in force at creation (None: it had none)."""
     rule: str | None = None
     """The name of the policy rule that applied, if one matched."""
+    action: Action | None = None
+    fingerprint: str | None = None
+    """The lowercase hex SHA-256 of ``action`` in RFC 8785 canonical JSON."""
+    editable: bool = False
+    """An approver may change ``action.args`` before approving."""
+    args_schema: dict[str, Any] | None = None
+    """A JSON Schema edited args must satisfy (it implies ``editable``)."""
+    grantable: bool = False
+    """An approver may approve and allow matching actions of the session for a while."""
+    grant: str | None = None
+    """The standing grant that approved this request at creation."""
 
 
 class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
@@ -366,6 +390,40 @@ class ResponseReceived(Event, frozen=True, kw_only=True, tag="request.response_r
     votes: tuple[Vote, ...] = ()
     policy: str | None = None
     reason: str | None = None
+    action: Action | None = None
+    """The action approved: the request's, or the approver's edit of it. None when
+    rejected or when the request has no action."""
+    fingerprint: str | None = None
+    """``action``'s fingerprint: what the receipt binds."""
+    edited: bool = False
+
+
+class GrantIssued(Event, frozen=True, kw_only=True, tag="grant.issued"):
+    """An approver approved and allowed matching actions of the session until ``expires_at``.
+
+    On the request's stream, in the append of the approving ``ResponseReceived``.
+    ``scope: exact`` matches the action by ``fingerprint``; ``scope: tool`` any
+    call of ``tool``.
+    """
+
+    grant_id: str
+    workspace: str
+    session_id: str
+    scope: GrantScope
+    tool: str
+    fingerprint: str | None = None
+    request_id: str
+    issued_by: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class GrantRevoked(Event, frozen=True, kw_only=True, tag="grant.revoked"):
+    """A standing grant stopped applying (on ``grant-<id>``, so revoked once)."""
+
+    grant_id: str
+    revoked_by: str
+    revoked_at: datetime
 
 
 class RequestCancelled(Event, frozen=True, kw_only=True, tag="request.cancelled"):
@@ -643,6 +701,8 @@ AnyEvent = (
     | ResponseReceived
     | RequestCancelled
     | RequestExpired
+    | GrantIssued
+    | GrantRevoked
     | WebhookDelivered
     | WebhookFailed
     | WebhookSecretRotated

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 import msgspec
 
 from loopgate.events import (
+    Action,
     Channel,
     EscalationStep,
     OnTimeout,
@@ -98,6 +99,17 @@ class RequestView(msgspec.Struct, frozen=True, kw_only=True):
     escalations: tuple[Escalation, ...] = ()
     reminders: int = 0
     warned_at: datetime | None = None
+    action: Action | None = None
+    fingerprint: str | None = None
+    editable: bool = False
+    args_schema: dict[str, Any] | None = None
+    grantable: bool = False
+    grant: str | None = None
+    """The standing grant that approved it at creation."""
+    decided_action: Action | None = None
+    """The action approved (the approver's edit, when ``edited``); None unless approved."""
+    decided_fingerprint: str | None = None
+    edited: bool = False
 
     @property
     def final(self) -> bool:
@@ -116,6 +128,10 @@ def request_view(row: dict[str, Any]) -> RequestView:
     row["approvers"] = msgspec.json.decode(row["approvers"], type=tuple[str, ...])
     for column in ("votes", "escalation", "escalations"):
         row[column] = msgspec.json.decode(row[column])
+    for column in ("action", "args_schema", "decided_action"):
+        if row[column] is not None:
+            row[column] = msgspec.json.decode(row[column])
+    row["grant"] = row.pop("grant_id")
     return msgspec.convert(row, RequestView, strict=False)
 
 
@@ -227,6 +243,20 @@ class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
     escalations: list[PublicEscalation]
     remind_every_seconds: int | None
     warn_before_expiry_seconds: int | None
+    action: Action | None = None
+    """The exact call asked for, if any; ``fingerprint`` is its SHA-256 (RFC 8785 JSON)."""
+    fingerprint: str | None = None
+    editable: bool = False
+    args_schema: dict[str, Any] | None = None
+    grantable: bool = False
+    grant: str | None = None
+    """The standing grant that approved it at creation."""
+    decided_action: Action | None = None
+    """The action approved: ``action`` itself, or the approver's edit when ``edited``."""
+    decided_fingerprint: str | None = None
+    edited: bool = False
+    receipt: str | None = None
+    """The signed receipt of an approved action (a compact JWS), for its requester only."""
 
 
 class RoutedMember(msgspec.Struct, frozen=True, kw_only=True):
@@ -279,7 +309,8 @@ def decided_by(view: RequestView) -> DecidedBy | None:
             return None
 
 
-def public_request(view: RequestView) -> PublicRequest:
+def public_request(view: RequestView, receipt: str | None = None) -> PublicRequest:
+    """``view`` as the API shows it; ``receipt`` is the web layer's (it holds the signing keys)."""
     votes = votes_of(view)
     return PublicRequest(
         request_id=view.request_id,
@@ -331,6 +362,16 @@ def public_request(view: RequestView) -> PublicRequest:
         ],
         remind_every_seconds=view.remind_every_seconds,
         warn_before_expiry_seconds=view.warn_before_expiry_seconds,
+        action=view.action,
+        fingerprint=view.fingerprint,
+        editable=view.editable,
+        args_schema=view.args_schema,
+        grantable=view.grantable,
+        grant=view.grant,
+        decided_action=view.decided_action,
+        decided_fingerprint=view.decided_fingerprint,
+        edited=view.edited,
+        receipt=receipt,
     )
 
 

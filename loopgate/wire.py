@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from loopgate.domain.action import MAX_ACTION_BYTES
+from loopgate.domain.request import GrantAsk
 from loopgate.errors import InvalidJSON, ValidationFailed
-from loopgate.events import EscalationStep, OnTimeout, Option, RequestType
+from loopgate.events import Action, EscalationStep, GrantScope, OnTimeout, Option, RequestType
 
 MAX_MESSAGE_CHARS = 4000
 MAX_OPTIONS = 10
@@ -131,6 +133,34 @@ class EscalationBody(Body, frozen=True, kw_only=True):
 
 
 Escalation = Annotated[tuple[EscalationBody, ...], msgspec.Meta(max_length=8)]
+# Up to a week: a grant outlives no request that could have asked instead.
+GrantSeconds = Annotated[int, msgspec.Meta(ge=60, le=MAX_TIMEOUT_SECONDS)]
+
+
+class ActionBody(Body, frozen=True, kw_only=True):
+    """The exact call a request asks to make; approvals and receipts are bound to it."""
+
+    tool: NonEmptyId
+    args: dict[str, Any] = {}
+
+    def to_action(self) -> Action:
+        return Action(tool=self.tool, args=self.args)
+
+
+class GrantBody(Body, frozen=True, kw_only=True):
+    """An approver's "approve and allow for ``seconds``": the exact action, or its whole tool."""
+
+    seconds: GrantSeconds
+    scope: GrantScope = "exact"
+
+    def to_ask(self) -> GrantAsk:
+        return GrantAsk(seconds=self.seconds, scope=self.scope)
+
+
+def _check_size(name: str, value: object, limit: int) -> None:
+    size = len(msgspec.json.encode(value))
+    if size > limit:
+        raise ValueError(f"{name}: at most {limit} bytes when encoded, got {size}")
 
 
 class CreateRequestBody(Body, frozen=True, kw_only=True):
@@ -156,6 +186,14 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
     remind_every_seconds: ScheduleSeconds | None = None
     warn_before_expiry_seconds: ScheduleSeconds | None = None
     escalation: Escalation = ()
+    action: ActionBody | None = None
+    """The exact call to approve (``{tool, args}``, at most 16 KiB); the receipt binds it."""
+    editable: bool = False
+    """An approver may edit ``action.args`` before approving."""
+    args_schema: dict[str, Any] | None = None
+    """A JSON Schema the edited args must satisfy (implies ``editable``)."""
+    grantable: bool = False
+    """An approver may approve and allow matching actions of this session for a while."""
     # Set by Loopgate only; declared so that a client presetting them is refused.
     status: ServerSet = msgspec.UNSET
     response: ServerSet = msgspec.UNSET
@@ -172,11 +210,11 @@ class CreateRequestBody(Body, frozen=True, kw_only=True):
         self._check_options()
         if self.callback_url is not None:
             _check_url("callback_url", self.callback_url)
-        size = len(msgspec.json.encode(self.metadata))
-        if size > MAX_METADATA_BYTES:
-            raise ValueError(
-                f"metadata: at most {MAX_METADATA_BYTES} bytes when encoded, got {size}"
-            )
+        _check_size("metadata", self.metadata, MAX_METADATA_BYTES)
+        if self.action is not None:
+            _check_size("action", self.action, MAX_ACTION_BYTES)
+        elif self.editable or self.grantable or self.args_schema is not None:
+            raise ValueError("action: editable, args_schema and grantable need an action")
 
     def _check_options(self) -> None:
         seen: set[str] = set()
@@ -216,12 +254,18 @@ class AnswerBody(Body, frozen=True, kw_only=True):
 
     option: OptionLabel | None = None
     text: Text | None = None
+    args: dict[str, Any] | None = None
+    """The action's args as the approver edited them (an editable request, approving)."""
+    grant: GrantBody | None = None
+    """Approve, and approve matching actions of the session for ``grant.seconds`` too."""
 
     def __post_init__(self) -> None:
         if (self.option is None) == (self.text is None):
             raise ValueError("give exactly one of option or text")
         if self.text is not None and not self.text.strip():
             raise ValueError("text: must not be blank")
+        if self.args is not None:
+            _check_size("args", self.args, MAX_ACTION_BYTES)
 
 
 def decode_body(raw: bytes, shape: type[T]) -> T:

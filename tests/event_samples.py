@@ -8,6 +8,8 @@ from loopgate.events import (
     Condition,
     Event,
     ExpiryWarned,
+    GrantIssued,
+    GrantRevoked,
     GroupDefined,
     GroupDeleted,
     IdentityLinked,
@@ -84,3 +86,20 @@ REQUEST_POLICY_EVENTS: list[Event] = [
     RequestEscalated(request_id="r1", step=0, approvers=("group:leads",), escalated_at=T0),
 ]
 """The policy events of a request's stream (``request-r1``): its lifecycle."""
+
+ACTION_EVENTS: list[Event] = [
+    GrantIssued(
+        grant_id="g1",
+        workspace="w",
+        session_id="s1",
+        scope="exact",
+        tool="deploy",
+        fingerprint="0" * 64,
+        request_id="r1",
+        issued_by="u",
+        issued_at=T0,
+        expires_at=T0,
+    ),
+    GrantRevoked(grant_id="g1", revoked_by="u", revoked_at=T0),
+]
+"""The events of approvals bound to actions: grants and receipts (no request lifecycle)."""

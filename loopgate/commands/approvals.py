@@ -10,6 +10,7 @@ protocols and the app wires them in (``web/app.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -18,7 +19,8 @@ from loopgate.commands.base import Actor
 from loopgate.domain import request as request_domain
 from loopgate.domain.policy import CurrentPolicy, RequestFacts, Requirements, explain
 from loopgate.errors import DomainError, Forbidden
-from loopgate.events import RequestCreated
+from loopgate.events import Action, RequestCreated
+from loopgate.store.base import EventStore
 from loopgate.views import RequestView
 
 _POLICY_SHAPED = (
@@ -62,6 +64,7 @@ class Approvals:
             client_id=command.client_id,
             request_type=command.request_type,
             metadata=command.metadata,
+            tool=None if command.action is None else command.action.tool,
         )
         asked = Requirements(
             approvers=command.approvers,
@@ -102,6 +105,23 @@ class Approvals:
                 + (", not counting you, the requester)" if command.requester else ")"),
                 code="quorum_unreachable",
             )
+
+
+async def standing_grant(
+    store: EventStore, tenant: str, session_id: str, action: Action, fingerprint: str, now: datetime
+) -> str | None:
+    """The id of a live grant of the session that covers ``action``, if there is one.
+
+    Read from the ``grants`` table, which a revocation updates in its own append,
+    so a revoked grant stops applying at once in every process.
+    """
+    rows = await store.fetch(
+        "SELECT grant_id FROM grants WHERE tenant = ? AND session_id = ? AND tool = ?"
+        " AND revoked_at IS NULL AND expires_at > ?"
+        " AND (scope = 'tool' OR fingerprint = ?) ORDER BY issued_at LIMIT 1",
+        (tenant, session_id, action.tool, now, fingerprint),
+    )
+    return str(rows[0]["grant_id"]) if rows else None
 
 
 def not_theirs(

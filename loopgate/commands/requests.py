@@ -25,11 +25,13 @@ from loopgate.commands.approvals import (
     Roster,
     as_asked_then,
     not_theirs,
+    standing_grant,
 )
 from loopgate.commands.base import Actor, execute, new_id, require, utcnow
 from loopgate.commands.callback_urls import check_callback_url
 from loopgate.commands.sessions import Sessions
 from loopgate.domain import request as request_domain
+from loopgate.domain.action import fingerprint
 from loopgate.domain.teams import (
     ANY_PRINCIPAL,
     allows,
@@ -39,6 +41,7 @@ from loopgate.domain.teams import (
 )
 from loopgate.errors import ConcurrencyError, Conflict, Forbidden, NotFound
 from loopgate.events import (
+    Action,
     Channel,
     EscalationStep,
     OnTimeout,
@@ -119,6 +122,10 @@ class Requests:
         remind_every_seconds: int | None = None,
         warn_before_expiry_seconds: int | None = None,
         escalation: Sequence[EscalationStep] = (),
+        action: Action | None = None,
+        editable: bool = False,
+        args_schema: dict[str, Any] | None = None,
+        grantable: bool = False,
         actor: Actor,
     ) -> tuple[RequestView, bool]:
         """Create a request; with an idempotency key, a repeat returns the first one.
@@ -128,6 +135,9 @@ class Requests:
         caller's ``limits.create_*`` bucket: ``TooManyRequests``, nothing appended.
         ``approvers`` names who may answer; without it, the session's Telegram
         operator if it has one, else every approver of the workspace.
+        A live standing grant of the session covering ``action`` approves it at
+        once (``decided_by`` ``policy``, ``grant:<id>``), unless a rule decided or
+        the request needs a quorum.
         """
         await self.limits.take("create", actor.caller)
         require(actor, "request.create")
@@ -156,6 +166,10 @@ class Requests:
                 msgspec.structs.replace(step, approvers=parse_approvers(step.approvers))
                 for step in escalation
             ),
+            action=action,
+            editable=editable,
+            args_schema=args_schema,
+            grantable=grantable,
             now=self.clock(),
         )
         session = await self.sessions.get_session(session_id, actor)
@@ -165,6 +179,7 @@ class Requests:
             ),
             actor.tenant,
         )
+        command = await self._under_grant(command, actor.tenant)
         if idempotency_key is not None:
             earlier = await self._idempotent_repeat(command, actor)
             if earlier is not None:
@@ -194,6 +209,21 @@ class Requests:
             return view, True
         return new_request_view(created), True
 
+    async def _under_grant(
+        self, command: request_domain.CreateRequest, tenant: str
+    ) -> request_domain.CreateRequest:
+        if command.action is None or command.decision is not None or command.quorum > 1:
+            return command
+        grant = await standing_grant(
+            self.store,
+            tenant,
+            command.session_id,
+            command.action,
+            fingerprint(command.action),
+            command.now,
+        )
+        return command if grant is None else msgspec.structs.replace(command, grant=grant)
+
     async def create_from_body(
         self, body: CreateRequestBody, actor: Actor, idempotency_key: str | None
     ) -> tuple[RequestView, bool]:
@@ -216,6 +246,10 @@ class Requests:
             remind_every_seconds=body.remind_every_seconds,
             warn_before_expiry_seconds=body.warn_before_expiry_seconds,
             escalation=body.escalation_steps(),
+            action=None if body.action is None else body.action.to_action(),
+            editable=body.editable,
+            args_schema=body.args_schema,
+            grantable=body.grantable,
             actor=actor,
         )
 
@@ -243,6 +277,7 @@ class Requests:
             request_id=earlier.request_id,
             created_at=earlier.created_at,
             expires_at=earlier.expires_at,
+            grant=earlier.grant,  # a grant revoked or expired since does not change what was asked
         )
         same_body = as_asked_then(same_body, earlier)
         if same_body != earlier:
@@ -314,8 +349,13 @@ class Requests:
         text: str | None = None,
         channel: Channel,
         actor: Actor,
+        args: dict[str, Any] | None = None,
+        grant: request_domain.GrantAsk | None = None,
     ) -> RequestView:
         """Record a human's answer; the first one wins, a different later one is a 409.
+
+        ``args`` approves the request's action with the approver's edit of its
+        args; ``grant`` also approves the session's matching actions for a while.
 
         The answer is recorded under ``actor.answers_as``. An actor without one
         (an agent API key) is refused on every surface alike: the attempt is
@@ -365,6 +405,10 @@ class Requests:
             now=self.clock(),
             # The open mode's anonymous caller answers anything: no selector applied.
             routed_by=None if routed_by == ANY_PRINCIPAL else routed_by,
+            args=args,
+            grant=grant,
+            grant_id=None if grant is None else self.ids(),
+            workspace=actor.tenant,
         )
         return await self._decide(command, actor)
 

@@ -47,15 +47,19 @@ class RequestFacts(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str
     request_type: RequestType
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    tool: str | None = None
+    """The request's ``action.tool``, if it has an action."""
 
     def get(self, field: str) -> Any:
         """The value of a condition's ``field``, or :data:`MISSING`.
 
-        ``action.tool`` is ``metadata.action.tool`` until requests carry an
-        action of their own.
+        ``action.tool`` is the request's action's tool; for a request without
+        an action, ``metadata.action.tool`` (how agents named it before actions).
         """
         if field in ("session_id", "client_id", "request_type"):
             return getattr(self, field)
+        if field == "action.tool" and self.tool is not None:
+            return self.tool
         path = field.removeprefix("metadata.") if field.startswith("metadata.") else field
         value: Any = self.metadata
         for part in path.split("."):

@@ -53,9 +53,12 @@ from typing import Any, Literal, NoReturn, TypeAlias, assert_never
 
 import msgspec
 
+from loopgate.domain.action import MAX_ACTION_BYTES, action_size, check_args, check_schema
+from loopgate.domain.action import fingerprint as fingerprint_of
 from loopgate.domain.approval import approves, text_approves
 from loopgate.errors import AlreadyDecided, Conflict, DomainError, NotFound, RequestClosed
 from loopgate.events import (
+    Action,
     AnswerRefused,
     Channel,
     Decision,
@@ -63,6 +66,8 @@ from loopgate.events import (
     EscalationStep,
     Event,
     ExpiryWarned,
+    GrantIssued,
+    GrantScope,
     OnTimeout,
     Option,
     ReminderSent,
@@ -171,6 +176,12 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     decision: Decision | None = None
     """The matching rule decides at once (``rule`` and ``policy_version`` name it)."""
     reason: str | None = None
+    action: Action | None = None
+    editable: bool = False
+    args_schema: dict[str, Any] | None = None
+    grantable: bool = False
+    grant: str | None = None
+    """A standing grant of the session matches ``action``: it approves at once."""
     now: datetime
 
 
@@ -250,6 +261,21 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Who votes (a user id for a member on any channel); ``responder`` if None."""
     voters: int | None = None
     """How many may vote on it now, for ``veto: false`` (None: unknown, never unreachable)."""
+    args: dict[str, Any] | None = None
+    """The approver's edit of the action's args (an editable request, approving)."""
+    grant: GrantAsk | None = None
+    """Approve and allow matching actions of the session for ``grant.seconds``."""
+    grant_id: str | None = None
+    """The id the grant gets (the command layer's, so the decider stays pure)."""
+    workspace: str | None = None
+    """The request's workspace, which a grant is recorded in."""
+
+
+class GrantAsk(msgspec.Struct, frozen=True, kw_only=True):
+    """An approver's "approve and allow for a while": how long, and for what."""
+
+    seconds: int
+    scope: GrantScope = "exact"
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -361,6 +387,12 @@ def _create(command: CreateRequest, state: State) -> list[Event]:
         escalation=command.escalation,
         policy_version=command.policy_version,
         rule=command.rule,
+        action=command.action,
+        fingerprint=None if command.action is None else fingerprint_of(command.action),
+        editable=command.editable or command.args_schema is not None,
+        args_schema=command.args_schema,
+        grantable=command.grantable,
+        grant=command.grant,
         created_at=command.now,
         expires_at=(
             command.now + timedelta(seconds=command.timeout_seconds)
@@ -368,9 +400,13 @@ def _create(command: CreateRequest, state: State) -> list[Event]:
             else None
         ),
     )
+    if command.grant is not None:
+        return [created, _policy_decision(created, "approve", None, f"grant:{command.grant}")]
     if command.decision is None:
         return [created]
-    return [created, _policy_decision(created, command.decision, command.reason)]
+    assert created.rule is not None and created.policy_version is not None
+    rule = policy_id(created.rule, created.policy_version)
+    return [created, _policy_decision(created, command.decision, command.reason, rule)]
 
 
 def _check_requirements(command: CreateRequest) -> None:
@@ -390,6 +426,26 @@ def _check_requirements(command: CreateRequest) -> None:
             )
     if command.decision is not None and (command.rule is None or command.policy_version is None):
         raise DomainError("only a policy rule decides at creation", code="invalid_decision")
+    _check_action(command)
+
+
+def _check_action(command: CreateRequest) -> None:
+    if command.action is None:
+        if command.editable or command.grantable or command.args_schema is not None:
+            raise DomainError(
+                "editable, args_schema and grantable need an action to apply to", code="no_action"
+            )
+        return
+    if not command.action.tool.strip():
+        raise DomainError("action.tool must not be empty", code="invalid_action")
+    if action_size(command.action) > MAX_ACTION_BYTES:
+        raise DomainError(
+            f"action must be at most {MAX_ACTION_BYTES} bytes of JSON", code="action_too_large"
+        )
+    if command.args_schema is not None:
+        check_schema(command.args_schema)
+    if command.grant is not None and command.quorum > 1:
+        raise DomainError("a grant never approves a quorum request", code="invalid_decision")
 
 
 def policy_id(rule: str, version: int) -> str:
@@ -397,21 +453,24 @@ def policy_id(rule: str, version: int) -> str:
     return f"{rule}@v{version}"
 
 
-def _policy_decision(created: RequestCreated, decision: Decision, reason: str | None) -> Event:
-    assert created.rule is not None and created.policy_version is not None
+def _policy_decision(
+    created: RequestCreated, decision: Decision, reason: str | None, policy: str
+) -> Event:
+    """The decision of a rule (``<rule>@v<version>``) or a grant (``grant:<id>``) at creation."""
     approved = decision == "approve"
     label = next((o.label for o in created.options if approves(o) == approved), None)
-    rule = policy_id(created.rule, created.policy_version)
     return ResponseReceived(
         request_id=created.request_id,
-        responder=f"policy:{rule}",
+        responder=f"policy:{policy}",
         option=label,
         text=None if label is not None else (reason or decision),
         approved=approved,
         channel="system",
         responded_at=created.created_at,
-        policy=rule,
+        policy=policy,
         reason=reason,
+        action=created.action if approved else None,
+        fingerprint=created.fingerprint if approved else None,
     )
 
 
@@ -562,22 +621,63 @@ def _answer(command: AnswerRequest, state: Pending | Final) -> list[Event]:
     if command.text is not None and not command.text.strip():
         raise DomainError("a text answer must not be empty", code="empty_answer")
     match state:
-        case Answered(response=response) if (
-            response.responder == command.responder
-            and response.option == command.option
-            and response.text == command.text
-        ):
+        case Answered(response=response) if _same_answer(response, command):
             return []
         case Answered() | Cancelled() | Expired():
             _refuse_final(state)
         case Pending():
             _refuse_if_due(state, command.now)
-            return [_vote(command, state)]
+            _check_edit_and_grant(command, state.request)
+            return _vote(command, state)
         case _:
             assert_never(state)
 
 
-def _vote(command: AnswerRequest, state: Pending) -> Event:
+def _same_answer(response: ResponseReceived, command: AnswerRequest) -> bool:
+    """Whether ``command`` repeats the decision (a replayed update, a retried POST)."""
+    edit = response.action.args if response.edited and response.action is not None else None
+    return (
+        response.responder == command.responder
+        and response.option == command.option
+        and response.text == command.text
+        and (command.args is None or command.args == edit)
+    )
+
+
+def _check_edit_and_grant(command: AnswerRequest, request: RequestCreated) -> None:
+    """Refuse an edit or a grant the request does not allow, before any vote is counted."""
+    if command.args is None and command.grant is None:
+        return
+    if request.action is None:
+        raise DomainError("this request has no action to edit or grant", code="no_action")
+    if command.args is not None:
+        if not request.editable:
+            raise DomainError("this request's action is not editable", code="not_editable")
+        if request.quorum > 1:
+            raise DomainError(
+                "a quorum request's action cannot be edited: the other approvers "
+                "voted on it as asked",
+                code="edit_needs_single_approver",
+            )
+        check_args(request.args_schema, command.args)
+        if action_size(Action(tool=request.action.tool, args=command.args)) > MAX_ACTION_BYTES:
+            raise DomainError(
+                f"the edited action must be at most {MAX_ACTION_BYTES} bytes of JSON",
+                code="action_too_large",
+            )
+    if command.grant is not None:
+        if not request.grantable:
+            raise DomainError("this request does not allow standing grants", code="not_grantable")
+        if request.quorum > 1:
+            raise DomainError(
+                "a quorum request is never granted: each one needs its votes",
+                code="grant_needs_single_approver",
+            )
+        if command.grant_id is None or command.workspace is None:
+            raise DomainError("a grant needs an id and a workspace", code="invalid_grant")
+
+
+def _vote(command: AnswerRequest, state: Pending) -> list[Event]:
     member = command.member or command.responder
     if any(v.member == member for v in state.votes):
         raise Conflict(f"{member} already voted on this request", code="already_voted")
@@ -595,28 +695,70 @@ def _vote(command: AnswerRequest, state: Pending) -> Event:
     approvals = sum(v.approves for v in votes)
     rejections = len(votes) - approvals
     unreachable = command.voters is not None and command.voters - rejections < request.quorum
+    if not vote.approves and (command.args is not None or command.grant is not None):
+        what = "edited args" if command.args is not None else "a grant"
+        raise DomainError(
+            f"{what} go with an approving answer only",
+            code="edit_needs_approval" if command.args is not None else "grant_needs_approval",
+        )
     if approvals >= request.quorum or (not vote.approves and (request.veto or unreachable)):
-        return ResponseReceived(
+        approved = approvals >= request.quorum
+        action = _approved_action(request, command) if approved else None
+        decision = ResponseReceived(
             request_id=command.request_id,
             responder=command.responder,
             option=command.option,
             text=command.text,
-            approved=approvals >= request.quorum,
+            approved=approved,
             channel=command.channel,
             responded_at=command.now,
             routed_by=command.routed_by,
             # A lone vote is the response itself: the log need not say it twice.
             votes=votes if len(votes) > 1 else (),
+            action=action,
+            fingerprint=None if action is None else fingerprint_of(action),
+            edited=action is not None and action != request.action,
         )
-    return VoteCast(
-        request_id=command.request_id,
-        member=member,
-        option=vote.option,
-        text=vote.text,
-        approves=vote.approves,
-        channel=vote.channel,
-        routed_by=vote.routed_by,
-        cast_at=vote.at,
+        if command.grant is None or decision.action is None:
+            return [decision]
+        return [decision, _grant(command, command.grant, request, decision)]
+    return [
+        VoteCast(
+            request_id=command.request_id,
+            member=member,
+            option=vote.option,
+            text=vote.text,
+            approves=vote.approves,
+            channel=vote.channel,
+            routed_by=vote.routed_by,
+            cast_at=vote.at,
+        )
+    ]
+
+
+def _approved_action(request: RequestCreated, command: AnswerRequest) -> Action | None:
+    if request.action is None or command.args is None:
+        return request.action
+    return Action(tool=request.action.tool, args=command.args)
+
+
+def _grant(
+    command: AnswerRequest, ask: GrantAsk, request: RequestCreated, decision: ResponseReceived
+) -> GrantIssued:
+    assert decision.action is not None
+    assert command.grant_id is not None and command.workspace is not None
+    exact = ask.scope == "exact"
+    return GrantIssued(
+        grant_id=command.grant_id,
+        workspace=command.workspace,
+        session_id=request.session_id,
+        scope=ask.scope,
+        tool=decision.action.tool,
+        fingerprint=decision.fingerprint if exact else None,
+        request_id=request.request_id,
+        issued_by=command.member or command.responder,
+        issued_at=command.now,
+        expires_at=command.now + timedelta(seconds=ask.seconds),
     )
 
 

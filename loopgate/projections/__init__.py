@@ -37,6 +37,7 @@ class Projection(Protocol):
 def _all() -> Sequence[Projection]:
     from loopgate.projections import (
         api_keys,
+        grants,
         groups,
         identities,
         invitations,
@@ -63,6 +64,7 @@ def _all() -> Sequence[Projection]:
         identities,
         invitations,
         policies,
+        grants,
     )
 
 

@@ -58,6 +58,10 @@ def _json(value: object) -> str:
     return msgspec.json.encode(value).decode()
 
 
+def _json_or_null(value: object | None) -> str | None:
+    return None if value is None else _json(value)
+
+
 def _append(column: str, items: list[object] | tuple[object, ...]) -> Statement:
     """``column`` (a JSON array as text) with ``items`` added at its end.
 
@@ -82,9 +86,10 @@ def apply(record: RecordedEvent) -> list[Statement]:
                     " request_type, options, allow_text, metadata, timeout_seconds, on_timeout,"
                     " callback_url, idempotency_key, status, created_at, expires_at, version,"
                     " approvers, quorum, veto, requester, policy_version, rule,"
-                    " remind_every_seconds, warn_before_expiry_seconds, escalation)"
+                    " remind_every_seconds, warn_before_expiry_seconds, escalation,"
+                    " action, fingerprint, editable, args_schema, grantable, grant_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?,"
-                    " ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         created.request_id,
                         created.session_id,
@@ -111,6 +116,12 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         created.remind_every_seconds,
                         created.warn_before_expiry_seconds,
                         _json(created.escalation),
+                        _json_or_null(created.action),
+                        created.fingerprint,
+                        created.editable,
+                        _json_or_null(created.args_schema),
+                        created.grantable,
+                        created.grant,
                     ),
                 )
             ]
@@ -138,6 +149,7 @@ def apply(record: RecordedEvent) -> list[Statement]:
                     "UPDATE requests SET status = 'answered', approved = ?, response_option = ?,"
                     " response_text = ?, responder = ?, channel = ?, decided_at = ?, version = ?,"
                     " routed_by = ?, decided_policy = ?, decision_reason = ?,"
+                    " decided_action = ?, decided_fingerprint = ?, edited = ?,"
                     f" {votes_sql} WHERE request_id = ? AND {_OPEN}",
                     (
                         answer.approved,
@@ -150,6 +162,9 @@ def apply(record: RecordedEvent) -> list[Statement]:
                         answer.routed_by,
                         answer.policy,
                         answer.reason,
+                        _json_or_null(answer.action),
+                        answer.fingerprint,
+                        answer.edited,
                         *votes_params,
                         answer.request_id,
                     ),

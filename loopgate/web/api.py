@@ -184,5 +184,7 @@ async def answer_request(request: web.Request) -> web.Response:
         text=body.text,
         channel="api",
         actor=actor_of(request),
+        args=body.args,
+        grant=None if body.grant is None else body.grant.to_ask(),
     )
     return json_response(public_request(view))

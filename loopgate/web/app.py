@@ -33,6 +33,7 @@ from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import Config, api_keys_required, telegram_mode
 from loopgate.errors import PayloadTooLarge
+from loopgate.grants import Grants
 from loopgate.hub import Hub
 from loopgate.limits import Limits
 from loopgate.metrics import Metrics
@@ -48,6 +49,7 @@ from loopgate.web import (
     api,
     audit,
     console,
+    grants,
     health,
     hitl,
     mcp,
@@ -65,6 +67,7 @@ from loopgate.web.keys import (
     ACCOUNTS,
     CONFIG,
     EXPIRER,
+    GRANTS,
     HUB,
     METRICS,
     POLICIES,
@@ -185,6 +188,7 @@ def create_app(
     app.add_routes(webhooks.routes)
     app.add_routes(teams.routes)
     app.add_routes(policy.routes)
+    app.add_routes(grants.routes)
     app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
     console.setup(app)
@@ -230,6 +234,7 @@ async def _runtime_context(
     sessions = Sessions(store, allow_private_callbacks=private_ok)
     app[TEAMS] = teams = Teams(store, clock=clock or utcnow)
     app[POLICIES] = policies = Policies(store, clock=clock or utcnow)
+    app[GRANTS] = Grants(store, clock=clock or utcnow)
     requests = Requests(
         store,
         hub,

@@ -15,6 +15,7 @@ from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.config import Config
 from loopgate.domain.console import ConsoleSession
+from loopgate.grants import Grants
 from loopgate.hub import Hub
 from loopgate.metrics import Metrics
 from loopgate.policies import Policies
@@ -39,6 +40,7 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 TEAMS = web.AppKey("teams", Teams)
 POLICIES = web.AppKey("policies", Policies)
+GRANTS = web.AppKey("grants", Grants)
 METRICS = web.AppKey("metrics", Metrics)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")

@@ -14,6 +14,9 @@ DOMAIN = Path(loopgate.domain.__file__).parent
 MODULES = sorted(DOMAIN.rglob("*.py"))
 
 ALLOWED_PROJECT_MODULES = {"loopgate.events", "loopgate.errors"}
+# Libraries that only compute: msgspec; RFC 8785 canonical JSON and JSON Schema
+# validation for actions (domain/action.py), which never touch a file or the network.
+PURE_LIBRARIES = {"msgspec", "rfc8785", "jsonschema"}
 # Standard-library modules that would mean I/O, a clock, randomness or ids.
 IMPURE_STDLIB = {
     "asyncio",
@@ -67,7 +70,7 @@ def is_allowed(module: str) -> bool:
             or module == "loopgate.domain"
             or module.startswith("loopgate.domain.")
         )
-    if top == "msgspec":
+    if top in PURE_LIBRARIES:
         return True
     return top in sys.stdlib_module_names and top not in IMPURE_STDLIB
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import pytest
-from event_samples import POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
+from event_samples import ACTION_EVENTS, POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
 
 from loopgate.domain.request import (
     DEFAULT_CONFIRMATION_OPTIONS,
@@ -666,6 +666,7 @@ ALL_EVENTS: list[Event] = [
     *TEAM_EVENTS,
     *POLICY_EVENTS,
     *REQUEST_POLICY_EVENTS,
+    *ACTION_EVENTS,
 ]
 LIFECYCLE = (
     RequestCreated,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pytest
-from event_samples import POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
+from event_samples import ACTION_EVENTS, POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
 
 from loopgate.domain.session import (
     DeactivateSession,
@@ -278,6 +278,7 @@ FOREIGN_EVENTS: list[Event] = [
     *TEAM_EVENTS,
     *POLICY_EVENTS,
     *REQUEST_POLICY_EVENTS,
+    *ACTION_EVENTS,
 ]
 
 

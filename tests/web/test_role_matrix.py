@@ -94,6 +94,9 @@ class Rule:
     agent_key: str | None = None
     routed_elsewhere: bool = False
     open_anonymous: Outcome | None = None
+    answering: bool = True
+    """With ``request.answer``: the route answers a request, so a refusal is
+    ``role_cannot_answer`` and recorded (False: a plain ``role_forbids``)."""
 
 
 PUBLIC = Rule("public")
@@ -111,6 +114,7 @@ MANAGE_MEMBERS = Rule("agent", "members.manage", agent_key="role_forbids")
 MANAGE_GROUPS = Rule("agent", "groups.manage", agent_key="role_forbids")
 ME = Rule("agent")
 SET_POLICY = Rule("agent", "settings.manage", agent_key="role_forbids")
+REVOKE_GRANT = Rule("agent", "request.answer", agent_key="agent_cannot_revoke", answering=False)
 # Nobody to link an account to, and no account of its own to unlink.
 LINK = Rule("agent", agent_key="role_forbids", open_anonymous=refused("role_forbids"))
 UNLINK = Rule("agent", agent_key="role_forbids", open_anonymous=Outcome(404, "link_not_found"))
@@ -158,7 +162,7 @@ def expected(rule: Rule, caller: Caller) -> Outcome:
         rule = dataclasses.replace(rule, routed_elsewhere=False)
     if caller.kind == "agent_key" and rule.agent_key is not None:
         return refused(rule.agent_key)
-    if rule.permission == "request.answer":
+    if rule.permission == "request.answer" and rule.answering:
         if not allows(caller.role, "request.answer"):
             return refused("role_cannot_answer")
         return refused("not_an_approver") if rule.routed_elsewhere else ALLOWED
@@ -435,6 +439,20 @@ async def _join_form(world: World, caller: Caller) -> Call:
     return Call(joined.path, form={**fields, "password": PASSWORD, "password_again": PASSWORD})
 
 
+async def _grant(world: World, caller: Caller) -> Call:
+    """A call about a fresh standing grant, issued by the open mode's anonymous approver."""
+    body = {**ASKED, "action": {"tool": "deploy", "args": {"n": uuid.uuid4().hex}}}
+    made = await world.open_client.post("/v1/requests", json={**body, "grantable": True})
+    assert made.status == 201, await made.text()
+    request_id = (await made.json())["request_id"]
+    answer = {"option": "Approve", "grant": {"seconds": 600}}
+    answered = await world.open_client.post(f"/v1/requests/{request_id}/response", json=answer)
+    assert answered.status == 200, await answered.text()
+    grants = await (await world.open_client.get("/v1/grants")).json()
+    (grant_id,) = [g["grant_id"] for g in grants["grants"] if g["request_id"] == request_id]
+    return Call(f"/v1/grants/{grant_id}")
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -546,6 +564,10 @@ ROUTES: tuple[Row, ...] = (
     # The approval policy: everyone reads; owners and admins set it, never with an agent key.
     row("GET", "/v1/policy", READ),
     row("PUT", "/v1/policy", SET_POLICY, at("/v1/policy", json={"rules": []})),
+    # Standing grants: everyone reads; a person who may answer revokes, never an agent key.
+    row("GET", "/v1/grants", READ),
+    row("GET", "/v1/grants/{grant_id}", READ, _grant),
+    row("DELETE", "/v1/grants/{grant_id}", REVOKE_GRANT, _grant),
     # API keys: a login token only.
     row("GET", "/api/user/apikeys", KEYS),
     row("POST", "/api/user/apikeys", KEYS, at("/api/user/apikeys", json={"label": "matrix"})),
@@ -658,6 +680,7 @@ class Answer:
         if (
             want.status == 403
             and row.rule.permission == "request.answer"
+            and row.rule.answering
             and self.refusal != want.code
         ):
             return False  # every refused answer is in the log, with its reason
