@@ -438,7 +438,13 @@ def build_server(
                 except LoopgateError:  # decided meanwhile
                     found = await gate.get_request(found["request_id"], 0)
         except LoopgateError as exc:
-            raise _failed(exc) from exc
+            # Claude Code reads a JSON answer, not a tool error: a call Loopgate cannot
+            # ask about (an input over 16 KiB, a rate limit) is denied, saying why.
+            refused = {
+                "behavior": "deny",
+                "message": f"Loopgate refused: {exc.code}: {exc.message}",
+            }
+            return CallToolResult(content=[TextContent(type="text", text=json.dumps(refused))])
         reply = permission_reply(found, input)
         if unanswered and found["status"] == "cancelled":
             reply["message"] = f"No answer within {found['timeout_seconds']} s"

@@ -264,3 +264,22 @@ async def test_the_example_mcp_json_points_at_our_route(live: Live) -> None:
     ):
         names = {tool.name for tool in (await client.list_tools()).tools}
     assert "approve_tool_use" in names
+
+
+async def test_the_tool_takes_exactly_claude_codes_input(live: Live) -> None:
+    async with live.client() as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    schema = tools["approve_tool_use"].input_schema
+    assert set(schema["properties"]) == {"tool_name", "input", "tool_use_id"}
+    assert sorted(schema["required"]) == ["input", "tool_name"]
+    assert schema["properties"]["input"]["type"] == "object"
+
+
+async def test_a_call_loopgate_cannot_ask_about_is_denied_saying_why(live: Live) -> None:
+    huge = {"tool_name": "Write", "input": {"file_path": "a.txt", "content": "x" * 20_000}}
+    async with live.client() as client:
+        reply = reply_of(await client.call_tool("approve_tool_use", huge))
+    assert reply["behavior"] == "deny"
+    assert reply["message"].startswith("Loopgate refused: ")
+    assert "action" in reply["message"]
+    assert (await live.rest("GET", "/v1/requests"))["requests"] == []
