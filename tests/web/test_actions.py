@@ -198,3 +198,24 @@ async def test_an_expired_grant_no_longer_applies(client: Client) -> None:
     requests.clock = lambda: start.replace(year=start.year + 1)
     later = await ask(client, action=DEPLOY)
     assert later["status"] == "pending"
+
+
+async def test_the_history_tells_edits_and_grants_in_words(client: Client) -> None:
+    first = await ask(client, action=DEPLOY, grantable=True, editable=True)
+    edited = {"env": "staging", "version": "v2.2"}
+    await decided(
+        client, first["request_id"], option="Approve", args=edited, grant={"seconds": 600}
+    )
+    second = await ask(client, action={"tool": "deploy", "args": edited})
+    assert second["outcome"] == "approved"  # the grant is for the action as approved
+
+    history = await (await client.get(f"/v1/requests/{first['request_id']}/history")).json()
+    summaries = [entry["summary"] for entry in history["timeline"]]
+    assert any("with the action's args edited: approved" in s for s in summaries), summaries
+    assert any(
+        "allowed deploy exactly as approved for session payments-bot" in s for s in summaries
+    )
+    later = await (await client.get(f"/v1/requests/{second['request_id']}/history")).json()
+    (decision,) = [e for e in later["timeline"] if e["type"] == "request.response_received"]
+    assert decision["summary"].startswith(f"approved by standing grant {second['grant']}")
+    assert decision["details"]["action"] == {"tool": "deploy", "args": edited}
