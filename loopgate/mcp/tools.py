@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from loopgate import __version__
 from loopgate.errors import LoopgateError
 from loopgate.mcp.gate import Gate
+from loopgate.wire import MAX_TIMEOUT_SECONDS
 
 GateFor = Callable[[Context], Gate]
 
@@ -208,8 +209,8 @@ def permission_reply(request: dict[str, Any], tool_input: dict[str, Any]) -> dic
 
 
 def _seconds_until(moment: str | None) -> float:
-    if moment is None:
-        return 0.0
+    if moment is None:  # a request that never expires: wait as long as any request may live
+        return float(MAX_TIMEOUT_SECONDS)
     return (datetime.fromisoformat(moment) - datetime.now(UTC)).total_seconds()
 
 
