@@ -403,7 +403,7 @@ async def _request_page(
     ]
     decider = decided_by(view)
     votes = votes_of(view)
-    grants = [g for g in await request.app[GRANTS].list(actor) if g.request_id == view.request_id]
+    grants = await request.app[GRANTS].list(actor, request_id=view.request_id)
     granted_by = await request.app[GRANTS].get(view.grant, actor) if view.grant else None
     context = {
         "view": view,
