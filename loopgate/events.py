@@ -149,6 +149,9 @@ class RuleThen(
     escalation: tuple[EscalationStep, ...] | None = None
     remind_every_seconds: int | None = None
     warn_before_expiry_seconds: int | None = None
+    grantable: bool | None = None
+    """Whether approvers may grant a matching request's action for a while (True or
+    False whatever the agent asked; a request without an action is never grantable)."""
     decide: Decision | None = None
     reason: str | None = None
 

@@ -75,6 +75,7 @@ class Approvals:
             escalation=command.escalation,
             remind_every_seconds=command.remind_every_seconds,
             warn_before_expiry_seconds=command.warn_before_expiry_seconds,
+            grantable=command.grantable,
         )
         verdict = explain(policy, facts, asked)
         return msgspec.structs.replace(
@@ -83,7 +84,11 @@ class Approvals:
             rule=verdict.rule,
             decision=verdict.decision,
             reason=verdict.reason,
-            **msgspec.structs.asdict(verdict.requirements),
+            **(
+                msgspec.structs.asdict(verdict.requirements)
+                # Only an action can be granted: a rule's grantable passes over the rest.
+                | {"grantable": verdict.requirements.grantable and command.action is not None}
+            ),
         )
 
     async def voters(self, tenant: str, approvers: Sequence[str], requester: str | None) -> int:

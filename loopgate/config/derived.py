@@ -14,6 +14,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from loopgate.config.structs import Config, ConfigError
 
@@ -169,3 +170,22 @@ def metrics_bind(bind: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"metrics.bind: expected host:port, e.g. 127.0.0.1:9464, got {bind!r}")
     return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)
+
+
+def console_public_url(config: Config) -> str:
+    """The console's base URL, without a trailing slash: what links to it start with.
+
+    ``console.public_url`` if set; else the origin (scheme, host, port) of
+    ``telegram.webhook_url``, which Telegram reaches the server at; else
+    ``http://<server.host>:<server.port>``.
+    """
+    if config.console.public_url.strip():
+        return config.console.public_url.strip().rstrip("/")
+    if config.telegram.webhook_url:
+        parts = urlsplit(config.telegram.webhook_url)
+        if parts.scheme and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+    host = config.server.host
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"

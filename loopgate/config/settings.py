@@ -298,6 +298,12 @@ SETTINGS: tuple[Setting, ...] = (
         "sends them over https only).",
     ),
     _setting(
+        "console.public_url",
+        "The console's address as people open it (e.g. https://loopgate.example.com), for "
+        'links sent elsewhere: Telegram\'s "Edit in console" button. Empty: the origin of '
+        "telegram.webhook_url when set, else http://<server.host>:<server.port>.",
+    ),
+    _setting(
         "webhooks.timeout_seconds",
         "Seconds a callback_url receiver has to answer one delivery; a slower answer counts "
         "as a failed attempt and is retried.",

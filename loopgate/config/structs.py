@@ -89,6 +89,8 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     session_ttl_seconds: int = 43200
     # auto: Secure when the request came over https; true: always (behind a TLS proxy).
     secure_cookie: Literal["auto", "true"] = "auto"
+    # Empty: telegram.webhook_url's origin if set, else http://<server.host>:<server.port>.
+    public_url: str = ""
 
 
 class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

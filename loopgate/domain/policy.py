@@ -88,6 +88,7 @@ class Requirements(msgspec.Struct, frozen=True, kw_only=True):
     escalation: tuple[EscalationStep, ...] = ()
     remind_every_seconds: int | None = None
     warn_before_expiry_seconds: int | None = None
+    grantable: bool = False
 
 
 def holds(condition: Condition, facts: RequestFacts) -> bool:
@@ -145,7 +146,10 @@ def tighten(asked: Requirements, then: RuleThen) -> Requirements:
     * ``timeout_seconds``: the shorter (0, never, is the longest);
     * ``on_timeout``: the stricter (approve < none < reject);
     * ``escalation``: both, by time; ``remind_every_seconds``: the more often;
-      ``warn_before_expiry_seconds``: the earlier warning.
+      ``warn_before_expiry_seconds``: the earlier warning;
+    * ``grantable``: the rule's, if it says. The exception, on purpose: whether
+      an approver may allow an action for a while is the workspace's call, and
+      a grant still takes a human's approval first.
     """
     timeout = asked.timeout_seconds
     if then.timeout_seconds is not None:
@@ -166,6 +170,7 @@ def tighten(asked: Requirements, then: RuleThen) -> Requirements:
         warn_before_expiry_seconds=_most(
             asked.warn_before_expiry_seconds, then.warn_before_expiry_seconds
         ),
+        grantable=asked.grantable if then.grantable is None else then.grantable,
     )
 
 
@@ -312,7 +317,8 @@ def describe_verdict(verdict: Verdict) -> str:
 
 def describe_requirements(needs: Requirements) -> str:
     """``approvers group:finance, quorum 2, veto, timeout 300s, on timeout reject, ...``."""
-    return _requirements(msgspec.structs.asdict(needs))
+    # Not grantable is the default, not worth a word; a rule's explicit False is.
+    return _requirements(msgspec.structs.asdict(needs) | {"grantable": needs.grantable or None})
 
 
 def _requirements(fields: dict[str, Any]) -> str:
@@ -326,6 +332,7 @@ def _requirements(fields: dict[str, Any]) -> str:
         "escalation": lambda v: ", ".join(_step(step) for step in v),
         "remind_every_seconds": lambda v: f"remind every {v}s",
         "warn_before_expiry_seconds": lambda v: f"warn {v}s before expiry",
+        "grantable": lambda v: "grantable" if v else "not grantable",
     }
     return ", ".join(
         say(fields[name]) for name, say in words.items() if fields.get(name) not in (None, ())

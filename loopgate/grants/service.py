@@ -43,12 +43,17 @@ class Grants:
         live = view.revoked_at is None and view.expires_at > self.clock()
         return msgspec.structs.replace(view, active=live)
 
-    async def list(self, actor: Actor, *, active_only: bool = False) -> list[GrantView]:
-        """The workspace's grants, newest first (only the live ones with ``active_only``)."""
+    async def list(
+        self, actor: Actor, *, active_only: bool = False, request_id: str | None = None
+    ) -> list[GrantView]:
+        """The workspace's grants, newest first: only the live ones with ``active_only``,
+        only those ``request_id``'s approval issued with it."""
         require(actor, "request.read")
+        where, params = "tenant = ?", [actor.tenant]
+        if request_id is not None:
+            where, params = where + " AND request_id = ?", [*params, request_id]
         rows = await self.store.fetch(
-            "SELECT * FROM grants WHERE tenant = ? ORDER BY issued_at DESC, grant_id",
-            (actor.tenant,),
+            f"SELECT * FROM grants WHERE {where} ORDER BY issued_at DESC, grant_id", tuple(params)
         )
         views = [self._view(row) for row in rows]
         return [v for v in views if v.active] if active_only else views

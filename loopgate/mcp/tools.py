@@ -10,6 +10,9 @@ The reference's tool names, with real work behind them:
   ``check_request_status`` next.
 * ``check_request_status`` (a long-poll), ``cancel_request``,
   ``list_pending_requests`` and ``register_session``.
+* ``approve_tool_use`` is Claude Code's ``--permission-prompt-tool``: it asks
+  whether Claude Code may run a tool call (an editable, grantable action) and
+  answers with the JSON Claude Code reads (:func:`permission_reply`).
 
 Each returns structured content (the output schema's shape) and a sentence
 for the model to read. Errors come back as tool errors whose text starts with
@@ -19,7 +22,9 @@ the REST API's error code (``… request_not_found: request … not found``).
 # No ``from __future__ import annotations``: the SDK reads the tools' annotations,
 # which refer to build_server's arguments, so they are evaluated where defined.
 import asyncio
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
@@ -31,6 +36,7 @@ from pydantic import BaseModel, Field
 from loopgate import __version__
 from loopgate.errors import LoopgateError
 from loopgate.mcp.gate import Gate
+from loopgate.wire import MAX_TIMEOUT_SECONDS
 
 GateFor = Callable[[Context], Gate]
 
@@ -151,6 +157,69 @@ def result(structured: BaseModel, text: str) -> CallToolResult:
     )
 
 
+CLAUDE_CODE_CLIENT_ID = "claude-code"
+TOOL_USE_OPTIONS = [{"label": "Allow", "approves": True}, {"label": "Deny", "approves": False}]
+# The input fields that say what a Claude Code tool call does, best first (Bash's
+# command, Edit's and Write's file_path, WebFetch's url, Grep's pattern, ...).
+_TELLING_FIELDS = ("command", "file_path", "notebook_path", "path", "url", "pattern", "query")
+_MESSAGE_CHARS = 300
+# How long past a request's expiry the tool waits for the expirer to decide it.
+_EXPIRY_GRACE_SECONDS = 5.0
+
+
+def tool_use_message(tool_name: str, tool_input: dict[str, Any]) -> str:
+    """What the approver reads: ``Claude Code wants to run Bash: rm -rf build``."""
+    telling = next(
+        (tool_input[key] for key in _TELLING_FIELDS if isinstance(tool_input.get(key), str)),
+        None,
+    )
+    shown = (
+        telling
+        if telling is not None
+        else json.dumps(tool_input, ensure_ascii=False, separators=(", ", ": "))
+    )
+    shown = " ".join(shown.split()) or "{}"
+    if len(shown) > _MESSAGE_CHARS:
+        shown = shown[: _MESSAGE_CHARS - 1] + "…"
+    return f"Claude Code wants to run {tool_name}: {shown}"
+
+
+def permission_reply(request: dict[str, Any], tool_input: dict[str, Any]) -> dict[str, Any]:
+    """The answer Claude Code expects from a permission prompt tool, and nothing more.
+
+    Approved by a human, a grant or a rule: ``{"behavior": "allow", "updatedInput":
+    <the approved args>}`` (the edited ones if an approver edited). Anything else:
+    ``{"behavior": "deny", "message": <who or what said no>}``.
+    """
+    decided_by = request.get("decided_by") or {}
+    if request["completed"] and request["status"] == "answered" and request["approved"]:
+        action = request.get("decided_action") or request.get("action")
+        args = action["args"] if action is not None else tool_input
+        return {"behavior": "allow", "updatedInput": args}
+    match request["status"]:
+        case "answered" if decided_by.get("kind") == "human":
+            who = decided_by.get("id") or "a human"
+            message = f"Rejected by {who} on {decided_by.get('channel') or 'an unknown channel'}"
+        case "answered":
+            message = f"Rejected by policy {decided_by.get('id')}"
+        case "expired":
+            message = f"No answer within {request['timeout_seconds']} s"
+        case "cancelled":
+            message = "The approval request was cancelled"
+        case _:
+            message = "No decision yet"
+    reason = decided_by.get("reason")
+    if reason:
+        message += f": {reason}"
+    return {"behavior": "deny", "message": message}
+
+
+def _seconds_until(moment: str | None) -> float:
+    if moment is None:  # a request that never expires: wait as long as any request may live
+        return float(MAX_TIMEOUT_SECONDS)
+    return (datetime.fromisoformat(moment) - datetime.now(UTC)).total_seconds()
+
+
 def _failed(exc: LoopgateError) -> ToolError:
     return ToolError(f"{exc.code}: {exc.message}")
 
@@ -163,8 +232,8 @@ def build_server(
         "loopgate", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
 
-    async def wait_for(gate: Gate, ctx: Context, request_id: str, seconds: float) -> Decision:
-        """The request once decided or after ``seconds``, with progress as it waits."""
+    async def settled(gate: Gate, ctx: Context, request_id: str, seconds: float) -> dict[str, Any]:
+        """The request (``/v1`` JSON) once decided or after ``seconds``, with progress."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + seconds
@@ -172,9 +241,14 @@ def build_server(
             remaining = deadline - loop.time()
             found = await gate.get_request(request_id, max(0.0, min(remaining, progress_seconds)))
             if found["completed"] or remaining <= progress_seconds:
-                return decision(found, poll_after=min(progress_seconds, 10.0))
+                return found
             waited = loop.time() - started
             await ctx.report_progress(waited, seconds, "waiting for a human to answer")
+
+    async def wait_for(gate: Gate, ctx: Context, request_id: str, seconds: float) -> Decision:
+        """The request once decided or after ``seconds``, with progress as it waits."""
+        found = await settled(gate, ctx, request_id, seconds)
+        return decision(found, poll_after=min(progress_seconds, 10.0))
 
     @server.tool(
         description=(
@@ -321,5 +395,66 @@ def build_server(
         session = Session.model_validate(found, from_attributes=False)
         operator = f"Telegram user {telegram_id}" if telegram_id else "no Telegram operator"
         return result(session, f"Session {session_id} is registered, with {operator}.")
+
+    @server.tool(
+        description=(
+            "Claude Code's permission prompt (--permission-prompt-tool "
+            "mcp__loopgate__approve_tool_use): asks a human whether Claude Code may run a tool "
+            "call, and waits for the answer. The human may edit the input before allowing it, "
+            "or allow the same call for a while. Returns the JSON Claude Code reads: "
+            '{"behavior": "allow", "updatedInput": {...}} or '
+            '{"behavior": "deny", "message": "..."}.'
+        )
+    )
+    async def approve_tool_use(
+        tool_name: Annotated[str, Field(description="the tool Claude Code wants to run")],
+        input: Annotated[dict[str, Any], Field(description="the tool call's input")],
+        ctx: Context,
+        tool_use_id: Annotated[
+            str | None, Field(description="Claude Code's id of the tool call")
+        ] = None,
+    ) -> CallToolResult:
+        gate = gate_for(ctx)
+        body: dict[str, Any] = {
+            "session_id": gate.default_session,
+            "client_id": CLAUDE_CODE_CLIENT_ID,
+            "message": tool_use_message(tool_name, input),
+            "request_type": "confirmation",
+            "options": TOOL_USE_OPTIONS,
+            "metadata": {"tool_use_id": tool_use_id} if tool_use_id else {},
+            "action": {"tool": tool_name, "args": input},
+            "editable": True,
+            "grantable": True,
+        }
+        if tool_use_id:  # Claude Code retrying a call asks once
+            body["idempotency_key"] = f"{CLAUDE_CODE_CLIENT_ID}:{tool_use_id}"
+        try:
+            await gate.ensure_session(body["session_id"])
+            found = await gate.create_request(body)
+            # Claude Code cannot ask again later: wait until a human answers or the
+            # request expires, past mcp.max_wait_seconds (progress keeps the call open).
+            seconds = _seconds_until(found["expires_at"]) + _EXPIRY_GRACE_SECONDS
+            if not found["completed"]:
+                found = await settled(gate, ctx, found["request_id"], seconds)
+            unanswered = not found["completed"]
+            if unanswered:  # the expirer is late: nobody may approve it now
+                try:
+                    found = await gate.cancel_request(
+                        found["request_id"], f"no answer within {found['timeout_seconds']} s"
+                    )
+                except LoopgateError:  # decided meanwhile
+                    found = await gate.get_request(found["request_id"], 0)
+        except LoopgateError as exc:
+            # Claude Code reads a JSON answer, not a tool error: a call Loopgate cannot
+            # ask about (an input over 16 KiB, a rate limit) is denied, saying why.
+            refused = {
+                "behavior": "deny",
+                "message": f"Loopgate refused: {exc.code}: {exc.message}",
+            }
+            return CallToolResult(content=[TextContent(type="text", text=json.dumps(refused))])
+        reply = permission_reply(found, input)
+        if unanswered and found["status"] == "cancelled":
+            reply["message"] = f"No answer within {found['timeout_seconds']} s"
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(reply))])
 
     return server

@@ -20,10 +20,13 @@ from loopgate.commands.base import Actor, require
 from loopgate.errors import Forbidden, ValidationFailed
 from loopgate.events import (
     EVENT_TYPES,
+    Action,
     AnswerRefused,
     DeliveryFailed,
     Event,
     ExpiryWarned,
+    GrantIssued,
+    GrantRevoked,
     PolicySet,
     RecordedEvent,
     ReminderSent,
@@ -193,6 +196,12 @@ def timeline_entry(record: RecordedEvent) -> TimelineEntry:
     )
 
 
+def _action_details(action: Action | None, fingerprint: str | None) -> dict[str, Any]:
+    if action is None:
+        return {}
+    return {"action": {"tool": action.tool, "args": action.args}, "fingerprint": fingerprint}
+
+
 def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
     match event:
         case RequestCreated() as created:
@@ -206,6 +215,9 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "timeout_seconds": created.timeout_seconds,
                 "on_timeout": created.on_timeout,
                 "expires_at": created.expires_at.isoformat() if created.expires_at else None,
+                **_action_details(created.action, created.fingerprint),
+                "editable": created.editable,
+                "grantable": created.grantable,
             }
         case RequestDelivered() as shown:
             where = f" (chat {shown.chat_id}, message {shown.external_message_id})"
@@ -241,16 +253,24 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
         case ResponseReceived(policy=str(policy)) as decision:
             verdict = "approved" if decision.approved else "rejected"
             reason = f": {decision.reason}" if decision.reason else ""
-            return f"{verdict} by policy rule {policy}{reason}", {
+            by = (
+                f"standing grant {policy.removeprefix('grant:')}"
+                if policy.startswith("grant:")
+                else f"policy rule {policy}"
+            )
+            return f"{verdict} by {by}{reason}", {
                 "policy": policy,
                 "reason": decision.reason,
                 "approved": decision.approved,
+                **_action_details(decision.action, decision.fingerprint),
             }
         case ResponseReceived() as answer:
             verdict = "approved" if answer.approved else "rejected"
             given = answer.option if answer.option is not None else answer.text
             votes = f" (the deciding vote of {len(answer.votes)})" if answer.votes else ""
-            return f"{answer.responder} answered {given!r} on {answer.channel}{votes}: {verdict}", {
+            edited = ", with the action's args edited" if answer.edited else ""
+            told = f"{answer.responder} answered {given!r} on {answer.channel}{votes}{edited}"
+            return f"{told}: {verdict}", {
                 "responder": answer.responder,
                 "option": answer.option,
                 "text": answer.text,
@@ -259,6 +279,8 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                     {"member": v.member, "approves": v.approves, "channel": v.channel}
                     for v in answer.votes
                 ],
+                **_action_details(answer.action, answer.fingerprint),
+                "edited": answer.edited,
             }
         case RequestCancelled() as cancelled:
             reason = f": {cancelled.reason}" if cancelled.reason else ""
@@ -281,6 +303,23 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
             return f"escalated (step {escalated.step + 1}) to {to}", {
                 "step": escalated.step,
                 "approvers": list(escalated.approvers),
+            }
+        case GrantIssued() as grant:
+            what = f"{grant.tool} exactly as approved" if grant.scope == "exact" else grant.tool
+            return (
+                f"{grant.issued_by} allowed {what} for session {grant.session_id} until"
+                f" {grant.expires_at.isoformat()} (grant {grant.grant_id})",
+                {
+                    "grant_id": grant.grant_id,
+                    "scope": grant.scope,
+                    "tool": grant.tool,
+                    "fingerprint": grant.fingerprint,
+                    "expires_at": grant.expires_at.isoformat(),
+                },
+            )
+        case GrantRevoked() as revoked:
+            return f"grant {revoked.grant_id} revoked by {revoked.revoked_by}", {
+                "grant_id": revoked.grant_id
             }
         case PolicySet() as policy:
             rules = len(policy.rules)

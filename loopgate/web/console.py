@@ -14,18 +14,25 @@ are checked before a handler runs (``web/console_session.py``). Errors on
 console pages are HTML pages with the error's status, never the JSON shape.
 History, sessions, API keys and export are in ``web/console_admin.py``; members,
 invitations, groups, linked accounts and the join page in ``web/console_teams.py``;
-the policy in ``web/console_policy.py``;
+the policy in ``web/console_policy.py``; standing grants in ``web/console_grants.py``;
 what all pages share in ``web/console_pages.py``.
+
+A request bound to an action shows the call (tool, args, fingerprint) and,
+once approved, the call approved; an ``editable`` one gets an args editor
+(``static/console/console.js`` diffs it live; the server is the judge), a
+``grantable`` one an "approve and allow for a while" form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
@@ -37,6 +44,7 @@ from aiohttp.typedefs import Handler
 
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.config import api_keys_required
+from loopgate.domain.action import edited_keys
 from loopgate.domain.approval import approves
 from loopgate.domain.console import in_tab, queue_tab, tabs_for
 from loopgate.domain.teams import DEFAULT_WORKSPACE, route_match
@@ -52,7 +60,7 @@ from loopgate.errors import (
     ValidationFailed,
 )
 from loopgate.views import RequestView, decided_by, outcome_of, votes_of
-from loopgate.web import console_admin, console_policy, console_teams, stream
+from loopgate.web import console_admin, console_grants, console_policy, console_teams, stream
 from loopgate.web.audit import timeline_entry
 from loopgate.web.auth import actor_of
 from loopgate.web.console_pages import (
@@ -81,6 +89,7 @@ from loopgate.web.keys import (
     CONFIG,
     CONSOLE_SESSION,
     CONSOLE_SESSIONS,
+    GRANTS,
     HUB,
     REQUEST_ID,
     REQUESTS,
@@ -120,6 +129,9 @@ VOTE_REFUSED = {
     "requester_cannot_approve": "You asked for this request, so someone else must approve it.",
 }
 """What the page says when a vote is refused, by the error's code."""
+GRANT_CHOICES = ((900, "15 min"), (1800, "30 min"), (3600, "1 h"), (28800, "8 h"))
+"""How long the console offers to allow a granted action for: (seconds, label)."""
+GRANT_DEFAULT = 1800
 _HTTP_MESSAGES = {
     404: "There is no such page in the console.",
     405: "That page cannot be used this way.",
@@ -139,12 +151,18 @@ def setup(app: web.Application) -> None:
     )
     env.filters["iso"] = lambda moment: moment.astimezone(UTC).isoformat()
     env.filters["utc"] = lambda moment: moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    env.filters["compact"] = lambda value: json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, sort_keys=True
+    )
+    env.filters["pretty"] = pretty_json
     env.globals["approves"] = approves
+    env.globals["edited_keys"] = edited_keys
     app.router.add_static(STATIC.rstrip("/"), STATIC_DIR)
     app.add_routes(routes)
     app.add_routes(console_admin.routes)
     app.add_routes(console_teams.routes)
     app.add_routes(console_policy.routes)
+    app.add_routes(console_grants.routes)
     app.cleanup_ctx.append(_sessions_context)
 
 
@@ -371,6 +389,7 @@ async def _request_page(
     notice: str | None = None,
     error: str | None = None,
     text: str = "",
+    args_text: str | None = None,
     status: int = 200,
 ) -> web.Response:
     requests, actor = request.app[REQUESTS], actor_of(request)
@@ -384,6 +403,8 @@ async def _request_page(
     ]
     decider = decided_by(view)
     votes = votes_of(view)
+    grants = await request.app[GRANTS].list(actor, request_id=view.request_id)
+    granted_by = await request.app[GRANTS].get(view.grant, actor) if view.grant else None
     context = {
         "view": view,
         "outcome": outcome_of(view),
@@ -398,6 +419,15 @@ async def _request_page(
         "notice": notice,
         "error": error,
         "text": text,
+        # The action: the approving option the editor and the grant form answer with.
+        "approve_label": next((o.label for o in view.options if approves(o)), None),
+        "args_text": args_text
+        if args_text is not None
+        else pretty_json(view.action.args if view.action else {}),
+        "grant_choices": GRANT_CHOICES,
+        "grant_default": GRANT_DEFAULT,
+        "issued_grants": grants,
+        "grant_issuer": named(granted_by.issued_by, names) if granted_by else None,
         # Who may answer; a member the request is not routed to gets no buttons to press.
         "approvers": approvers,
         "routed_to_me": route_match(approvers, actor.principals) is not None,
@@ -418,10 +448,32 @@ async def answer(request: web.Request) -> web.Response:
     view = await _requested(request)
     form = await request.post()
     option, text = form_field(form, "option"), form_field(form, "text")
+    args_text = form_field(form, "args")
+    fields: dict[str, Any] = {"option": option} if option is not None else {"text": text}
+    if args_text is not None:
+        args = _parsed_args(args_text)
+        if isinstance(args, str):  # what is wrong with it, shown above the editor
+            return await _request_page(
+                request, view, head, error=args, args_text=args_text, status=400
+            )
+        fields["args"] = args
+    seconds = form_field(form, "grant_seconds")
+    if seconds is not None:
+        scope = form_field(form, "grant_scope") or "exact"
+        fields["grant"] = {
+            "seconds": int(seconds) if seconds.isdigit() else seconds,
+            "scope": scope,
+        }
     try:
-        body = decode_form({"option": option} if option is not None else {"text": text}, AnswerBody)
+        body = decode_form(fields, AnswerBody)
         answered = await requests.answer(
-            view.request_id, option=body.option, text=body.text, channel="console", actor=actor
+            view.request_id,
+            option=body.option,
+            text=body.text,
+            channel="console",
+            actor=actor,
+            args=body.args,
+            grant=None if body.grant is None else body.grant.to_ask(),
         )
         # A vote short of the quorum leaves the request open: say how far it is.
         notice = "answered" if answered.final else "voted"
@@ -431,7 +483,13 @@ async def answer(request: web.Request) -> web.Response:
         notice = "closed"
     except (ValidationFailed, DomainError) as exc:
         return await _request_page(
-            request, view, head, error=exc.message, text=text or "", status=exc.status
+            request,
+            view,
+            head,
+            error=exc.message,
+            text=text or "",
+            args_text=args_text,
+            status=exc.status,
         )
     except (Conflict, Forbidden) as exc:
         if exc.code not in VOTE_REFUSED:
@@ -440,6 +498,22 @@ async def answer(request: web.Request) -> web.Response:
             request, view, head, error=VOTE_REFUSED[exc.code], text=text or "", status=exc.status
         )
     return see_other(f"/console/requests/{view.request_id}?notice={notice}")
+
+
+def _parsed_args(args_text: str) -> dict[str, Any] | str:
+    """The editor's args as a JSON object, or what is wrong with them, for the page."""
+    try:
+        args = msgspec.json.decode(args_text.encode())
+    except msgspec.DecodeError as exc:
+        return f"The edited args are not valid JSON: {exc}. Nothing was recorded."
+    if not isinstance(args, dict):
+        return "The edited args must be a JSON object ({…}). Nothing was recorded."
+    return args
+
+
+def pretty_json(value: Any) -> str:
+    """JSON for people to read and edit: indented, keys sorted, non-ASCII as is."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def policy_line(view: RequestView) -> str | None:

@@ -42,7 +42,7 @@ from loopgate.web.responses import json_response
 
 routes = web.RouteTableDef()
 
-DESCRIBED_PREFIXES = ("/hitl/", "/sessions/", "/api/", "/v1/")
+DESCRIBED_PREFIXES = ("/hitl/", "/sessions/", "/api/", "/v1/", "/mcp/")
 """Every route under these must be described."""
 HEALTH_PATHS = ("/health", "/healthz", "/readyz")
 OPENAPI_PATH = "/openapi.json"

@@ -25,7 +25,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from loopgate.channels.telegram.runtime import TelegramRuntime
-from loopgate.config import Config, telegram_mode
+from loopgate.config import Config, console_public_url, telegram_mode
 from loopgate.errors import BadRequest, Unauthorized
 from loopgate.web.keys import TELEGRAM
 from loopgate.wire import decode_body
@@ -76,7 +76,7 @@ def setup(app: web.Application, config: Config) -> None:
     """
     mode = telegram_mode(config)
     assert mode != "off", "create_app sets up Telegram only when it is on"
-    runtime = TelegramRuntime(config.telegram, mode)
+    runtime = TelegramRuntime(config.telegram, mode, console_url=console_public_url(config))
     app[TELEGRAM] = runtime
     if mode == "webhook":
         handler = WebhookHandler(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ TOOLS = {
     "cancel_request",
     "list_pending_requests",
     "register_session",
+    "approve_tool_use",
 }
 
 
@@ -107,3 +109,25 @@ async def test_stdio_without_a_reachable_server_says_so() -> None:
     async with Client(params) as client:
         failed = await client.call_tool("list_pending_requests", {})
     assert failed.is_error and "server_unreachable" in text_of(failed)
+
+
+async def test_stdio_forwards_claude_codes_permission_prompt(live: Live) -> None:
+    asked = {"tool_name": "Bash", "input": {"command": "make test"}, "tool_use_id": "toolu_01x"}
+    async with stdio_client(live) as client:
+        call = asyncio.create_task(client.call_tool("approve_tool_use", asked))
+        for _ in range(200):
+            pending = (await live.rest("GET", "/v1/requests", params={"status": "pending"}))[
+                "requests"
+            ]
+            if pending:
+                break
+            await asyncio.sleep(0.05)
+        (request,) = pending
+        edited = {"command": "make test-fast"}
+        await live.rest(
+            "POST",
+            f"/v1/requests/{request['request_id']}/response",
+            json={"option": "Allow", "args": edited},
+        )
+        result = await asyncio.wait_for(call, 20)
+    assert json.loads(text_of(result)) == {"behavior": "allow", "updatedInput": edited}

@@ -33,6 +33,7 @@ async def test_the_tools_are_listed_with_their_schemas(live: Live, mode: str) ->
         "cancel_request",
         "list_pending_requests",
         "register_session",
+        "approve_tool_use",
     }
     asking = tools["request_human_input"]
     assert {"message", "options", "wait", "wait_seconds", "session_id"} <= set(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hitl_helpers import Client, answer, assert_error, event_types
 
 from loopgate.domain.action import fingerprint
-from loopgate.events import Action
-from loopgate.web.keys import REQUESTS
+from loopgate.events import Action, Rule
+from loopgate.policies import cli_actor
+from loopgate.web.keys import POLICIES, REQUESTS
 
 SESSION = {"session_id": "payments-bot", "client_id": "treasury"}
 WIRE = {"tool": "wire_transfer", "args": {"amount": 1500000, "to": "ACME"}}
@@ -198,3 +200,46 @@ async def test_an_expired_grant_no_longer_applies(client: Client) -> None:
     requests.clock = lambda: start.replace(year=start.year + 1)
     later = await ask(client, action=DEPLOY)
     assert later["status"] == "pending"
+
+
+async def test_the_history_tells_edits_and_grants_in_words(client: Client) -> None:
+    first = await ask(client, action=DEPLOY, grantable=True, editable=True)
+    edited = {"env": "staging", "version": "v2.2"}
+    await decided(
+        client, first["request_id"], option="Approve", args=edited, grant={"seconds": 600}
+    )
+    second = await ask(client, action={"tool": "deploy", "args": edited})
+    assert second["outcome"] == "approved"  # the grant is for the action as approved
+
+    history = await (await client.get(f"/v1/requests/{first['request_id']}/history")).json()
+    summaries = [entry["summary"] for entry in history["timeline"]]
+    assert any("with the action's args edited: approved" in s for s in summaries), summaries
+    assert any(
+        "allowed deploy exactly as approved for session payments-bot" in s for s in summaries
+    )
+    later = await (await client.get(f"/v1/requests/{second['request_id']}/history")).json()
+    (decision,) = [e for e in later["timeline"] if e["type"] == "request.response_received"]
+    assert decision["summary"].startswith(f"approved by standing grant {second['grant']}")
+    assert decision["details"]["action"] == {"tool": "deploy", "args": edited}
+
+
+async def test_a_rule_on_action_tool_makes_deploys_grantable(client: Client) -> None:
+    rule = {
+        "name": "deploys-may-be-granted",
+        "when": [{"field": "action.tool", "op": "eq", "value": "deploy"}],
+        "then": {"grantable": True},
+    }
+    # The open mode's anonymous caller is an approver; the owner sets policies (as the CLI does).
+    rules = msgspec.convert([rule], list[Rule])
+    await client.app[POLICIES].set_policy(cli_actor("local"), rules)
+
+    deploy = await ask(client, action=DEPLOY)
+    payment = await ask(client, action=WIRE)
+    no_action = await ask(client, metadata={"action": {"tool": "deploy"}})
+
+    assert deploy["grantable"] is True and deploy["policy"]["rule"] == "deploys-may-be-granted"
+    assert payment["grantable"] is False and payment["policy"]["rule"] is None
+    assert no_action["grantable"] is False  # matched by metadata.action.tool, nothing to grant
+    await decided(client, deploy["request_id"], option="Approve", grant={"seconds": 600})
+    again = await ask(client, action=DEPLOY)
+    assert again["decided_by"]["id"].startswith("grant:")

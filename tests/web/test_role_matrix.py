@@ -129,6 +129,7 @@ CONSOLE_MEMBERS = Rule("console", "members.read")
 CONSOLE_MANAGE_MEMBERS = Rule("console", "members.manage")
 CONSOLE_MANAGE_GROUPS = Rule("console", "groups.manage")
 CONSOLE_ME = Rule("console")
+CONSOLE_REVOKE_GRANT = Rule("console", "request.answer", answering=False)
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,11 @@ async def _grant(world: World, caller: Caller) -> Call:
     return Call(f"/v1/grants/{grant_id}")
 
 
+async def _console_revoke_grant(world: World, caller: Caller) -> Call:
+    grant_id = (await _grant(world, caller)).path.rsplit("/", 1)[1]
+    return Call(f"/console/grants/{grant_id}/revoke", form={})
+
+
 async def _receipt(world: World, caller: Caller) -> Call:
     """A redemption of a fresh receipt: an action asked and approved in the open mode."""
     action = {"tool": "wire_transfer", "args": {"amount": 1500000, "to": uuid.uuid4().hex}}
@@ -559,6 +565,8 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/v1/webhook-secret", ASK),
     row("POST", "/v1/webhook-secret", ASK),
     row("*", "/mcp", READ, at("/mcp", json=MCP_INIT, headers=MCP_HEADERS)),
+    row("GET", "/mcp/tools", READ),
+    row("GET", "/mcp/capabilities", READ),
     # People: the teams routes (owner and admin manage; everyone reads; agent keys never manage).
     row("GET", "/v1/members", READ_MEMBERS),
     row("POST", "/v1/members", MANAGE_MEMBERS, _add_member),
@@ -653,6 +661,8 @@ ROUTES: tuple[Row, ...] = (
     row("POST", "/console/groups", CONSOLE_MANAGE_GROUPS, _console_group_save),
     row("POST", "/console/groups/delete", CONSOLE_MANAGE_GROUPS, _console_group_delete),
     row("GET", "/console/policy", CONSOLE_READ),
+    row("GET", "/console/grants", CONSOLE_READ),
+    row("POST", "/console/grants/{grant_id}/revoke", CONSOLE_REVOKE_GRANT, _console_revoke_grant),
     row("GET", "/console/links", CONSOLE_ME),
     row("POST", "/console/links/telegram", CONSOLE_ME, at("/console/links/telegram", form={})),
     row("POST", "/console/links/unlink", CONSOLE_ME, _console_unlink),

@@ -9,23 +9,40 @@ matched to its request and how the message is found again to be edited.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
+import msgspec
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from loopgate.channels.telegram.callbacks import CallbackSigner
-from loopgate.channels.telegram.render import Keyboard, keyboard, outcome_text, request_text
+from loopgate.channels.telegram.render import (
+    IssuedGrant,
+    Keyboard,
+    edit_url,
+    keyboard,
+    outcome_text,
+    request_text,
+)
 from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
+from loopgate.domain.request import GrantAsk
 from loopgate.domain.teams import allows, route_match
 from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
 from loopgate.teams import Teams
 from loopgate.views import RequestView, request_view, votes_of
 
 log = structlog.get_logger(__name__)
+
+
+class _GrantRow(msgspec.Struct):
+    grant_id: str
+    issued_at: datetime
+    expires_at: datetime
+
 
 HTML = "HTML"
 _RECORD_ATTEMPTS = 3
@@ -43,10 +60,22 @@ class OperatorDesk:
         bot: Bot,
         signer: CallbackSigner,
         teams: Teams,
+        *,
+        console_url: str = "",
     ) -> None:
         self.requests, self.sessions, self.teams = requests, sessions, teams
         self.store = requests.store
         self.bot, self.signer = bot, signer
+        self.console_url = console_url
+        """Where "✏️ Edit in console" links to (``console.public_url``, or derived)."""
+        if edit_url(console_url, "x") is None:
+            log.warning(
+                "telegram edit-in-console buttons off: the console URL is not http(s)",
+                console_url=console_url,
+            )
+
+    def keyboard(self, view: RequestView) -> Keyboard:
+        return keyboard(view, self.signer, self.console_url)
 
     async def actor_of(self, telegram_user_id: int, workspace_id: str) -> Actor:
         """Who a Telegram account acts as in ``workspace_id``.
@@ -75,6 +104,7 @@ class OperatorDesk:
         *,
         option: str | None = None,
         text: str | None = None,
+        grant: GrantAsk | None = None,
     ) -> RequestView:
         """Answer for a Telegram user, as the member they linked or as an outside operator.
 
@@ -86,7 +116,7 @@ class OperatorDesk:
         view = await self.requests.find_request(request_id)
         actor = await self.actor_of(telegram_user_id, view.tenant)
         return await self.requests.answer(
-            request_id, option=option, text=text, channel="telegram", actor=actor
+            request_id, option=option, text=text, channel="telegram", actor=actor, grant=grant
         )
 
     async def open_requests_of(self, telegram_user_id: int, limit: int = 20) -> list[RequestView]:
@@ -130,7 +160,7 @@ class OperatorDesk:
             chat_id=chat_id,
             text=await self.request_text(view),
             parse_mode=HTML,
-            reply_markup=keyboard(view, self.signer),
+            reply_markup=self.keyboard(view),
         )
 
     async def request_text(self, view: RequestView) -> str:
@@ -190,13 +220,27 @@ class OperatorDesk:
     async def show_outcome(self, chat_id: int, message_id: int, view: RequestView) -> None:
         """Edit a request's message to say how it ended; its buttons go away."""
         names = await self.voter_names(view)
-        text = outcome_text(view, await self.responder_name(view), names)
+        grant = await self.grant_issued_by(view)
+        text = outcome_text(view, await self.responder_name(view), names, grant)
         await self._edit(chat_id, message_id, view, text, None)
+
+    async def grant_issued_by(self, view: RequestView) -> IssuedGrant | None:
+        """The standing grant approving ``view`` issued, if it issued one."""
+        if not view.approved or view.action is None or not view.grantable:
+            return None
+        rows = await self.store.fetch(
+            "SELECT grant_id, issued_at, expires_at FROM grants WHERE request_id = ?",
+            (view.request_id,),
+        )
+        if not rows:
+            return None
+        grant = msgspec.convert(rows[0], _GrantRow, strict=False)
+        return IssuedGrant(grant.grant_id, (grant.expires_at - grant.issued_at).total_seconds())
 
     async def show_progress(self, chat_id: int, message_id: int, view: RequestView) -> None:
         """Edit an open request's message to show the votes so far; its buttons stay."""
         text = await self.request_text(view)
-        await self._edit(chat_id, message_id, view, text, keyboard(view, self.signer))
+        await self._edit(chat_id, message_id, view, text, self.keyboard(view))
 
     async def show_state(self, chat_id: int, message_id: int, view: RequestView) -> None:
         """Edit a request's message to show it as it is now: its outcome, or its votes."""

@@ -20,9 +20,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
-from loopgate.channels.telegram.callbacks import ANSWER_PREFIX, ForgedCallback
+from loopgate.channels.telegram.callbacks import ANSWER_PREFIX, GRANT_SECONDS, ForgedCallback
 from loopgate.channels.telegram.desk import HTML, OperatorDesk
-from loopgate.channels.telegram.render import escape
+from loopgate.channels.telegram.render import duration_text, escape
+from loopgate.domain.request import GrantAsk
 from loopgate.errors import Conflict, DomainError, Forbidden, Gone, LoopgateError, NotFound
 from loopgate.views import RequestView
 
@@ -96,7 +97,7 @@ def explain(error: LoopgateError, view: RequestView | None) -> str:
 
 async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
     try:
-        request_id, index = desk.signer.verify(query.data or "")
+        request_id, index, grants = desk.signer.verify_press(query.data or "")
     except ForgedCallback as exc:
         log.warning("telegram button refused", user_id=query.from_user.id, reason=str(exc))
         await query.answer(INVALID_BUTTON, show_alert=True)
@@ -110,12 +111,23 @@ async def on_answer_button(query: CallbackQuery, desk: OperatorDesk) -> None:
         await query.answer(INVALID_BUTTON, show_alert=True)
         return
     label = view.options[index].label
+    # "✅ Allow 30 min": approve, and let the same action of the session through for a while.
+    grant = GrantAsk(seconds=GRANT_SECONDS, scope="exact") if grants else None
     try:
-        answered = await desk.answer_as(request_id, query.from_user.id, option=label)
+        answered = await desk.answer_as(request_id, query.from_user.id, option=label, grant=grant)
     except REFUSALS as exc:
         await _refused(query, desk, exc, request_id)
         return
-    log.info("telegram answer", request_id=request_id, user_id=query.from_user.id, option=label)
+    log.info(
+        "telegram answer",
+        request_id=request_id,
+        user_id=query.from_user.id,
+        option=label,
+        grant=grants,
+    )
+    if grant is not None and answered.approved:
+        await query.answer(f"Approved and allowed for {duration_text(GRANT_SECONDS)}")
+        return
     await query.answer(f"Recorded: {label}{_still_open(answered)}")
 
 

@@ -55,8 +55,12 @@ def make_bot(config: TelegramConfig) -> Bot:
 
 
 class TelegramRuntime:
-    def __init__(self, config: TelegramConfig, mode: TelegramMode) -> None:
+    def __init__(
+        self, config: TelegramConfig, mode: TelegramMode, *, console_url: str = ""
+    ) -> None:
         self.config, self.mode = config, mode
+        self.console_url = console_url
+        """Where "✏️ Edit in console" buttons link to (``console_public_url``)."""
         self.bot = make_bot(config)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router())
@@ -82,7 +86,9 @@ class TelegramRuntime:
         self, requests: Requests, sessions: Sessions, lease: Lease, teams: Teams
     ) -> None:
         signer = CallbackSigner.for_bot_token(self.config.bot_token)
-        desk = OperatorDesk(requests, sessions, self.bot, signer, teams)
+        desk = OperatorDesk(
+            requests, sessions, self.bot, signer, teams, console_url=self.console_url
+        )
         self.dispatcher["desk"] = desk
         self.dispatcher.update.outer_middleware(UpdateInbox(requests.store, requests.clock))
         self.sender = TelegramSender(

@@ -1,4 +1,4 @@
-// Loopgate console: local times, countdowns, the live queue, copy buttons.
+// Loopgate console: local times, countdowns, the live queue, copy buttons, the args editor.
 // Plain JavaScript, no build step. Every page works without it; this makes it live.
 "use strict";
 
@@ -180,11 +180,76 @@
     }
   }
 
+  // The args editor: checks the JSON as it is typed and lists what the edit changes
+  // against the args as asked. The server is the judge (the request's schema); this helps.
+  function argsEditor(editor) {
+    const form = editor.form;
+    const status = form.querySelector("[data-args-status]");
+    const diff = form.querySelector("[data-args-diff]");
+    const original = JSON.parse(editor.dataset.original);
+    const same = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+    const shown = (value) => (value === undefined ? "(none)" : JSON.stringify(value));
+
+    function canonical(value) {
+      if (Array.isArray(value)) return value.map(canonical);
+      if (value && typeof value === "object") {
+        return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical(value[k])]));
+      }
+      return value;
+    }
+
+    function line(key, before, after) {
+      const item = document.createElement("li");
+      item.dataset.changedKey = key;
+      const name = document.createElement("code");
+      name.textContent = key;
+      const was = document.createElement("del");
+      was.textContent = shown(before);
+      const now = document.createElement("ins");
+      now.textContent = shown(after);
+      item.append(name, ": ", was, " → ", now);
+      return item;
+    }
+
+    function check() {
+      let edited;
+      try {
+        edited = JSON.parse(editor.value);
+      } catch (error) {
+        editor.setCustomValidity("The args are not valid JSON.");
+        editor.setAttribute("aria-invalid", "true");
+        status.textContent = `Not valid JSON: ${error.message}`;
+        diff.hidden = true;
+        return;
+      }
+      if (!edited || typeof edited !== "object" || Array.isArray(edited)) {
+        editor.setCustomValidity("The args must be a JSON object.");
+        editor.setAttribute("aria-invalid", "true");
+        status.textContent = "The args must be a JSON object ({…}).";
+        diff.hidden = true;
+        return;
+      }
+      editor.setCustomValidity("");
+      editor.removeAttribute("aria-invalid");
+      const keys = [...new Set([...Object.keys(original), ...Object.keys(edited)])].sort();
+      const changed = keys.filter((k) => !same(original[k], edited[k]));
+      diff.replaceChildren(...changed.map((k) => line(k, original[k], edited[k])));
+      diff.hidden = changed.length === 0;
+      status.textContent = changed.length
+        ? `Valid JSON; ${changed.length} key${changed.length === 1 ? "" : "s"} changed:`
+        : "Valid JSON; unchanged: approving it approves the call as asked.";
+    }
+
+    editor.addEventListener("input", check);
+    check();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     showTimes(document);
     setInterval(() => tick(document), 1000);
     fillTimeZones();
     copyButtons();
+    for (const editor of document.querySelectorAll("textarea[data-args-editor]")) argsEditor(editor);
     const queue = document.querySelector("[data-queue]");
     if (queue && window.EventSource) liveQueue(queue);
     const article = document.querySelector("article[data-watch]");
