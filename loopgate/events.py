@@ -25,6 +25,8 @@ under which HTTP request) and lives in one stream:
 * ``linkcode-<digest>`` — :class:`LinkCodeIssued`, :class:`IdentityLinked`
 * ``policy-<workspace>`` — :class:`PolicySet`
 * ``request-<id>`` also — :class:`VoteCast`, :class:`ExpiryWarned`, :class:`RequestEscalated`
+* ``signing-keys`` — :class:`SigningKeyAdded` (the receipts' public keys)
+* ``receipt-<jti>`` — :class:`ReceiptRedeemed` (at most one: the stream's version 1)
 
 A tenant is a workspace: ``local`` (the default one) or a workspace id.
 
@@ -481,6 +483,39 @@ class WebhookSecretRotated(Event, frozen=True, kw_only=True, tag="tenant.webhook
     rotated_at: datetime
 
 
+# --- receipts ---------------------------------------------------------------
+
+
+class SigningKeyAdded(Event, frozen=True, kw_only=True, tag="signing_key.added"):
+    """An Ed25519 key that signs receipts was added (the first mint, or a rotation).
+
+    Only the public half is here (``public_key``: base64url of the raw 32
+    bytes, as a JWK's ``x``). The private key is derived from the server key
+    and ``kid`` whenever it is needed (``receipts/keys.py``) and never stored.
+    A receipt is signed with the newest key added at or before its decision;
+    older keys stay, so older receipts still verify.
+    """
+
+    kid: str
+    public_key: str
+    added_at: datetime
+
+
+class ReceiptRedeemed(Event, frozen=True, kw_only=True, tag="receipt.redeemed"):
+    """A receipt was used up by the tool it approves (``POST /v1/receipts/redeem``).
+
+    Appended at version 0 of ``receipt-<jti>``, so a second redemption, in any
+    process, conflicts. ``fingerprint`` is the action's, which matched the
+    receipt's ``act``; ``redeemed_by`` the caller (an agent key, usually).
+    """
+
+    jti: str
+    request_id: str
+    fingerprint: str
+    redeemed_by: str
+    redeemed_at: datetime
+
+
 # --- accounts ---------------------------------------------------------------
 
 
@@ -706,6 +741,8 @@ AnyEvent = (
     | WebhookDelivered
     | WebhookFailed
     | WebhookSecretRotated
+    | SigningKeyAdded
+    | ReceiptRedeemed
     | UserRegistered
     | UserLoggedIn
     | LoginFailed

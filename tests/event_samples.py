@@ -21,9 +21,11 @@ from loopgate.events import (
     MemberRemoved,
     MemberRoleChanged,
     PolicySet,
+    ReceiptRedeemed,
     RequestEscalated,
     Rule,
     RuleThen,
+    SigningKeyAdded,
     VoteCast,
     WorkspaceCreated,
 )
@@ -103,3 +105,13 @@ ACTION_EVENTS: list[Event] = [
     GrantRevoked(grant_id="g1", revoked_by="u", revoked_at=T0),
 ]
 """The events of approvals bound to actions: grants and receipts (no request lifecycle)."""
+
+RECEIPT_EVENTS: list[Event] = [
+    SigningKeyAdded(
+        kid="k1", public_key="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", added_at=T0
+    ),
+    ReceiptRedeemed(
+        jti="r1", request_id="r1", fingerprint="0" * 64, redeemed_by="apikey:a", redeemed_at=T0
+    ),
+]
+"""The receipts' events: signing keys (``signing-keys``) and redemptions (``receipt-<jti>``)."""

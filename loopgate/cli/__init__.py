@@ -1,10 +1,12 @@
-"""The ``loopgate`` command: serve, migrate, projections, user, policy, audit, receipt, mcp, ask.
+"""The ``loopgate`` command: serve, migrate, projections, user, policy, keys, audit, receipt,
+mcp, ask.
 
 This module is the argparse tree, the config loading and the dispatch; each
 command group's work is in its own module: ``server`` (serve, mcp), ``db``
 (migrate, projections rebuild), ``users`` (user create), ``policy`` (apply,
-show, test), ``audit`` (export, verify), ``receipt`` (verify, offline) and
-``ask``, which parses its own arguments.
+show, test), ``keys`` (rotate, list: the receipts' signing keys), ``audit``
+(export, verify), ``receipt`` (verify, offline) and ``ask``, which parses its
+own arguments.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -27,6 +29,7 @@ from loopgate import __version__
 from loopgate.cli.audit import audit_export, audit_verify
 from loopgate.cli.common import UsageError
 from loopgate.cli.db import migrate, rebuild_projections
+from loopgate.cli.keys import keys_list, keys_rotate
 from loopgate.cli.policy import policy_apply, policy_show, policy_test
 from loopgate.cli.receipt import receipt_verify
 from loopgate.cli.server import serve, serve_mcp_stdio
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(create)
 
     _policy_commands(commands)
+    _keys_commands(commands)
     _receipt_commands(commands)
 
     mcp = commands.add_parser(
@@ -326,6 +330,30 @@ def _policy_commands(commands: Any) -> None:
     )
 
 
+def _keys_commands(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="rotate or list the keys that sign receipts",
+        description="The Ed25519 keys that sign receipts (the signed, single-use proof an "
+        "approved action carries). Only their public halves are stored, in the event log; "
+        "the private ones are derived from the server key (secrets.key or its key file), so "
+        "run these with the server's configuration.",
+    )
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rotate = actions.add_parser(
+        "rotate",
+        help="add a signing key and print its kid",
+        description="Add a signing key: it signs every decision from now on, in every server "
+        "process on this store. Old keys stay in /.well-known/jwks.json, so the receipts "
+        "they signed still verify.",
+    )
+    _config_options(rotate)
+    listed = actions.add_parser(
+        "list", help="print each key's kid and when it was added, oldest first"
+    )
+    _config_options(listed)
+
+
 def _load(args: argparse.Namespace, **extra: Any) -> Config:
     overrides = {"database.url": getattr(args, "db", None), **extra}
     return load_config(args.config, overrides=overrides)
@@ -412,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(asyncio.run(policy_apply(config, args.file, args.workspace)))
             case "policy":
                 print(asyncio.run(policy_show(config, args.workspace)))
+            case "keys" if args.action == "rotate":
+                print(asyncio.run(keys_rotate(config)))
+            case "keys":
+                print(asyncio.run(keys_list(config)))
             case "receipt":
                 code = receipt_verify(args.receipt, args.action_file, args.jwks, args.at)
             case "mcp":

@@ -3,7 +3,8 @@
 ``structs`` holds the typed ``*Config`` structs, ``settings`` the table of
 settings (``SETTINGS``) that documents them; ``load`` builds a ``Config`` from defaults,
 a TOML file, the environment and overrides; ``derived`` answers what a loaded
-config implies (the database backend, loopback binding, the "auto" values).
+config implies (the database backend, loopback binding, the "auto" values);
+``server_key`` finds the server key that secrets are sealed and receipts signed with.
 """
 
 from loopgate.config.derived import (
@@ -21,6 +22,7 @@ from loopgate.config.derived import (
     telegram_mode,
 )
 from loopgate.config.load import load_config
+from loopgate.config.server_key import KeySource, read_or_make_key, server_key_source
 from loopgate.config.settings import (
     SETTINGS,
     settings_markdown_table,
@@ -35,6 +37,7 @@ from loopgate.config.structs import (
     LogConfig,
     McpConfig,
     MetricsConfig,
+    ReceiptsConfig,
     RequestsConfig,
     SecretsConfig,
     ServerConfig,
@@ -50,11 +53,13 @@ __all__ = [
     "ConfigError",
     "ConsoleConfig",
     "DatabaseConfig",
+    "KeySource",
     "LimitsConfig",
     "LogConfig",
     "McpConfig",
     "MetricsConfig",
     "MetricsExposure",
+    "ReceiptsConfig",
     "RequestsConfig",
     "SecretsConfig",
     "ServerConfig",
@@ -69,8 +74,10 @@ __all__ = [
     "load_config",
     "metrics_bind",
     "metrics_exposure",
+    "read_or_make_key",
     "secrets_key",
     "secrets_key_file",
+    "server_key_source",
     "settings_markdown_table",
     "sqlite_path",
     "telegram_mode",

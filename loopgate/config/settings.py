@@ -333,18 +333,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting(
         "secrets.key",
-        "Server key that encrypts the webhook signing secrets in the log (AES-256-GCM): the "
+        "Server key that encrypts the webhook signing secrets in the log (AES-256-GCM) and "
+        "from which the receipts' Ed25519 signing keys are derived (HKDF-SHA256): the "
         "base64 of 32 random bytes, e.g. `python -c 'import base64, os; "
         "print(base64.b64encode(os.urandom(32)).decode())'`. Empty: the key is read from "
         "secrets.key_file, made there (mode 0600) on first use. Set the same key on every "
         "server that shares a Postgres database. Never in the log or an export; lose it and "
-        "the secrets must be rotated.",
+        "the secrets must be rotated, and the signing key too (loopgate keys rotate).",
     ),
     _setting(
         "secrets.key_file",
         "File holding the server key when secrets.key is empty. Empty: loopgate-secrets.key "
         "beside the SQLite database file, or in the working directory for Postgres; an "
         "in-memory SQLite database gets a key that lives as long as the process.",
+    ),
+    _setting(
+        "receipts.ttl_seconds",
+        "How long a receipt (the signed token an approved request with an action carries) "
+        "may be redeemed after the decision: its exp is iat plus this.",
+        minimum=1,
+        maximum=30 * 86400,
+    ),
+    _setting(
+        "receipts.issuer",
+        "The iss claim of every receipt; a receipt of another issuer is refused at redeem.",
     ),
     _setting(
         "metrics.enabled",

@@ -104,6 +104,11 @@ class SecretsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key_file: str = ""  # empty: see secrets_key_file()
 
 
+class ReceiptsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    ttl_seconds: int = 600
+    issuer: str = "loopgate"
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True
     bind: str = ""  # host:port of a listener of its own; empty: the main port (see derived.py)
@@ -123,4 +128,5 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    receipts: ReceiptsConfig = msgspec.field(default_factory=ReceiptsConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)

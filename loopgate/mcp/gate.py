@@ -17,7 +17,8 @@ from loopgate.commands.base import Actor
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.errors import NotFound
-from loopgate.views import request_json, session_json
+from loopgate.receipts import Receipts
+from loopgate.views import RequestView, public_request, request_json, session_json
 from loopgate.wire import CreateRequestBody, decode_body
 
 MCP_CLIENT_ID = "mcp"
@@ -60,10 +61,22 @@ class LocalGate:
     """The server's own command handlers, acting for the caller the HTTP layer resolved."""
 
     def __init__(
-        self, requests: Requests, sessions: Sessions, actor: Actor, default_session: str
+        self,
+        requests: Requests,
+        sessions: Sessions,
+        actor: Actor,
+        default_session: str,
+        receipts: Receipts | None = None,
     ) -> None:
         self.requests, self.sessions = requests, sessions
         self.actor, self.default_session = actor, default_session
+        self.receipts = receipts
+
+    async def _decision_json(self, view: RequestView) -> dict[str, Any]:
+        """The request's ``/v1`` JSON, with its receipt when it was approved with an action."""
+        receipt = await self.receipts.mint(view) if self.receipts is not None else None
+        reply: dict[str, Any] = msgspec.to_builtins(public_request(view, receipt=receipt))
+        return reply
 
     async def ensure_session(self, session_id: str) -> None:
         try:
@@ -83,11 +96,11 @@ class LocalGate:
         # Through the REST body's decoder: the same checks and the same error messages.
         parsed = decode_body(msgspec.json.encode(body), CreateRequestBody)
         view, _ = await self.requests.create_from_body(parsed, self.actor, parsed.idempotency_key)
-        return request_json(view)
+        return await self._decision_json(view)
 
     async def get_request(self, request_id: str, wait_seconds: float) -> dict[str, Any]:
         view = await self.requests.wait_for_decision(request_id, self.actor, wait_seconds)
-        return request_json(view)
+        return await self._decision_json(view)
 
     async def cancel_request(self, request_id: str, reason: str | None) -> dict[str, Any]:
         return request_json(await self.requests.cancel(request_id, reason, self.actor))

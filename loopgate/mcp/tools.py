@@ -81,6 +81,11 @@ class Decision(BaseModel):
     quorum: int = Field(default=1, description="approving votes the request needs")
     approvals: int = Field(default=0, description="approving votes so far")
     votes: list[Vote] = Field(default_factory=list, description="every vote cast, in order")
+    receipt: str | None = Field(
+        default=None,
+        description="when approved with an action: the signed receipt the tool redeems "
+        "(POST /v1/receipts/redeem) before it runs the action",
+    )
     poll_after: float | None = Field(
         default=None,
         description="while pending: seconds after which check_request_status is worth calling",
@@ -113,6 +118,7 @@ def decision(request: dict[str, Any], poll_after: float | None = None) -> Decisi
         quorum=request["quorum"],
         approvals=request["approvals"],
         votes=request["votes"],
+        receipt=request.get("receipt"),
         poll_after=None if request["completed"] else poll_after,
     )
 

@@ -21,7 +21,7 @@ from loopgate.views import (
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import WAIT, Param, describe
 from loopgate.web.hitl import create_from_body
-from loopgate.web.keys import REQUESTS, SESSIONS, TEAMS
+from loopgate.web.keys import RECEIPTS, REQUESTS, SESSIONS, TEAMS
 from loopgate.web.params import client_gone, decode_cursor, encode_cursor, read_body, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
@@ -100,7 +100,9 @@ async def get_session(request: web.Request) -> web.Response:
 )
 async def create_request(request: web.Request) -> web.Response:
     view, created = await create_from_body(request)
-    return json_response(public_request(view), status=201 if created else 200)
+    # A grant or a rule may approve it at creation: then it carries its receipt at once.
+    receipt = await request.app[RECEIPTS].mint(view)
+    return json_response(public_request(view, receipt=receipt), status=201 if created else 200)
 
 
 @routes.get("/v1/requests/{request_id}")
@@ -120,7 +122,9 @@ async def get_request(request: web.Request) -> web.Response:
     )
     approvers = await requests.approvers_of(view)
     members = await request.app[TEAMS].resolve(view.tenant, approvers)
-    fields = msgspec.structs.asdict(public_request(view)) | {"approvers": list(approvers)}
+    receipt = await request.app[RECEIPTS].mint(view)
+    fields = msgspec.structs.asdict(public_request(view, receipt=receipt))
+    fields["approvers"] = list(approvers)
     routed = [RoutedMember(user_id=m.user_id, username=m.username, role=m.role) for m in members]
     return json_response(RoutedRequest(**fields, routed_to=routed))
 

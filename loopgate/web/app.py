@@ -31,7 +31,13 @@ from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import utcnow
 from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
-from loopgate.config import Config, api_keys_required, telegram_mode
+from loopgate.config import (
+    Config,
+    KeySource,
+    api_keys_required,
+    server_key_source,
+    telegram_mode,
+)
 from loopgate.errors import PayloadTooLarge
 from loopgate.grants import Grants
 from loopgate.hub import Hub
@@ -41,6 +47,7 @@ from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.lease import SCHEDULER_LEASE, TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.reactors.scheduler import Scheduler
+from loopgate.receipts import Receipts
 from loopgate.store import open_store
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
@@ -56,6 +63,7 @@ from loopgate.web import (
     metrics,
     openapi,
     policy,
+    receipts,
     stream,
     teams,
     webhooks,
@@ -71,6 +79,7 @@ from loopgate.web.keys import (
     HUB,
     METRICS,
     POLICIES,
+    RECEIPTS,
     REQUEST_ID,
     REQUESTS,
     SCHEDULER,
@@ -173,12 +182,16 @@ def create_app(
     )
     app.on_response_prepare.append(_add_request_id)
     app[CONFIG] = config
-    app[SECRET_BOX] = SecretBox.from_config(config)
+    # One source for both: an in-memory log's key is made by the source.
+    server_key = server_key_source(config)
+    app[SECRET_BOX] = SecretBox(server_key)
     if store is not None:
         app[STORE] = store
     else:
         app.cleanup_ctx.append(_store_context)
-    app.cleanup_ctx.append(partial(_runtime_context, jwt_secret=jwt_secret, clock=clock))
+    app.cleanup_ctx.append(
+        partial(_runtime_context, jwt_secret=jwt_secret, clock=clock, server_key=server_key)
+    )
     app.add_routes(health.routes)
     app.add_routes(hitl.routes)
     app.add_routes(api.routes)
@@ -189,6 +202,7 @@ def create_app(
     app.add_routes(teams.routes)
     app.add_routes(policy.routes)
     app.add_routes(grants.routes)
+    app.add_routes(receipts.routes)
     app.add_routes(openapi.routes)
     metrics.setup(app, config, app_metrics)
     console.setup(app)
@@ -217,7 +231,11 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _runtime_context(
-    app: web.Application, *, jwt_secret: str, clock: Callable[[], datetime] | None
+    app: web.Application,
+    *,
+    jwt_secret: str,
+    clock: Callable[[], datetime] | None,
+    server_key: KeySource,
 ) -> AsyncIterator[None]:
     """The hub, the command handlers, the accounts and the reactors, over the app's store."""
     config, store, app_metrics = app[CONFIG], app[STORE], app[METRICS]
@@ -254,6 +272,7 @@ async def _runtime_context(
         limits=limits,
         teams=teams,
     )
+    app[RECEIPTS] = Receipts(store, server_key, config.receipts, clock=clock or utcnow, hub=hub)
     expirer = Expirer(requests, hub, lease_for(store))
     await expirer.start()
     scheduler = Scheduler(requests, hub, lease_for(store, "scheduler", SCHEDULER_LEASE))
@@ -279,6 +298,7 @@ async def _runtime_context(
     await webhooks.stop()
     await scheduler.stop()
     await expirer.stop()
+    app[RECEIPTS].close()
     await hub.stop()
 
 

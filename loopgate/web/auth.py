@@ -20,7 +20,8 @@ What each route asks for (anything not listed is an agent route, so a new
 surface is protected until it says otherwise):
 
 - public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
-  ``/api/auth/*``, ``/telegram/webhook``, which checks Telegram's secret header itself, and
+  ``/.well-known/jwks.json`` (the receipts' public keys), ``/api/auth/*``,
+  ``/telegram/webhook``, which checks Telegram's secret header itself, and
   ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
@@ -59,7 +60,16 @@ API_KEY_PREFIX = "lk_pub_"
 # The Telegram webhook proves itself with its own secret header (web/telegram.py),
 # /metrics with metrics.token (web/metrics.py).
 _PUBLIC_PATHS = frozenset(
-    {"/health", "/healthz", "/readyz", "/telegram/webhook", "/metrics", "/openapi.json", "/docs"}
+    {
+        "/health",
+        "/healthz",
+        "/readyz",
+        "/telegram/webhook",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/.well-known/jwks.json",
+    }
 )
 _PUBLIC_PREFIXES = ("/api/auth/",)
 _USER_PREFIXES = ("/api/user/",)

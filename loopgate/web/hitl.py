@@ -23,7 +23,7 @@ from loopgate.events import RequestType
 from loopgate.views import RequestView, SessionView
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import WAIT, Param, describe
-from loopgate.web.keys import REQUESTS, SESSIONS
+from loopgate.web.keys import RECEIPTS, REQUESTS, SESSIONS
 from loopgate.web.params import client_gone, read_body, required, wait_seconds
 from loopgate.web.responses import json_response
 from loopgate.wire import (
@@ -82,6 +82,8 @@ class Polled(Reply, frozen=True, kw_only=True):
     options: list[str]
     metadata: dict[str, Any]
     timestamp: str
+    receipt: str | None = None
+    """Ours: the signed receipt of a request approved with an action (``loopgate/receipts/``)."""
 
 
 class Session(Reply, frozen=True, kw_only=True):
@@ -127,7 +129,7 @@ class Pending(Reply, frozen=True, kw_only=True):
     success: bool
 
 
-def polled(view: RequestView) -> Polled:
+def polled(view: RequestView, receipt: str | None = None) -> Polled:
     return Polled(
         request_id=view.request_id,
         session_id=view.session_id,
@@ -139,6 +141,7 @@ def polled(view: RequestView) -> Polled:
         options=[option.label for option in view.options],
         metadata=view.metadata,
         timestamp=(view.decided_at or view.created_at).isoformat(),
+        receipt=receipt,
     )
 
 
@@ -239,7 +242,7 @@ async def poll(request: web.Request) -> web.Response:
         wait_seconds(request),
         gone=lambda: client_gone(request),
     )
-    return json_response(polled(view))
+    return json_response(polled(view, await request.app[RECEIPTS].mint(view)))
 
 
 @routes.get("/hitl/status")

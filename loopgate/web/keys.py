@@ -21,6 +21,7 @@ from loopgate.metrics import Metrics
 from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
 from loopgate.reactors.scheduler import Scheduler
+from loopgate.receipts import Receipts
 from loopgate.store.base import EventStore
 from loopgate.teams import Teams
 
@@ -42,6 +43,7 @@ TEAMS = web.AppKey("teams", Teams)
 POLICIES = web.AppKey("policies", Policies)
 GRANTS = web.AppKey("grants", Grants)
 METRICS = web.AppKey("metrics", Metrics)
+RECEIPTS = web.AppKey("receipts", Receipts)
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")
 # Who is calling, resolved once per request by the auth middleware (web/auth.py).

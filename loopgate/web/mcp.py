@@ -26,7 +26,7 @@ from loopgate.mcp.gate import Gate, LocalGate, default_session_for
 from loopgate.mcp.tools import build_server
 from loopgate.web.asgi import ASGIBridge, BackgroundContext
 from loopgate.web.auth import actor_of, credential_of
-from loopgate.web.keys import REQUESTS, SESSIONS
+from loopgate.web.keys import RECEIPTS, REQUESTS, SESSIONS
 
 MCP_PATH = "/mcp"
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -80,6 +80,7 @@ def setup(app: web.Application, config: Config) -> None:
             request.app[SESSIONS],
             actor_of(request),
             default_session_for(credential_of(request), config.mcp.default_session),
+            request.app[RECEIPTS],
         )
         return {_GATE: gate}
 

@@ -6,7 +6,9 @@ the event's global position, ``event:`` its type and ``data:`` a JSON object
 ``{position, type, stream, recorded_at, data, actor}``. Only ``session.*`` and
 ``request.*`` events of the caller's tenant are sent: account events carry
 password and key hashes and never appear here. Whatever is sent has its
-secret fields redacted all the same (``events.event_data``).
+secret fields redacted all the same (``events.event_data``). On a request's
+own stream, the ``request.response_received`` of an approval with an action
+also carries ``receipt``, the decision's signed receipt (``loopgate/receipts/``).
 
 Resuming: ``Last-Event-ID`` (or ``?after=N``) replays from the log everything
 after that position, then the stream goes live. The hub subscription is taken
@@ -24,7 +26,8 @@ when a write fails: the subscription is released within one heartbeat.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -33,11 +36,11 @@ from aiohttp_sse import EventSourceResponse
 from loopgate.commands.base import Actor
 from loopgate.commands.sessions import read_session
 from loopgate.errors import ValidationFailed
-from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, event_data
+from loopgate.events import EVENT_TYPES, RecordedEvent, RequestCreated, ResponseReceived, event_data
 from loopgate.store.base import EventStore
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import Media, Param, describe
-from loopgate.web.keys import CONFIG, HUB, REQUESTS, SESSIONS, STORE
+from loopgate.web.keys import CONFIG, HUB, RECEIPTS, REQUESTS, SESSIONS, STORE
 from loopgate.web.params import client_gone
 
 routes = web.RouteTableDef()
@@ -68,18 +71,19 @@ _encoder = msgspec.json.Encoder()
 Match = Callable[[RecordedEvent], bool]
 
 
-def message_data(record: RecordedEvent) -> str:
-    """The ``data:`` line of an event's SSE message."""
-    return _encoder.encode(
-        {
-            "position": record.position,
-            "type": record.type,
-            "stream": record.stream,
-            "recorded_at": record.recorded_at.isoformat(),
-            "data": event_data(record.event),
-            "actor": record.meta.actor,
-        }
-    ).decode()
+def message_data(record: RecordedEvent, receipt: str | None = None) -> str:
+    """The ``data:`` line of an event's SSE message (with ``receipt`` when there is one)."""
+    message: dict[str, Any] = {
+        "position": record.position,
+        "type": record.type,
+        "stream": record.stream,
+        "recorded_at": record.recorded_at.isoformat(),
+        "data": event_data(record.event),
+        "actor": record.meta.actor,
+    }
+    if receipt is not None:
+        message["receipt"] = receipt
+    return _encoder.encode(message).decode()
 
 
 def resume_position(request: web.Request) -> int | None:
@@ -134,7 +138,21 @@ async def request_events(request: web.Request) -> web.StreamResponse:
     def replay(store: EventStore, since: int, upto: int) -> AsyncIterator[RecordedEvent]:
         return _streams_between(store, [stream], after, upto)
 
-    return await _serve(request, replay, lambda r: r.stream == stream and visible(r), stream=stream)
+    requests, receipts = request.app[REQUESTS], request.app[RECEIPTS]
+
+    async def receipt_of(record: RecordedEvent) -> str | None:
+        if not isinstance(record.event, ResponseReceived):
+            return None
+        # The projection row committed with the event, so it holds the decision.
+        return await receipts.mint(await requests.get_request(request_id, actor))
+
+    return await _serve(
+        request,
+        replay,
+        lambda r: r.stream == stream and visible(r),
+        stream=stream,
+        receipt_of=receipt_of,
+    )
 
 
 @routes.get("/v1/sessions/{session_id}/events")
@@ -205,6 +223,7 @@ async def tenant_events(request: web.Request) -> web.StreamResponse:
     return await _serve(request, replay, match, tenant=actor.tenant)
 
 
+ReceiptOf = Callable[[RecordedEvent], Awaitable[str | None]]
 Replay = Callable[[EventStore, int, int], AsyncIterator[RecordedEvent]]
 """``replay(store, since, upto)``: the stream's history up to ``upto``; ``since`` is where
 the hub subscription starts."""
@@ -217,11 +236,20 @@ async def _serve(
     *,
     stream: str | None = None,
     tenant: str | None = None,
+    receipt_of: ReceiptOf | None = None,
 ) -> web.StreamResponse:
     """Subscribe, replay the log up to its head, then stream live events until the client goes.
 
-    ``stream``/``tenant`` narrow what the hub pushes to this subscription.
+    ``stream``/``tenant`` narrow what the hub pushes to this subscription;
+    ``receipt_of`` gives the receipt a message carries, if any.
     """
+
+    async def send(record: RecordedEvent) -> None:
+        receipt = await receipt_of(record) if receipt_of is not None else None
+        await response.send(
+            message_data(record, receipt), id=str(record.position), event=record.type
+        )
+
     hub, store = request.app[HUB], request.app[STORE]
     heartbeat = float(request.app[CONFIG].stream.heartbeat_seconds)
     response = EventSourceResponse(ping_interval=heartbeat)
@@ -238,7 +266,7 @@ async def _serve(
         with contextlib.suppress(ConnectionResetError, RuntimeError, TimeoutError):
             async for record in replay(store, since, upto):
                 if match(record):
-                    await _send(response, record)
+                    await send(record)
             last = max(upto, resume_position(request) or 0)
             while not client_gone(request) and response.is_connected():
                 try:
@@ -246,12 +274,8 @@ async def _serve(
                 except StopAsyncIteration:
                     break  # the server is shutting down
                 if live is not None and live.position > last and match(live):
-                    await _send(response, live)
+                    await send(live)
         response.stop_streaming()
         with contextlib.suppress(Exception):
             await response.wait()
     return response
-
-
-async def _send(response: EventSourceResponse, record: RecordedEvent) -> None:
-    await response.send(message_data(record), id=str(record.position), event=record.type)

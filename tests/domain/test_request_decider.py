@@ -7,7 +7,13 @@ from typing import Any, NamedTuple
 
 import msgspec
 import pytest
-from event_samples import ACTION_EVENTS, POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
+from event_samples import (
+    ACTION_EVENTS,
+    POLICY_EVENTS,
+    RECEIPT_EVENTS,
+    REQUEST_POLICY_EVENTS,
+    TEAM_EVENTS,
+)
 
 from loopgate.domain.request import (
     DEFAULT_CONFIRMATION_OPTIONS,
@@ -667,6 +673,7 @@ ALL_EVENTS: list[Event] = [
     *POLICY_EVENTS,
     *REQUEST_POLICY_EVENTS,
     *ACTION_EVENTS,
+    *RECEIPT_EVENTS,
 ]
 LIFECYCLE = (
     RequestCreated,

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import pytest
-from event_samples import ACTION_EVENTS, POLICY_EVENTS, REQUEST_POLICY_EVENTS, TEAM_EVENTS
+from event_samples import (
+    ACTION_EVENTS,
+    POLICY_EVENTS,
+    RECEIPT_EVENTS,
+    REQUEST_POLICY_EVENTS,
+    TEAM_EVENTS,
+)
 
 from loopgate.domain.session import (
     DeactivateSession,
@@ -279,6 +285,7 @@ FOREIGN_EVENTS: list[Event] = [
     *POLICY_EVENTS,
     *REQUEST_POLICY_EVENTS,
     *ACTION_EVENTS,
+    *RECEIPT_EVENTS,
 ]
 
 

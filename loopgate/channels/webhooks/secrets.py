@@ -8,7 +8,7 @@ The server must sign with the secret itself, so a hash would not do; the log
 keeps it sealed instead: ``WebhookSecretRotated.sealed`` is AES-256-GCM under
 the server key, ``base64(nonce || ciphertext)``, with the tenant as associated
 data so a sealed secret copied to another tenant's stream does not open. The
-key comes from ``secrets.key`` or a key file (``config.secrets_key_file``),
+key comes from ``secrets.key`` or a key file (``config/server_key.py``),
 made with mode 0600 on first use; it never enters the log or an export.
 Events of older logs carry ``secret`` in clear, and are still read.
 """
@@ -21,12 +21,11 @@ import os
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from loopgate.config import Config, ConfigError, decode_secrets_key, secrets_key, secrets_key_file
+from loopgate.config import Config, KeySource, server_key_source
 from loopgate.errors import ConcurrencyError
 from loopgate.events import Meta, WebhookSecretRotated
 from loopgate.store.base import EventStore
@@ -39,41 +38,19 @@ class SealError(Exception):
     """A sealed secret does not open with this server's key (another key, or tampered)."""
 
 
-def read_or_make_key(path: Path) -> bytes:
-    """The key in ``path``, made there (mode 0600, never overwritten) if it does not exist."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as file:
-            file.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode() + "\n")
-    try:
-        return decode_secrets_key(path.read_text().strip())
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
 class SecretBox:
     """Seals and opens webhook secrets with the server key, read on first use.
 
     Reading lazily means a server that never signs a webhook never makes a key file.
     """
 
-    def __init__(self, key: Callable[[], bytes]) -> None:
+    def __init__(self, key: KeySource) -> None:
         self._key_source = key
         self._aead: AESGCM | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> SecretBox:
-        key = secrets_key(config)
-        if key is not None:
-            return cls(lambda: key)
-        path = secrets_key_file(config)
-        if path is None:
-            ephemeral = AESGCM.generate_key(bit_length=256)
-            return cls(lambda: ephemeral)
-        return cls(lambda: read_or_make_key(path))
+        return cls(server_key_source(config))
 
     def _cipher(self) -> AESGCM:
         if self._aead is None:
