@@ -68,6 +68,12 @@ def token(key: Ed25519PrivateKey, kid: str = "k1", **changes: Any) -> str:
     return jwt.encode(claims(**changes), key, algorithm="EdDSA", headers={"kid": kid})
 
 
+@pytest.fixture(autouse=True)
+def keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` in-process must not point the suite's logging at this test's captured streams."""
+    monkeypatch.setattr("loopgate.cli.configure_logging", lambda *args, **kwargs: None)
+
+
 @pytest.fixture
 def key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()

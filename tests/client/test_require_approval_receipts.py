@@ -37,6 +37,12 @@ ServerFactory = Callable[..., Awaitable[TestServer]]
 SETTLE = 5.0
 
 
+@pytest.fixture(autouse=True)
+def keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` in-process must not point the suite's logging at this test's captured streams."""
+    monkeypatch.setattr("loopgate.cli.configure_logging", lambda *args, **kwargs: None)
+
+
 @pytest.fixture
 async def server(store: EventStore, config: Config, aiohttp_server: ServerFactory) -> TestServer:
     return await aiohttp_server(create_app(config, store=store))
