@@ -159,7 +159,15 @@ def _approved(decision: Decision, asked: dict[str, Any]) -> dict[str, Any]:
     if not decision.approved:
         raise NotApproved(decision)
     approved = decision.decided_action or asked
-    return {"tool": approved["tool"], "args": dict(approved.get("args") or {})}
+    if approved.get("tool") != asked["tool"]:
+        # Approvers edit args, never the tool: this approval is not of this function.
+        raise ReceiptRefused(
+            decision,
+            0,
+            "action_mismatch",
+            f"{decision.request_id} approved {approved.get('tool')!r}, not {asked['tool']!r}",
+        )
+    return {"tool": asked["tool"], "args": dict(approved.get("args") or {})}
 
 
 def _no_receipt(decision: Decision) -> ReceiptRefused:
