@@ -209,3 +209,61 @@ async def test_the_service_mints_what_the_route_shows(client: Client) -> None:
     request = await approved(client)
     found = await client.app[REQUESTS].find_request(request["request_id"])
     assert await client.app[RECEIPTS].mint(found) == request["receipt"]
+
+
+async def test_an_edited_action_is_the_one_its_receipt_binds(client: Client) -> None:
+    made = await client.post("/v1/sessions", json={"session_id": "edits", "client_id": "a"})
+    assert made.status in (200, 201)
+    body = {
+        "session_id": "edits",
+        "client_id": "a",
+        "message": "Wire?",
+        "options": ["Approve", "Reject"],
+        "action": WIRE,
+        "editable": True,
+    }
+    request_id = (await (await client.post("/v1/requests", json=body)).json())["request_id"]
+    edited = {"tool": "wire_transfer", "args": {"amount": 150000, "to": "ACME"}}
+    answered = await client.post(
+        f"/v1/requests/{request_id}/response",
+        json={"option": "Approve", "args": edited["args"]},
+    )
+    assert answered.status == 200, await answered.text()
+    request = await decision(client, request_id)
+    assert request["edited"] is True
+    claims = jwt.decode(request["receipt"], options={"verify_signature": False})
+    assert claims["act"] == fingerprint(msgspec.convert(edited, Action))
+    status, found = await redeem(client, request["receipt"], WIRE)
+    assert (status, error_code(found)) == (422, "action_mismatch")
+    assert (await redeem(client, request["receipt"], edited))[0] == 200
+
+
+async def test_a_request_a_grant_approves_at_creation_carries_its_own_receipt(
+    client: Client,
+) -> None:
+    made = await client.post("/v1/sessions", json={"session_id": "grants", "client_id": "a"})
+    assert made.status in (200, 201)
+    body = {
+        "session_id": "grants",
+        "client_id": "a",
+        "message": "Deploy?",
+        "options": ["Approve", "Reject"],
+        "action": {"tool": "deploy", "args": {"env": "staging"}},
+        "grantable": True,
+    }
+    first = (await (await client.post("/v1/requests", json=body)).json())["request_id"]
+    answered = await client.post(
+        f"/v1/requests/{first}/response",
+        json={"option": "Approve", "grant": {"seconds": 1800, "scope": "exact"}},
+    )
+    assert answered.status == 200, await answered.text()
+    again = await client.post("/v1/requests", json=body)
+    assert again.status == 201
+    created = await again.json()
+    assert created["decided_by"]["kind"] == "policy"
+    assert created["receipt"] is not None
+    claims = jwt.decode(created["receipt"], options={"verify_signature": False})
+    assert claims["sub"] == created["request_id"] != first
+    assert claims["dec"]["decided_by"]["id"].startswith("grant:")
+    assert created["receipt"] == (await decision(client, created["request_id"]))["receipt"]
+    assert (await redeem(client, created["receipt"], body["action"]))[0] == 200  # type: ignore[arg-type]

@@ -453,6 +453,20 @@ async def _grant(world: World, caller: Caller) -> Call:
     return Call(f"/v1/grants/{grant_id}")
 
 
+async def _receipt(world: World, caller: Caller) -> Call:
+    """A redemption of a fresh receipt: an action asked and approved in the open mode."""
+    action = {"tool": "wire_transfer", "args": {"amount": 1500000, "to": uuid.uuid4().hex}}
+    made = await world.open_client.post("/v1/requests", json={**ASKED, "action": action})
+    assert made.status == 201, await made.text()
+    request_id = (await made.json())["request_id"]
+    answered = await world.open_client.post(
+        f"/v1/requests/{request_id}/response", json={"option": "Approve"}
+    )
+    assert answered.status == 200, await answered.text()
+    decided = await (await world.open_client.get(f"/v1/requests/{request_id}")).json()
+    return Call("/v1/receipts/redeem", json={"receipt": decided["receipt"], "action": action})
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -501,6 +515,7 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/readyz", PUBLIC),
     row("GET", "/metrics", PUBLIC),
     row("GET", "/openapi.json", PUBLIC),
+    row("GET", "/.well-known/jwks.json", PUBLIC),
     row("GET", "/docs", PUBLIC),
     row("POST", "/api/auth/register", PUBLIC, _register_body),
     row("POST", "/api/auth/login", PUBLIC, _login_body),
@@ -566,6 +581,8 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/v1/grants", READ),
     row("GET", "/v1/grants/{grant_id}", READ, _grant),
     row("DELETE", "/v1/grants/{grant_id}", REVOKE_GRANT, _grant),
+    # Receipts: any credential of the receipt's workspace redeems, agent keys above all.
+    row("POST", "/v1/receipts/redeem", ME, _receipt),
     # API keys: a login token only.
     row("GET", "/api/user/apikeys", KEYS),
     row("POST", "/api/user/apikeys", KEYS, at("/api/user/apikeys", json={"label": "matrix"})),
