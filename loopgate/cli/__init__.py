@@ -1,10 +1,12 @@
-"""The ``loopgate`` command: serve, migrate, projections, user, policy, keys, audit, mcp, ask.
+"""The ``loopgate`` command: serve, migrate, projections, user, policy, keys, audit, receipt,
+mcp, ask.
 
 This module is the argparse tree, the config loading and the dispatch; each
 command group's work is in its own module: ``server`` (serve, mcp), ``db``
 (migrate, projections rebuild), ``users`` (user create), ``policy`` (apply,
 show, test), ``keys`` (rotate, list: the receipts' signing keys), ``audit``
-(export, verify) and ``ask``, which parses its own arguments.
+(export, verify), ``receipt`` (verify, offline) and ``ask``, which parses its
+own arguments.
 
 Exit codes: 0 success, 1 runtime failure (e.g. the database is unreachable),
 2 bad usage or bad configuration (the message names the setting).
@@ -29,6 +31,7 @@ from loopgate.cli.common import UsageError
 from loopgate.cli.db import migrate, rebuild_projections
 from loopgate.cli.keys import keys_list, keys_rotate
 from loopgate.cli.policy import policy_apply, policy_show, policy_test
+from loopgate.cli.receipt import receipt_verify
 from loopgate.cli.server import serve, serve_mcp_stdio
 from loopgate.cli.users import USER_ROLES, create_user, read_password
 from loopgate.config import Config, ConfigError, load_config
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _policy_commands(commands)
     _keys_commands(commands)
+    _receipt_commands(commands)
 
     mcp = commands.add_parser(
         "mcp",
@@ -355,6 +359,38 @@ def _load(args: argparse.Namespace, **extra: Any) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
+def _receipt_commands(commands: Any) -> None:
+    receipt = commands.add_parser(
+        "receipt",
+        help="check a receipt of an approved action offline",
+        description="A receipt is the signed proof (a compact JWS, EdDSA) that a request's "
+        "action was approved; GET /v1/requests/{id} carries it once approved.",
+    )
+    actions = receipt.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="check a receipt's signature, expiry and action, without a server",
+        description="Check RECEIPT against the public keys in --jwks (a file, - or the "
+        "server's URL /.well-known/jwks.json): the signature of the key its kid names, that "
+        "it has not expired (at --at, default now) and that the action in --action is the one "
+        "approved. Exit 0 and the claims, or 1 and why not. Does not use the receipt up.",
+    )
+    verify.add_argument("receipt", metavar="RECEIPT", help="the token, - (stdin) or @FILE")
+    verify.add_argument(
+        "--action",
+        dest="action_file",
+        required=True,
+        metavar="FILE",
+        help='the action about to run, JSON {"tool": ..., "args": {...}}; - reads stdin',
+    )
+    verify.add_argument(
+        "--jwks", required=True, metavar="FILE|URL", help="the server's JWKS: a file, - or a URL"
+    )
+    verify.add_argument(
+        "--at", metavar="ISO-TIME", help="check the expiry at this time instead of now"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ask"]:
@@ -363,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ask.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "policy" and args.action == "test":
+        if args.command == "receipt" or (args.command == "policy" and args.action == "test"):
             config = Config()  # pure: it reads no configuration and opens no store
         elif args.command == "serve":
             config = _load(
@@ -408,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(asyncio.run(keys_rotate(config)))
             case "keys":
                 print(asyncio.run(keys_list(config)))
+            case "receipt":
+                code = receipt_verify(args.receipt, args.action_file, args.jwks, args.at)
             case "mcp":
                 if not args.server:
                     raise UsageError("mcp: give the server with --server URL or LOOPGATE_URL")

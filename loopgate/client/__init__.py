@@ -8,11 +8,12 @@
         decision = gate.ask("Deploy v2.1?", options=["Deploy", "Hold"], timeout=600)
 
     @require_approval(message=lambda env: f"Deploy to {env}?")
-    def deploy(env: str) -> None: ...
+    def deploy(env: str) -> None: ...  # runs once approved and its receipt redeemed
 
 :class:`Loopgate` blocks; :class:`LoopgateClient` is the same client for
 asyncio. Both return :class:`Decision`s and raise the typed errors of
-``client/decision.py``.
+``client/decision.py``. :func:`verify_receipt` checks an approval's receipt
+offline, against the server's public keys.
 """
 
 from loopgate.channels.webhooks.signing import InvalidSignature
@@ -23,6 +24,7 @@ from loopgate.client.decision import (
     Decision,
     LoopgateClientError,
     NotApproved,
+    ReceiptRefused,
     RequestConflict,
     RequestNotFound,
     RequestRefused,
@@ -30,6 +32,7 @@ from loopgate.client.decision import (
     WaitTimedOut,
 )
 from loopgate.client.sync import Loopgate
+from loopgate.receipts.verify import ReceiptInvalid, verify_receipt
 
 __all__ = [
     "AuthenticationFailed",
@@ -39,11 +42,14 @@ __all__ = [
     "LoopgateClient",
     "LoopgateClientError",
     "NotApproved",
+    "ReceiptInvalid",
+    "ReceiptRefused",
     "RequestConflict",
     "RequestNotFound",
     "RequestRefused",
     "ServerUnreachable",
     "WaitTimedOut",
     "require_approval",
+    "verify_receipt",
     "verify_webhook",
 ]

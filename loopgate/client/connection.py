@@ -53,6 +53,9 @@ class AskFields(TypedDict, total=False):
     timeout: int | None
     session_id: str | None
     client_id: str
+    action: Mapping[str, Any] | None
+    editable: bool
+    args_schema: Mapping[str, Any] | None
 
 
 class SubmitFields(AskFields, total=False):
@@ -167,12 +170,35 @@ class LoopgateClient:
         return result
 
     async def answer(
-        self, request_id: str, *, option: str | None = None, text: str | None = None
+        self,
+        request_id: str,
+        *,
+        option: str | None = None,
+        text: str | None = None,
+        args: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {"option": option} if option is not None else {"text": text}
+        """Answer as an operator; ``args`` approves an editable request's action as edited."""
+        body: dict[str, Any] = {"option": option} if option is not None else {"text": text}
+        if args is not None:
+            body["args"] = dict(args)
         result: dict[str, Any] = await self._call(
             "POST", _path("v1", "requests", request_id, "response"), json=body
         )
+        return result
+
+    async def redeem_receipt(self, receipt: str, action: Mapping[str, Any]) -> dict[str, Any]:
+        """Use the receipt up for ``action`` ``{tool, args}``, the call about to run.
+
+        Once only: a second redemption is 409 ``receipt_already_redeemed``;
+        another action 422 ``action_mismatch``; too late 410 ``receipt_expired``.
+        """
+        body = {"receipt": receipt, "action": {"tool": action["tool"], "args": action["args"]}}
+        result: dict[str, Any] = await self._call("POST", "/v1/receipts/redeem", json=body)
+        return result
+
+    async def jwks(self) -> dict[str, Any]:
+        """The server's public receipt keys, for :func:`loopgate.client.verify_receipt`."""
+        result: dict[str, Any] = await self._call("GET", "/.well-known/jwks.json")
         return result
 
     async def list_requests(
@@ -204,6 +230,14 @@ class LoopgateClient:
             "options": [o if isinstance(o, str) else dict(o) for o in fields.get("options", ())],
             "metadata": dict(fields.get("metadata") or {}),
         }
+        action = fields.get("action")
+        if action is not None:
+            body["action"] = {"tool": action["tool"], "args": dict(action.get("args") or {})}
+        if fields.get("editable"):
+            body["editable"] = True
+        schema = fields.get("args_schema")
+        if schema is not None:
+            body["args_schema"] = dict(schema)
         for name, value in (
             ("timeout_seconds", fields.get("timeout")),
             ("callback_url", fields.get("callback_url")),

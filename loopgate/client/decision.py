@@ -9,7 +9,8 @@ stable ``code``::
     ├── RequestNotFound          404
     ├── RequestConflict          409 / 410 (already decided, idempotency clash)
     ├── RequestRefused           400 / 413 / 422 (the request itself is wrong)
-    └── WaitTimedOut             the wait ended before anyone decided
+    ├── WaitTimedOut             the wait ended before anyone decided
+    └── ReceiptRefused           @require_approval could not redeem the approval's receipt
     NotApproved                  raised by @require_approval; carries the decision
 """
 
@@ -39,6 +40,13 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str | None = None
     decided_by: dict[str, Any] | None = None
     decided_at: str | None = None
+    action: dict[str, Any] | None = None
+    """The action asked about, ``{tool, args}``, if the request carried one."""
+    decided_action: dict[str, Any] | None = None
+    """The action approved: ``action``, or the approver's edit of it (``edited``)."""
+    edited: bool = False
+    receipt: str | None = None
+    """The signed, single-use proof of the approval of ``decided_action`` (a compact JWS)."""
 
     @property
     def final(self) -> bool:
@@ -86,6 +94,19 @@ class WaitTimedOut(LoopgateClientError):
         super().__init__(
             0, "wait_timed_out", f"no decision on {decision.request_id} after {waited:g} s"
         )
+        self.decision = decision
+
+
+class ReceiptRefused(LoopgateClientError):
+    """Approved, yet the receipt would not redeem (used, expired, another action) or was missing.
+
+    The gated function did not run. ``code`` is the server's
+    (``receipt_already_redeemed``, ``receipt_expired``, ``action_mismatch``...) or
+    ``no_receipt``; ``decision`` is the approval.
+    """
+
+    def __init__(self, decision: Decision, status: int, code: str, message: str) -> None:
+        super().__init__(status, code, message)
         self.decision = decision
 
 

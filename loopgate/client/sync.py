@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -78,7 +78,19 @@ class Loopgate:
         return self._run(self.client.cancel(request_id, reason))
 
     def answer(
-        self, request_id: str, *, option: str | None = None, text: str | None = None
+        self,
+        request_id: str,
+        *,
+        option: str | None = None,
+        text: str | None = None,
+        args: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Answer as an operator (needs operator credentials); for scripts and tests."""
-        return self._run(self.client.answer(request_id, option=option, text=text))
+        return self._run(self.client.answer(request_id, option=option, text=text, args=args))
+
+    def redeem_receipt(self, receipt: str, action: Mapping[str, Any]) -> dict[str, Any]:
+        """See :meth:`LoopgateClient.redeem_receipt`: once per receipt, for its action only."""
+        return self._run(self.client.redeem_receipt(receipt, action))
+
+    def jwks(self) -> dict[str, Any]:
+        return self._run(self.client.jwks())
