@@ -256,7 +256,8 @@ class PublicRequest(msgspec.Struct, frozen=True, kw_only=True):
     decided_fingerprint: str | None = None
     edited: bool = False
     receipt: str | None = None
-    """The signed receipt of an approved action (a compact JWS), for its requester only."""
+    """The signed receipt of an approved action (a compact JWS), for readers of the request;
+    webhook payloads and exports never carry it."""
 
 
 class RoutedMember(msgspec.Struct, frozen=True, kw_only=True):
