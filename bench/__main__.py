@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import append, audit, hitl, limits, push, telegram
+from bench import actions, append, audit, hitl, limits, push, telegram
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmarks for Loopgate. Progress goes to stderr, results to stdout.",
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    actions.add_subcommand(subcommands)
     append.add_subcommand(subcommands)
     audit.add_subcommand(subcommands)
     hitl.add_subcommand(subcommands)
