@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 from account_helpers import Client, FakeClock
-from console_helpers import as_, ask, submit, text_of
+from console_helpers import SESSION, as_, ask, submit, text_of
 from hitl_helpers import event_types
-from votes_helpers import Finance, decided_by_policy, finance, four_eyes, vote
+from votes_helpers import Finance, actor_of, decided_by_policy, finance, four_eyes, vote
 
-from loopgate.events import EscalationStep
+from loopgate.domain.request import GrantAsk
+from loopgate.errors import DomainError
+from loopgate.events import Action, EscalationStep
 from loopgate.web.console import VOTE_REFUSED
-from loopgate.web.keys import REQUESTS, SCHEDULER
+from loopgate.web.keys import GRANTS, REQUESTS, SCHEDULER
 
 
 @pytest.fixture
@@ -131,3 +133,42 @@ async def test_a_policy_decision_names_its_rule_and_reason(
     assert "Policy rule small-refunds of policy v3" in page
     assert "Decided by the policy: rule small-refunds@v3 (under 10 CHF)" in page
     assert "Votes" not in page  # a rule decided: nobody voted
+
+
+async def test_a_quorum_request_is_never_granted_nor_approved_by_a_grant(
+    keyed_client: Client, team: Finance
+) -> None:
+    requests = keyed_client.app[REQUESTS]
+    deploy = Action(tool="deploy", args={"env": "staging"})
+    quorum = await four_eyes(keyed_client, team, action=deploy, grantable=True)
+    with pytest.raises(DomainError) as refused:
+        await requests.answer(
+            quorum,
+            option="Approve",
+            channel="api",
+            actor=await actor_of(keyed_client, team.bob),
+            grant=GrantAsk(seconds=600),
+        )
+    assert refused.value.code == "grant_needs_single_approver"
+    # A grant issued on a single-approver request of the same session...
+    single, _ = await requests.create_request(
+        **SESSION,
+        message="Deploy staging?",
+        request_type="confirmation",
+        approvers=["group:finance"],
+        action=deploy,
+        grantable=True,
+        actor=await actor_of(keyed_client, team.owner, answers=False),
+    )
+    await requests.answer(
+        single.request_id,
+        option="Approve",
+        channel="api",
+        actor=await actor_of(keyed_client, team.bob),
+        grant=GrantAsk(seconds=600),
+    )
+    assert len(await keyed_client.app[GRANTS].list(await actor_of(keyed_client, team.bob))) == 1
+    # ...never approves a quorum request for the very same action.
+    again = await four_eyes(keyed_client, team, action=deploy)
+    view = await requests.find_request(again)
+    assert view.status == "pending" and view.grant is None
