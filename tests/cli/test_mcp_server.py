@@ -34,6 +34,7 @@ TOOLS = {
     "cancel_request",
     "list_pending_requests",
     "register_session",
+    "approve_tool_use",
 }
 ERAS = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 SHUTDOWN_TIMEOUT = 10.0  # server.shutdown_timeout_seconds, set explicitly
