@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 from hitl_helpers import Client, answer, assert_error, event_types
 
+from loopgate.config import Config
 from loopgate.domain.action import fingerprint
 from loopgate.events import Action, Rule
 from loopgate.policies import cli_actor
+from loopgate.store.base import EventStore
+from loopgate.web.app import create_app
 from loopgate.web.keys import POLICIES, REQUESTS
 
 SESSION = {"session_id": "payments-bot", "client_id": "treasury"}
@@ -243,3 +248,21 @@ async def test_a_rule_on_action_tool_makes_deploys_grantable(client: Client) -> 
     await decided(client, deploy["request_id"], option="Approve", grant={"seconds": 600})
     again = await ask(client, action=DEPLOY)
     assert again["decided_by"]["id"].startswith("grant:")
+
+
+async def test_a_revocation_in_one_process_stops_the_grant_in_another(
+    client: Client,
+    open_test_store: Callable[[], Awaitable[EventStore]],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    config: Config,
+) -> None:
+    other = await aiohttp_client(create_app(config, store=await open_test_store()))
+    first = await ask(client, action=DEPLOY, grantable=True)
+    await decided(client, first["request_id"], option="Approve", grant={"seconds": 600})
+    assert (await ask(other, action=DEPLOY))["outcome"] == "approved"  # the grant, over there
+
+    (grant,) = (await (await other.get("/v1/grants")).json())["grants"]
+    assert (await client.delete(f"/v1/grants/{grant['grant_id']}")).status == 200
+
+    waiting = await ask(other, action=DEPLOY)
+    assert waiting["status"] == "pending" and waiting["grant"] is None
