@@ -403,7 +403,10 @@ async def _request_page(
     ]
     decider = decided_by(view)
     votes = votes_of(view)
-    grants = await request.app[GRANTS].list(actor, request_id=view.request_id)
+    # Only a grantable request's approval issues grants: no read for the others.
+    grants = (
+        await request.app[GRANTS].list(actor, request_id=view.request_id) if view.grantable else []
+    )
     granted_by = await request.app[GRANTS].get(view.grant, actor) if view.grant else None
     context = {
         "view": view,
