@@ -21,7 +21,8 @@ surface is protected until it says otherwise):
 
 - public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
   ``/.well-known/jwks.json`` (the receipts' public keys), ``/api/auth/*``,
-  ``/telegram/webhook``, which checks Telegram's secret header itself, and
+  ``/telegram/webhook``, which checks Telegram's secret header itself,
+  ``/slack/events``, which checks Slack's signature itself, and
   ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
@@ -58,13 +59,14 @@ log = structlog.get_logger(__name__)
 API_KEY_PREFIX = "lk_pub_"
 
 # The Telegram webhook proves itself with its own secret header (web/telegram.py),
-# /metrics with metrics.token (web/metrics.py).
+# Slack's requests with their signature (web/slack.py), /metrics with metrics.token (web/metrics.py).
 _PUBLIC_PATHS = frozenset(
     {
         "/health",
         "/healthz",
         "/readyz",
         "/telegram/webhook",
+        "/slack/events",
         "/metrics",
         "/openapi.json",
         "/docs",

@@ -19,7 +19,8 @@ either would let a page the operator opens drive Loopgate. So, on every route:
 Exempt are the routes that check their callers themselves: ``/console`` and
 ``/console/*`` (a signed cookie and a CSRF token per form, see
 ``web/console_session.py``; its forms are ``application/x-www-form-urlencoded``)
-and ``/telegram/webhook`` (Telegram's secret header). The health routes answer
+``/telegram/webhook`` (Telegram's secret header) and ``/slack/events``
+(Slack's signature). The health routes answer
 any ``Host``, because a load balancer or kubelet calls them by the pod's
 address; they read nothing and change nothing.
 
@@ -45,8 +46,8 @@ from loopgate.web.console_session import is_console_path
 
 JSON = "application/json"
 ANY = "*"
-# The routes with a check of their own; a future Slack webhook goes here too.
-_SELF_CHECKED_PATHS = frozenset({"/telegram/webhook"})
+# The routes with a check of their own (Slack posts forms, not JSON).
+_SELF_CHECKED_PATHS = frozenset({"/telegram/webhook", "/slack/events"})
 _ANY_HOST_PATHS = frozenset({"/health", "/healthz", "/readyz"})
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _WILDCARD_BINDS = ("0.0.0.0", "::", "")
