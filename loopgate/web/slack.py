@@ -114,6 +114,6 @@ def setup(app: web.Application, config: Config) -> None:
     check_config(config)
     runtime = SlackRuntime(config.slack, console_url=console_public_url(config))
     app[SLACK] = runtime
-    register_channel(app, SLACK, runtime)
+    register_channel(app, "slack", runtime)
     if config.slack.mode == "http":
         app.router.add_post(EVENTS_PATH, slack_events)
