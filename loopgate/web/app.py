@@ -215,6 +215,10 @@ def create_app(
         from loopgate.web import telegram
 
         telegram.setup(app, config)
+    if config.slack.bot_token:
+        from loopgate.web import slack  # slack_bolt, likewise: only for a server with Slack on
+
+        slack.setup(app, config)
     app.on_shutdown.append(_end_streams)
     return app
 

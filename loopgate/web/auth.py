@@ -59,7 +59,8 @@ log = structlog.get_logger(__name__)
 API_KEY_PREFIX = "lk_pub_"
 
 # The Telegram webhook proves itself with its own secret header (web/telegram.py),
-# Slack's requests with their signature (web/slack.py), /metrics with metrics.token (web/metrics.py).
+# Slack's requests with their signature (web/slack.py), /metrics with
+# metrics.token (web/metrics.py).
 _PUBLIC_PATHS = frozenset(
     {
         "/health",

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 import structlog
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_sdk.signature import SignatureVerifier
 
 from loopgate.channels.slack.runtime import SlackRuntime
 from loopgate.config import Config, ConfigError, console_public_url
@@ -38,6 +39,8 @@ TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 MAX_BODY_BYTES = 256 * 1024
 """Slack's interactivity payloads carry the message clicked: tens of KB at most."""
 SLACK: web.AppKey[SlackRuntime] = web.AppKey("slack")
+VERIFIER: web.AppKey[SignatureVerifier] = web.AppKey("slack_signature")
+"""Checks what Slack POSTs to ``/slack/events`` against ``slack.signing_secret`` (http mode)."""
 
 
 def check_config(config: Config) -> None:
@@ -82,7 +85,6 @@ def _read_form(body: str) -> dict[str, Any]:
     errors=(400, 401, 404, 413),
 )
 async def slack_events(request: web.Request) -> web.Response:
-    runtime = request.app[SLACK]
     raw = await request.read()
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"a Slack request is at most {MAX_BODY_BYTES} bytes")
@@ -95,12 +97,12 @@ async def slack_events(request: web.Request) -> web.Response:
     # is_valid checks the timestamp is within 5 minutes, then the HMAC in constant time;
     # it raises on a timestamp that is no number, or a signature that is not ASCII.
     well_formed = timestamp.isascii() and timestamp.isdigit() and signature.isascii()
-    if not well_formed or not runtime.verifier.is_valid(body, timestamp, signature):
+    if not well_formed or not request.app[VERIFIER].is_valid(body, timestamp, signature):
         raise Unauthorized(
             f"wrong, missing or expired {SIGNATURE_HEADER}", code="bad_slack_signature"
         )
     _read_form(body)
-    response = await runtime.bolt.async_dispatch(await to_bolt_request(request))
+    response = await request.app[SLACK].bolt.async_dispatch(await to_bolt_request(request))
     if response.status == 404:
         raise NotFound("no Loopgate handler for this Slack request", code="unhandled_slack_request")
     return await to_aiohttp_response(response)
@@ -116,4 +118,5 @@ def setup(app: web.Application, config: Config) -> None:
     app[SLACK] = runtime
     register_channel(app, "slack", runtime)
     if config.slack.mode == "http":
+        app[VERIFIER] = SignatureVerifier(config.slack.signing_secret)
         app.router.add_post(EVENTS_PATH, slack_events)

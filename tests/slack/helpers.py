@@ -135,7 +135,12 @@ class SlackApp:
 
     async def ask(self, session_id: str = "s1", **body: Any) -> str:
         """Create a request (a confirmation unless told otherwise); its id."""
-        payload = {"session_id": session_id, "client_id": "agent", "message": "Deploy?"}
+        payload = {
+            "session_id": session_id,
+            "client_id": "agent",
+            "message": "Deploy?",
+            "request_type": "confirmation",
+        }
         response = await self.client.post("/hitl/request", json=payload | body)
         assert response.status == 200, await response.text()
         request_id: str = (await response.json())["request_id"]

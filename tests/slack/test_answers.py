@@ -112,9 +112,7 @@ async def test_each_vote_edits_both_messages_and_the_second_decides(sl: SlackApp
     await sl.wait_for_event(view.request_id, VoteCast)
 
     def show(text: str) -> bool:
-        return all(
-            text in sl.fake.messages[(p.channel, p.ts)].all_text() for p in shown.values()
-        )
+        return all(text in sl.fake.messages[(p.channel, p.ts)].all_text() for p in shown.values())
 
     await sl.fake.wait_until(lambda: show("1 of 2 approvals — bob ✅"))
     for posted in shown.values():  # the buttons stay while it is open

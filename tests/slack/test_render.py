@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from telegram.test_render import DECIDED, REQUEST_ID, view
+
 from loopgate.channels.slack.render import (
     CONSOLE_ACTION,
     EDIT_LABEL,
@@ -15,7 +17,6 @@ from loopgate.channels.slack.render import (
     request_message,
 )
 from loopgate.events import Action, Vote
-from telegram.test_render import DECIDED, REQUEST_ID, view
 
 CONSOLE = "https://loopgate.example"
 DEPLOY = Action(tool="deploy", args={"env": "<prod>", "version": "v2.1"})

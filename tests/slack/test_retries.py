@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 from loopgate.events import RequestDelivered
 from loopgate.web.slack import SLACK
+from slack.conftest import AppFactory
 from slack.helpers import SlackApp
 
 
-async def test_three_429s_with_retry_after_then_the_message_goes_out_once(sl: SlackApp) -> None:
+async def test_three_429s_with_retry_after_then_the_message_goes_out_once(
+    slack_app: AppFactory,
+) -> None:
+    sl = await slack_app(delivery_attempts=5)
     sl.fake.rate_limit(3)
     await sl.register()
     request_id = await sl.ask(approvers=["slack:#ops"])
@@ -16,7 +22,7 @@ async def test_three_429s_with_retry_after_then_the_message_goes_out_once(sl: Sl
 
     attempts = sl.fake.calls_to("chat.postMessage")
     assert [c.status for c in attempts] == [429, 429, 429, 200]
-    gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
     assert all(gap >= 0.9 for gap in gaps), gaps  # Retry-After: 1 beats retry_seconds 0.05
     assert len(sl.fake.succeeded("chat.postMessage")) == 1
     events = await sl.events(request_id)

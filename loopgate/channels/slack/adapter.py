@@ -22,8 +22,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from loopgate.channels.model import Delivery, Nudge, RetryLater, Sent, Target, Undeliverable
-from loopgate.channels.slack.render import SlackMessage, outcome_message, request_message
-from loopgate.channels.telegram.nudges import expiry_warning_text, reminder_text
+from loopgate.channels.slack.render import (
+    SlackMessage,
+    nudge_text,
+    outcome_message,
+    request_message,
+)
 from loopgate.events import Channel
 from loopgate.teams import Teams
 from loopgate.views import RequestView, votes_of
@@ -32,7 +36,6 @@ log = structlog.get_logger(__name__)
 
 GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message", "channel_not_found"})
 """``chat.update`` errors that mean the message is no more (deleted, or too old to edit)."""
-_NUDGES = {"reminder": reminder_text, "expiry": expiry_warning_text}
 
 
 class SlackAdapter:
@@ -71,7 +74,7 @@ class SlackAdapter:
         await self._client.chat_postMessage(
             channel=delivery.conversation or delivery.address,
             thread_ts=delivery.message_id,
-            text=_NUDGES[kind](view),
+            text=nudge_text(view, kind),
         )
 
     def classify(self, error: BaseException) -> RetryLater | Undeliverable | None:

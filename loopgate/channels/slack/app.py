@@ -166,11 +166,13 @@ class SlackAnswers:
         words = str(command.get("text", "")).split()
         first = words[0].lower() if words else ""
         if first == "link" and len(words) == 2:
-            await ack(text=await self._link(command, words[1]))
+            text = await self._link(command, words[1])
         elif first == "link":
-            await ack(text="Usage: `/loopgate link <code>` (the code from the console).")
+            text = "Usage: `/loopgate link <code>` (the code from the console)."
         else:
-            await ack(text=HELP)
+            text = HELP
+        # The acknowledgement is the answer, seen by the sender alone.
+        await ack(text=text, response_type="ephemeral")
 
     async def _link(self, command: dict[str, Any], code: str) -> str:
         user_id = str(command["user_id"])
@@ -193,8 +195,16 @@ async def _ack_only(ack: AsyncAck) -> None:
 
 
 def build_app(client: AsyncWebClient, signing_secret: str, answers: SlackAnswers) -> AsyncApp:
-    """The Bolt app over ``client`` (which holds the bot token), its listeners from ``answers``."""
-    app = AsyncApp(client=client, signing_secret=signing_secret)
+    """The Bolt app over ``client`` (which holds the bot token), its listeners from ``answers``.
+
+    Without ``signing_secret`` (socket mode: what comes over the WebSocket is
+    not signed) Bolt checks no signatures; ``/slack/events`` checks them first anyway.
+    """
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=bool(signing_secret),
+    )
     app.action(_OPTION_BUTTON)(answers.on_option)
     app.action(CONSOLE_ACTION)(_ack_only)
     app.command("/loopgate")(answers.on_command)

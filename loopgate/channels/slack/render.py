@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from loopgate.channels.model import Nudge
 from loopgate.domain.approval import approves
 from loopgate.events import Action, Vote
 from loopgate.views import RequestView, votes_of
@@ -260,6 +261,28 @@ def outcome_message(
         outcome.append("🗳 Votes: " + (_votes(votes, names or {}) if votes else "none"))
     blocks.append(_section("\n".join(outcome)))
     return SlackMessage(text=_plain(view, outcome), blocks=blocks)
+
+
+_AT_EXPIRY = {
+    "reject": "it is rejected",
+    "approve": "it is approved",
+    "none": "it closes without a decision",
+}
+
+
+def local_time(at: datetime) -> str:
+    """A time Slack shows in each reader's own time zone (``<!date>``), UTC where it cannot."""
+    return f"<!date^{int(at.timestamp())}^{{time}}|{at.strftime('%H:%M')} UTC>"
+
+
+def nudge_text(view: RequestView, kind: Nudge) -> str:
+    """A reminder, or the time the request expires and what happens then (a thread reply)."""
+    if view.expires_at is None:  # a warning is only ever recorded for a request that expires
+        return "🔔 Reminder: still waiting for your answer."
+    expires = local_time(view.expires_at)
+    if kind == "reminder":
+        return f"🔔 Reminder: still waiting for your answer (expires at {expires})."
+    return f"⌛ Expires at {expires}: answer before then, or {_AT_EXPIRY[view.on_timeout]}."
 
 
 def _plain(view: RequestView, status: list[str]) -> str:

@@ -17,7 +17,6 @@ import contextlib
 
 import structlog
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from loopgate.channels.model import ChannelContext
@@ -44,8 +43,6 @@ class SlackRuntime:
         )
         self.answers = SlackAnswers()
         self.bolt = build_app(self.client, config.signing_secret, self.answers)
-        self.verifier = SignatureVerifier(config.signing_secret)
-        """Checks the signature of what Slack POSTs to ``/slack/events`` (http mode)."""
         self.sender: ChannelSender | None = None
         self.socket: AsyncSocketModeHandler | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -66,9 +63,8 @@ class SlackRuntime:
                 self.bolt, self.config.app_token, ping_interval=SOCKET_RETRY_SECONDS
             )
             # connect() retries by itself until Slack answers: in the background.
-            self._connecting = asyncio.create_task(
-                self.socket.connect_async(), name="slack-socket-mode"
-            )
+            connecting = self.socket.connect_async()  # type: ignore[no-untyped-call]
+            self._connecting = asyncio.create_task(connecting, name="slack-socket-mode")
         log.info("slack on", mode=self.config.mode, api_base=self.config.api_base)
 
     async def stop(self) -> None:
@@ -77,6 +73,6 @@ class SlackRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
         if self.socket is not None:
-            await self.socket.close_async()
+            await self.socket.close_async()  # type: ignore[no-untyped-call]
         if self.sender is not None:
             await self.sender.stop()
