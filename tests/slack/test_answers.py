@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from loopgate.channels.slack.app import ALREADY_VOTED, NOT_AN_APPROVER
 from loopgate.events import AnswerRefused, ResponseReceived, VoteCast
 from loopgate.teams import Membership
 from loopgate.views import RequestView
 from loopgate.web.keys import REQUESTS
-from slack.helpers import BOB_SLACK, CAROL_SLACK, STRANGER_SLACK, SlackApp
+from slack.fake_slack_api import BOT_TOKEN
+from slack.helpers import BOB_SLACK, CAROL_SLACK, SIGNING_SECRET, STRANGER_SLACK, SlackApp
 
 
 async def routed_to_bob(sl: SlackApp) -> tuple[Membership, str]:
@@ -18,7 +21,7 @@ async def routed_to_bob(sl: SlackApp) -> tuple[Membership, str]:
 
 
 async def test_bob_approves_by_click_the_decision_is_his_and_the_message_shows_it(
-    sl: SlackApp,
+    sl: SlackApp, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bob, request_id = await routed_to_bob(sl)
     posted = (await sl.delivered(request_id))[BOB_SLACK]
@@ -51,6 +54,10 @@ async def test_bob_approves_by_click_the_decision_is_his_and_the_message_shows_i
     assert note.params["text"] == "This request was already answered: Approve."
     events = await sl.events(request_id)
     assert sum(isinstance(e, ResponseReceived) for e in events) == 1
+    logged = capsys.readouterr()
+    assert "slack answer" in logged.out  # the logs were seen
+    for secret in (BOT_TOKEN, SIGNING_SECRET):  # the whole flow's logs hold neither
+        assert secret not in logged.out + logged.err
 
 
 async def test_a_click_from_an_unlinked_slack_user_is_refused_and_recorded(sl: SlackApp) -> None:

@@ -24,7 +24,9 @@ the status is checked.
 ``tests/web/test_openapi.py`` does, so a new route fails until it has a row
 here. ``POST /telegram/webhook`` exists only
 in Telegram's webhook mode, answers Telegram's secret header alone, and is
-tested in ``tests/telegram/``.
+tested in ``tests/telegram/``; ``POST /slack/events`` likewise exists only
+with Slack on in http mode, answers Slack's signature alone, and is tested in
+``tests/slack/test_events_route.py``.
 """
 
 from __future__ import annotations

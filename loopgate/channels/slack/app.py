@@ -29,7 +29,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from loopgate.channels.answering import channel_actor
 from loopgate.channels.model import ChannelContext
 from loopgate.channels.slack.render import CONSOLE_ACTION, OPTION_ACTION, read_button_value
-from loopgate.errors import Conflict, DomainError, Forbidden, Gone, LoopgateError, NotFound
+from loopgate.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    LoopgateError,
+    NotFound,
+    TooManyRequests,
+)
 from loopgate.views import RequestView
 
 log = structlog.get_logger(__name__)
@@ -46,7 +54,8 @@ FORBIDDEN = {
 """What a refused answer says, by the ``Forbidden`` error's code (any other: not routed)."""
 ALREADY_VOTED = "You already voted on this request; the others' votes decide it now."
 INVALID_BUTTON = "This button is not valid."
-REFUSALS = (DomainError, Conflict, Forbidden, NotFound)
+REFUSALS = (DomainError, Conflict, Forbidden, NotFound, TooManyRequests)
+"""What an answer may be refused with: each is explained to the clicker alone (:func:`explain`)."""
 HELP = (
     "Loopgate asks you here when an agent needs a human: click a button on its message "
     "to answer.\n"
