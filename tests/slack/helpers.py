@@ -81,7 +81,7 @@ def click_payload(posted: Posted, label: str, user_id: str) -> dict[str, Any]:
                 "action_id": button["action_id"],
                 "block_id": "loopgate_answer",
                 "text": button["text"],
-                "value": button["value"],
+                **({"value": button["value"]} if "value" in button else {"url": button["url"]}),
                 "action_ts": f"{time.time():.6f}",
             }
         ],

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from loopgate.channels.slack.render import EDIT_LABEL
 from loopgate.config import Config, ConfigError
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
@@ -146,3 +147,32 @@ async def test_slack_off_without_a_bot_token(
 ) -> None:
     client = await aiohttp_client(create_app(config, store=store))
     assert (await client.post("/slack/events", data="")).status == 404
+
+
+async def test_a_click_on_edit_in_console_is_acknowledged_and_records_nothing(
+    sl: SlackApp,
+) -> None:
+    await sl.register()
+    response = await sl.client.post(
+        "/v1/requests",
+        json={
+            "session_id": "s1",
+            "client_id": "agent",
+            "message": "Deploy?",
+            "request_type": "confirmation",
+            "approvers": ["slack:#ops"],
+            "action": {"tool": "deploy", "args": {"env": "staging"}},
+            "editable": True,
+        },
+    )
+    assert response.status == 201, await response.text()
+    request_id = (await response.json())["request_id"]
+    posted = (await sl.delivered(request_id))["#ops"]
+    assert EDIT_LABEL in [b["text"]["text"] for b in posted.buttons()]
+    before = await sl.head()
+
+    response = await sl.click(posted, EDIT_LABEL, BOB_SLACK)
+
+    assert response.status == 200
+    assert await sl.head() == before
+    assert sl.fake.calls_to("chat.postEphemeral") == []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
+from loopgate.channels.slack.app import HELP
 from loopgate.events import ResponseReceived
 from slack.conftest import AppFactory
-from slack.fake_slack_api import APP_TOKEN
-from slack.helpers import BOB_SLACK, click_payload
+from slack.fake_slack_api import APP_TOKEN, FakeSlackAPI
+from slack.helpers import BOB_SLACK, click_payload, command_body
 
 
 async def test_a_click_sent_over_the_socket_is_acknowledged_and_answers(
@@ -38,3 +41,18 @@ async def test_a_socket_slack_refuses_does_not_stop_the_server(
     await sl.fake.wait_until(lambda: bool(sl.fake.calls_to("apps.connections.open")))
     assert sl.fake.calls_to("apps.connections.open")[0].error == "invalid_auth"
     assert (await sl.client.get("/healthz")).status == 200  # the server runs regardless
+
+
+async def test_slack_unreachable_at_start_is_connected_to_once_it_answers(
+    slack_app: AppFactory, fake_slack: FakeSlackAPI
+) -> None:
+    fake_slack.rate_limit(1)  # the first apps.connections.open fails
+    sl = await slack_app(mode="socket", signing_secret="")
+
+    command = dict(parse_qsl(command_body("help", BOB_SLACK)))
+    # Sent once the socket is open: on the second try, after the SDK's pause.
+    envelope_id = await sl.fake.send_envelope(command, kind="slash_commands")
+
+    assert [c.status for c in sl.fake.calls_to("apps.connections.open")] == [429, 200]
+    (ack,) = [a for a in sl.fake.acks if a.get("envelope_id") == envelope_id]
+    assert ack["payload"] == {"text": HELP, "response_type": "ephemeral"}
