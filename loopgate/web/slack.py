@@ -6,7 +6,8 @@ The signature is checked here, before Bolt sees anything, so a missing or
 wrong signature, or a timestamp more than 5 minutes away (a replay), is a 401
 ``bad_slack_signature`` in Loopgate's JSON error shape and nothing is read or
 recorded. A signed body that is not a Slack request (no ``payload`` form
-field that is a JSON object, no ``command``) is a 400. Then Bolt answers:
+field that is a JSON object, no ``command``, no ``ssl_check``) is a 400; one
+over 256 KiB a 413. Then Bolt answers:
 it acknowledges at once and runs the listener after the response
 (``loopgate/channels/slack/app.py``), as Slack's 3-second rule wants.
 
@@ -59,7 +60,7 @@ def check_config(config: Config) -> None:
 def _read_form(body: str) -> dict[str, Any]:
     """The request Slack sent, as a dict; ``BadRequest`` for anything else."""
     fields = {key: values[-1] for key, values in parse_qs(body, keep_blank_values=True).items()}
-    if "command" in fields:
+    if "command" in fields or "ssl_check" in fields:  # Slack checks a command URL's TLS so
         return fields
     if "payload" not in fields:
         raise BadRequest(

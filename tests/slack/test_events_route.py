@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from loopgate.config import Config, ConfigError
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from loopgate.web.keys import REQUESTS
+from loopgate.web.slack import EVENTS_PATH
 from slack.conftest import AppFactory, Client
 from slack.fake_slack_api import FakeSlackAPI
 from slack.helpers import (
@@ -26,6 +28,8 @@ from slack.helpers import (
     signed_headers,
     slack_config,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def clicked_body(sl: SlackApp) -> tuple[str, str]:
@@ -176,3 +180,21 @@ async def test_a_click_on_edit_in_console_is_acknowledged_and_records_nothing(
     assert response.status == 200
     assert await sl.head() == before
     assert sl.fake.calls_to("chat.postEphemeral") == []
+
+
+async def test_slacks_ssl_check_of_the_command_url_is_answered(sl: SlackApp) -> None:
+    before = await sl.head()
+    response = await sl.post_signed("ssl_check=1&token=verification-token-unused")
+    assert response.status == 200
+    assert await sl.head() == before
+
+
+def test_the_manifest_points_slack_at_the_events_route() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads the manifest (a dev dependency's)")
+    manifest = yaml.safe_load((ROOT / "examples" / "slack-manifest.yaml").read_text())
+    url = f"https://YOUR-HOST{EVENTS_PATH}"
+    assert manifest["settings"]["interactivity"]["request_url"] == url
+    (command,) = manifest["features"]["slash_commands"]
+    assert (command["command"], command["url"]) == ("/loopgate", url)
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) >= {"chat:write", "im:write", "commands"}
+    assert manifest["settings"]["socket_mode_enabled"] is False
