@@ -18,10 +18,8 @@ come over the WebSocket the runtime opens (``loopgate/channels/slack/runtime.py`
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import parse_qs
 
-import structlog
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_sdk.signature import SignatureVerifier
@@ -31,8 +29,6 @@ from loopgate.config import Config, ConfigError, console_public_url
 from loopgate.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from loopgate.web.channels import register_channel
 from loopgate.web.describe import Media, describe
-
-log = structlog.get_logger(__name__)
 
 EVENTS_PATH = "/slack/events"
 SIGNATURE_HEADER = "X-Slack-Signature"
@@ -57,11 +53,12 @@ def check_config(config: Config) -> None:
         )
 
 
-def _read_form(body: str) -> dict[str, Any]:
-    """The request Slack sent, as a dict; ``BadRequest`` for anything else."""
+def check_form(body: str) -> None:
+    """``BadRequest`` unless ``body`` is a form Slack sends: a payload, a command, an ssl_check."""
     fields = {key: values[-1] for key, values in parse_qs(body, keep_blank_values=True).items()}
-    if "command" in fields or "ssl_check" in fields:  # Slack checks a command URL's TLS so
-        return fields
+    # ssl_check: Slack probing a command URL's certificate (Bolt answers it).
+    if "command" in fields or "ssl_check" in fields:
+        return
     if "payload" not in fields:
         raise BadRequest(
             "not a Slack request: expected a payload or command form field",
@@ -77,7 +74,6 @@ def _read_form(body: str) -> dict[str, Any]:
         raise BadRequest(
             "not a Slack request: the payload has no type", code="invalid_slack_payload"
         )
-    return payload
 
 
 @describe(
@@ -102,7 +98,7 @@ async def slack_events(request: web.Request) -> web.Response:
         raise Unauthorized(
             f"wrong, missing or expired {SIGNATURE_HEADER}", code="bad_slack_signature"
         )
-    _read_form(body)
+    check_form(body)
     response = await request.app[SLACK].bolt.async_dispatch(await to_bolt_request(request))
     if response.status == 404:
         raise NotFound("no Loopgate handler for this Slack request", code="unhandled_slack_request")
