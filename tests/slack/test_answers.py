@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from loopgate.channels.slack.app import ALREADY_VOTED, NOT_AN_APPROVER
+from loopgate.channels.slack.app import ALREADY_VOTED, INVALID_BUTTON, NOT_AN_APPROVER
 from loopgate.events import AnswerRefused, ResponseReceived, VoteCast
 from loopgate.teams import Membership
 from loopgate.views import RequestView
 from loopgate.web.keys import REQUESTS
 from slack.fake_slack_api import BOT_TOKEN
-from slack.helpers import BOB_SLACK, CAROL_SLACK, SIGNING_SECRET, STRANGER_SLACK, SlackApp
+from slack.helpers import (
+    BOB_SLACK,
+    CAROL_SLACK,
+    SIGNING_SECRET,
+    STRANGER_SLACK,
+    SlackApp,
+    click_payload,
+    interaction_body,
+)
 
 
 async def routed_to_bob(sl: SlackApp) -> tuple[Membership, str]:
@@ -152,3 +160,23 @@ async def test_a_member_in_the_routed_channel_answers_from_its_message(sl: Slack
     answered = await sl.wait_for_event(request_id, ResponseReceived)
     assert isinstance(answered, ResponseReceived)
     assert (answered.responder, answered.routed_by) == (bob.user_id, "slack:#ops")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"request_id": "nope"', '{"request_id": "%s", "option": 7}', '{"option": 0}'],
+    ids=["not-json", "no-such-option", "no-request"],
+)
+async def test_a_button_value_loopgate_did_not_write_is_refused(sl: SlackApp, value: str) -> None:
+    _, request_id = await routed_to_bob(sl)
+    posted = (await sl.delivered(request_id))[BOB_SLACK]
+    payload = click_payload(posted, "Approve", BOB_SLACK)
+    payload["actions"][0]["value"] = value.replace("%s", request_id)
+    before = await sl.head()
+
+    response = await sl.post_signed(interaction_body(payload))
+
+    assert response.status == 200  # acknowledged: Slack would show an error otherwise
+    (note,) = await sl.fake.wait_for("chat.postEphemeral")
+    assert note.params["text"] == INVALID_BUTTON
+    assert await sl.head() == before
