@@ -118,7 +118,7 @@ Options = Annotated[tuple[OptionLabel | OptionBody, ...], msgspec.Meta(max_lengt
 
 
 ApproverSelector = Annotated[
-    str, msgspec.Meta(pattern=r"^(user|group|role|telegram|slack|email):\S{1,128}$", max_length=137)
+    str, msgspec.Meta(pattern=r"^(user|group|role|telegram|slack):\S{1,128}$", max_length=137)
 ]
 Approvers = Annotated[tuple[ApproverSelector, ...], msgspec.Meta(min_length=1, max_length=32)]
 Quorum = Annotated[int, msgspec.Meta(ge=1, le=32)]
