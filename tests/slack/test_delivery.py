@@ -66,3 +66,15 @@ async def test_a_request_for_nobody_on_slack_posts_nothing(sl: SlackApp) -> None
         not isinstance(e, RequestDelivered) or e.address == "#ops"
         for e in await sl.events(request_id)
     )
+
+
+async def test_a_slack_selector_that_names_no_channel_is_refused_at_creation(
+    sl: SlackApp,
+) -> None:
+    await sl.register()
+    body = {"session_id": "s1", "client_id": "agent", "message": "Deploy?"}
+    response = await sl.client.post("/hitl/request", json=body | {"approvers": ["slack:ops"]})
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_failed" and "Slack channel" in error["message"]
+    assert sl.fake.calls_to("chat.postMessage") == []
