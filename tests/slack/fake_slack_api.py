@@ -87,7 +87,7 @@ class FakeSlackAPI:
         """Addresses ``chat.postMessage`` answers ``channel_not_found`` for."""
         self.acks: list[dict[str, Any]] = []
         """What the app sent back over the Socket Mode WebSocket (envelope acknowledgements)."""
-        self._rate_limited = 0
+        self._failing: list[int] = []
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
@@ -103,7 +103,11 @@ class FakeSlackAPI:
 
     def rate_limit(self, times: int) -> None:
         """Answer the next ``times`` Web API calls with 429 and ``Retry-After: 1``."""
-        self._rate_limited = times
+        self.fail_next(times, status=429)
+
+    def fail_next(self, times: int, status: int) -> None:
+        """Answer the next ``times`` Web API calls with ``status`` (429 with ``Retry-After: 1``)."""
+        self._failing += [status] * times
 
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
@@ -161,12 +165,13 @@ class FakeSlackAPI:
         call = Call(method, params, auth.removeprefix("Bearer ") or None)
         self.calls.append(call)
         try:
-            if self._rate_limited > 0:
-                self._rate_limited -= 1
-                call.status, call.error = 429, "ratelimited"
-                return web.json_response(
-                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
-                )
+            if self._failing:
+                status = self._failing.pop(0)
+                call.status = status
+                call.error = "ratelimited" if status == 429 else "internal_error"
+                headers = {"Retry-After": "1"} if status == 429 else {}
+                body = {"ok": False, "error": call.error}
+                return web.json_response(body, status=status, headers=headers)
             try:
                 result = self._answer(method, params, call.token, request)
             except _SlackError as exc:

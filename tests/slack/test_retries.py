@@ -46,3 +46,15 @@ async def test_a_sender_started_again_from_the_start_posts_nothing_twice(sl: Sla
 
     assert len(sl.fake.succeeded("chat.postMessage")) == 2  # one per request
     assert sum(isinstance(e, RequestDelivered) for e in await sl.events(request_id)) == 1
+
+
+async def test_slack_failing_with_5xx_is_retried_and_posts_once(sl: SlackApp) -> None:
+    sl.fake.fail_next(2, status=503)
+    await sl.register()
+    request_id = await sl.ask(approvers=["slack:#ops"])
+
+    (delivery,) = await sl.deliveries(request_id)
+
+    attempts = sl.fake.calls_to("chat.postMessage")
+    assert [c.status for c in attempts] == [503, 503, 200]
+    assert delivery.address == "#ops"
