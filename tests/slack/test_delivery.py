@@ -9,7 +9,7 @@ from slack.helpers import BOB_SLACK, SlackApp
 
 async def test_a_request_routed_to_a_linked_member_reaches_their_dm(sl: SlackApp) -> None:
     await sl.member("alice", role="owner")
-    bob = await sl.link(await sl.member("bob"), BOB_SLACK)
+    await sl.link(await sl.member("bob"), BOB_SLACK)
     await sl.register()
     request_id = await sl.ask(approvers=["user:bob"], message="Pay invoice 42?")
 
@@ -27,7 +27,6 @@ async def test_a_request_routed_to_a_linked_member_reaches_their_dm(sl: SlackApp
     assert delivery.shown_text == posted.text
     assert delivery.shown_options == ("Approve", "Reject")
     assert [b["text"]["text"] for b in posted.buttons()] == ["Approve", "Reject"]
-    assert bob.user_id  # linked, and only bob's DM was posted to
 
 
 async def test_a_request_routed_to_a_slack_channel_is_posted_there(sl: SlackApp) -> None:
