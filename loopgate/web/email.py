@@ -313,7 +313,7 @@ async def send_address_link(request: web.Request, actor: Actor) -> web.Response:
     link = AddressLink(code=code, address=address, expires=epoch(expires_at) or 0)
     url = f"{runtime.public_url}/email/link/{signer.address_token(link)}"
     envelope = Envelope(
-        runtime.config.sender, address, make_msgid(domain=sender_domain(runtime.config.sender))
+        runtime.config.from_address, address, make_msgid(domain=sender_domain(runtime.config.from_address))
     )
     username = member.username if member is not None else "A Loopgate member"
     mail = address_link_mail(envelope, url, username, expires_at, at=_now(request))

@@ -29,8 +29,8 @@ class EmailRuntime:
     def __init__(self, config: EmailConfig, *, console_url: str) -> None:
         self.config = config
         self.mailer = Mailer(parse_smtp_url(config.smtp_url))
-        if "@" not in parseaddr(config.sender)[1]:
-            raise ConfigError(f"email.from: {config.sender!r} is no address (Name <user@host>)")
+        if "@" not in parseaddr(config.from_address)[1]:
+            raise ConfigError(f"email.from: {config.from_address!r} is no address (Name <user@host>)")
         self.console_url = console_url
         self.public_url = (config.public_url.strip() or console_url).rstrip("/")
         """The base of every link in a mail (``email.public_url``, else the console's)."""
@@ -44,7 +44,7 @@ class EmailRuntime:
             context.teams,
             self.mailer,
             self.signer,
-            sender=self.config.sender,
+            sender=self.config.from_address,
             public_url=self.public_url,
             console_url=self.console_url,
             clock=context.clock,
