@@ -53,7 +53,6 @@ from loopgate.errors import (
 )
 from loopgate.views import RequestView, votes_of
 from loopgate.web.channels import register_channel
-from loopgate.web.console import SECURITY_HEADERS
 from loopgate.web.console_pages import form_field
 from loopgate.web.console_session import CSRF_FIELD
 from loopgate.web.describe import Media, describe
@@ -70,8 +69,16 @@ EMAIL = web.AppKey("email", EmailRuntime)
 ANSWER = "/email/answer/{token}"
 LINK = "/email/link/{token}"
 PAGE = Media(("text/html",), "A page for people")
-# The token is in the URL: no Referer may carry it to another site.
-PAGE_HEADERS = {**SECURITY_HEADERS, "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+PAGE_HEADERS = {
+    # No script at all; a form that posts only here; never inside another site's frame.
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # The token is in the URL: no Referer may carry it to another site.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a path
 
 

@@ -25,7 +25,7 @@ from loopgate.web.keys import ACCOUNTS, TEAMS
 
 PUBLIC_URL = "http://loopgate.test"
 PASSWORD = "correct horse battery staple"
-_LINK = re.compile(r"^  (.+): (http\S+/email/answer/\S+)$", re.MULTILINE)
+_LINK = re.compile(r"^  (.+): (http\S+/email/answer/[^\s]+)", re.MULTILINE)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -41,9 +41,10 @@ def email_config(smtp: SmtpSink, **overrides: Any) -> EmailConfig:
 
 
 def text_of(mail: EmailMessage) -> str:
+    """The mail's plain-text part, with the line ends it was written with (SMTP sends CRLF)."""
     part = mail.get_body(preferencelist=("plain",))
     assert part is not None
-    return str(part.get_content())
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def html_of(mail: EmailMessage) -> str:
@@ -68,6 +69,7 @@ class EmailApp:
     client: TestClient[Any, Any]
     smtp: SmtpSink
     store: EventStore
+    registered: bool = False
 
     @property
     def teams(self) -> Teams:
@@ -93,6 +95,11 @@ class EmailApp:
 
     async def ask(self, **body: Any) -> str:
         """Create a request (Approve or Reject, unless told otherwise); its id."""
+        if not self.registered:
+            session = {"session_id": "s1", "client_id": "agent"}
+            registered = await self.client.post("/v1/sessions", json=session)
+            assert registered.status == 201, await registered.text()
+            self.registered = True
         payload = {"session_id": "s1", "client_id": "agent", "message": "Deploy v2 to prod?"}
         payload |= {"options": ["Approve", "Reject"]}
         response = await self.client.post("/v1/requests", json=payload | body)

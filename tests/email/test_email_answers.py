@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from email_helpers import EmailApp, csrf_in, links_in
 
 from loopgate.channels.email.links import AnswerLink
-from loopgate.events import AnswerRefused, ResponseReceived, VoteCast
+from loopgate.events import AnswerRefused, RequestDelivered, ResponseReceived, VoteCast
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -17,6 +17,7 @@ async def _mailed(mail: EmailApp, *names: str, **ask: object) -> tuple[str, dict
     for name in names:
         await mail.link_address(await mail.member(name), f"{name}@example.com")
     request_id = await mail.ask(approvers=[f"user:{n}" for n in names], **ask)
+    await mail.wait_for(request_id, RequestDelivered, count=len(names))  # recorded, not just sent
     links = {}
     for name in names:
         (sent,) = await mail.mails_to(f"{name}@example.com")
