@@ -156,7 +156,9 @@ def html_errors(handler: Handler) -> Handler:
         except LoopgateError as exc:
             if exc.status >= 500:
                 raise
-            return page(request, _TITLES.get(exc.status, "Cannot do that"), exc.message, status=exc.status)
+            return page(
+                request, _TITLES.get(exc.status, "Cannot do that"), exc.message, status=exc.status
+            )
 
     return wrapped
 
@@ -202,7 +204,9 @@ def _used(view: RequestView, link: AnswerLink) -> str | None:
     if vote is None:
         return None
     said = vote.option or vote.text or ""
-    return f"This link was already used: you answered “{said}” on {vote.channel} at {when(vote.at)}."
+    return (
+        f"This link was already used: you answered “{said}” on {vote.channel} at {when(vote.at)}."
+    )
 
 
 async def _decided(request: web.Request, view: RequestView) -> str:
@@ -210,7 +214,9 @@ async def _decided(request: web.Request, view: RequestView) -> str:
     return f"Already decided. {decided_note(view, names)}"
 
 
-async def _link_and_request(request: web.Request) -> tuple[LinkSigner, str, AnswerLink, RequestView]:
+async def _link_and_request(
+    request: web.Request,
+) -> tuple[LinkSigner, str, AnswerLink, RequestView]:
     _, signer = _runtime(request)
     token = request.match_info["token"]
     link = signer.read_answer(token, _now(request))
@@ -278,7 +284,9 @@ async def answer(request: web.Request) -> web.Response:
     if used is not None:
         return page(request, "Already answered", used, status=409, view=view)
     if view.final:
-        return page(request, "Already decided", await _decided(request, view), status=409, view=view)
+        return page(
+            request, "Already decided", await _decided(request, view), status=409, view=view
+        )
     actor = await _email_actor(request, link, view)
     requests = request.app[REQUESTS]
     try:
@@ -299,7 +307,9 @@ async def answer(request: web.Request) -> web.Response:
     if answered.final:
         line = f"Recorded: you answered “{link.option}”. {await _decided(request, answered)}"
         return page(request, "Recorded", line.replace("Already decided. ", ""), view=answered)
-    line = f"Recorded your vote “{link.option}”: {answered.approvals} of {answered.quorum} approvals."
+    line = (
+        f"Recorded your vote “{link.option}”: {answered.approvals} of {answered.quorum} approvals."
+    )
     return page(request, "Recorded", line, view=answered)
 
 
@@ -320,7 +330,9 @@ async def send_address_link(request: web.Request, actor: Actor) -> web.Response:
     link = AddressLink(code=code, address=address, expires=epoch(expires_at) or 0)
     url = f"{runtime.public_url}/email/link/{signer.address_token(link)}"
     envelope = Envelope(
-        runtime.config.from_address, address, make_msgid(domain=sender_domain(runtime.config.from_address))
+        runtime.config.from_address,
+        address,
+        make_msgid(domain=sender_domain(runtime.config.from_address)),
     )
     username = member.username if member is not None else "A Loopgate member"
     mail = address_link_mail(envelope, url, username, expires_at, at=_now(request))

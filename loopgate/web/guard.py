@@ -192,7 +192,11 @@ def guard_middleware(config: Config) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if is_console_path(path) or path in _SELF_CHECKED_PATHS or path.startswith(_SELF_CHECKED_PREFIXES):
+        if (
+            is_console_path(path)
+            or path in _SELF_CHECKED_PATHS
+            or path.startswith(_SELF_CHECKED_PREFIXES)
+        ):
             return await handler(request)
         if allowed.hosts is not None and path not in _ANY_HOST_PATHS:
             _check_host(request, allowed.hosts, _listening_port(request, fallback_port))

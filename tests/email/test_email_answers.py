@@ -12,7 +12,9 @@ from loopgate.events import AnswerRefused, RequestDelivered, ResponseReceived, V
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
-async def _mailed(mail: EmailApp, *names: str, **ask: object) -> tuple[str, dict[str, dict[str, str]]]:
+async def _mailed(
+    mail: EmailApp, *names: str, **ask: object
+) -> tuple[str, dict[str, dict[str, str]]]:
     """A request routed to these members, each linked to ``<name>@example.com``; their links."""
     for name in names:
         await mail.link_address(await mail.member(name), f"{name}@example.com")
@@ -26,7 +28,7 @@ async def _mailed(mail: EmailApp, *names: str, **ask: object) -> tuple[str, dict
 
 
 async def test_opening_a_link_shows_the_request_and_changes_nothing(mail: EmailApp) -> None:
-    request_id, links = await _mailed(mail, "alice", action={"tool": "deploy", "args": {"env": "prod"}})
+    _, links = await _mailed(mail, "alice", action={"tool": "deploy", "args": {"env": "prod"}})
     head = await mail.store.head()
     page = await mail.client.get(links["alice"]["Approve"])
     assert page.status == 200
@@ -51,15 +53,24 @@ async def test_the_confirm_post_decides_as_the_member(mail: EmailApp) -> None:
     alice = await mail.teams.identity("email", ALICE)
     assert alice is not None
     assert decided["outcome"] == "approved"
-    assert decided["decided_by"] == {"kind": "human", "id": alice.user_id, "channel": "email", "routed_by": "user:alice"}
-    (response,) = [r for r in await mail.store.read_stream(f"request-{request_id}") if isinstance(r.event, ResponseReceived)]
+    assert decided["decided_by"] == {
+        "kind": "human",
+        "id": alice.user_id,
+        "channel": "email",
+        "routed_by": "user:alice",
+    }
+    (response,) = [
+        r
+        for r in await mail.store.read_stream(f"request-{request_id}")
+        if isinstance(r.event, ResponseReceived)
+    ]
     assert response.meta.actor == f"email:{ALICE}"
 
 
 async def test_a_post_without_the_right_csrf_token_is_refused(mail: EmailApp) -> None:
-    request_id, links = await _mailed(mail, "alice")
+    _, links = await _mailed(mail, "alice")
     path = links["alice"]["Approve"]
-    other = (await (await mail.client.get(links["alice"]["Reject"])).text())
+    other = await (await mail.client.get(links["alice"]["Reject"])).text()
     head = await mail.store.head()
     for form in ({}, {"csrf_token": "nope"}, {"csrf_token": csrf_in(other)}):
         refused = await mail.client.post(path, data=form)
@@ -67,14 +78,16 @@ async def test_a_post_without_the_right_csrf_token_is_refused(mail: EmailApp) ->
         assert "did not come from the link" in await refused.text()
     page = await mail.client.get(path)
     cross = await mail.client.post(
-        path, data={"csrf_token": csrf_in(await page.text())}, headers={"Origin": "https://evil.example"}
+        path,
+        data={"csrf_token": csrf_in(await page.text())},
+        headers={"Origin": "https://evil.example"},
     )
     assert cross.status == 403
     assert await mail.store.head() == head
 
 
 async def test_a_used_link_says_so_whatever_option(mail: EmailApp) -> None:
-    request_id, links = await _mailed(mail, "alice")
+    _, links = await _mailed(mail, "alice")
     assert (await mail.confirm(links["alice"]["Approve"])).status == 200
     for path in links["alice"].values():
         page = await mail.client.get(path)
@@ -93,7 +106,7 @@ async def test_a_used_link_says_so_whatever_option(mail: EmailApp) -> None:
 
 
 async def test_another_members_link_after_the_decision_says_already_decided(mail: EmailApp) -> None:
-    request_id, links = await _mailed(mail, "alice", "bob")
+    _, links = await _mailed(mail, "alice", "bob")
     assert (await mail.confirm(links["alice"]["Reject"])).status == 200
     page = await mail.client.get(links["bob"]["Approve"])
     assert page.status == 200
@@ -106,7 +119,7 @@ async def test_another_members_link_after_the_decision_says_already_decided(mail
 
 
 async def test_a_tampered_link_is_a_404_page(mail: EmailApp) -> None:
-    request_id, links = await _mailed(mail, "alice")
+    _, links = await _mailed(mail, "alice")
     path = links["alice"]["Approve"]
     tampered = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
     head = await mail.store.head()
@@ -124,12 +137,20 @@ async def test_an_expired_link_is_a_410_page(mail: EmailApp) -> None:
     assert alice is not None
     past = datetime.now(UTC) - timedelta(minutes=1)
     token = mail.signer.answer_token(
-        AnswerLink(request_id=request_id, address=ALICE, user_id=alice.user_id, option="Approve", expires=int(past.timestamp()))
+        AnswerLink(
+            request_id=request_id,
+            address=ALICE,
+            user_id=alice.user_id,
+            option="Approve",
+            expires=int(past.timestamp()),
+        )
     )
     page = await mail.client.get(f"/email/answer/{token}")
     assert page.status == 410
     assert "expired" in await page.text()
-    refused = await mail.client.post(f"/email/answer/{token}", data={"csrf_token": mail.signer.csrf(token)})
+    refused = await mail.client.post(
+        f"/email/answer/{token}", data={"csrf_token": mail.signer.csrf(token)}
+    )
     assert refused.status == 410
 
 

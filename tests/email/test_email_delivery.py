@@ -63,7 +63,7 @@ async def test_the_decision_is_mailed_once_as_a_reply(mail: EmailApp) -> None:
     (first,) = await mail.mails_to(ALICE)
     decided = await mail.confirm(links_in(first)["Approve"])
     assert decided.status == 200, await decided.text()
-    first_mail, follow_up = await mail.mails_to(ALICE, 2)
+    _, follow_up = await mail.mails_to(ALICE, 2)
     assert follow_up["In-Reply-To"] == first["Message-ID"]
     assert follow_up["References"] == first["Message-ID"]
     assert follow_up["Subject"] == f"Re: {first['Subject']}"

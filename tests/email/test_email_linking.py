@@ -6,9 +6,8 @@ import re
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from email_helpers import PASSWORD, EmailApp, csrf_in, links_in, text_of
-
 from aiohttp.test_utils import TestClient
+from email_helpers import PASSWORD, EmailApp, csrf_in, links_in, text_of
 
 ADDRESS = "carol@example.com"
 _LINK = re.compile(r"(http\S+/email/link/\S+)")
@@ -16,7 +15,9 @@ _LINK = re.compile(r"(http\S+/email/link/\S+)")
 
 async def _logged_in(mail: EmailApp, username: str) -> dict[str, str]:
     await mail.member(username)
-    login = await mail.client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    login = await mail.client.post(
+        "/api/auth/login", json={"username": username, "password": PASSWORD}
+    )
     assert login.status == 200, await login.text()
     return {"Authorization": f"Bearer {(await login.json())['token']}"}
 
@@ -86,8 +87,16 @@ async def test_the_link_form_needs_its_csrf_token(mail: EmailApp) -> None:
 
 async def test_a_bad_address_is_a_400(mail: EmailApp) -> None:
     headers = await _logged_in(mail, "carol")
-    for address in ("nobody", "a@b", "Carol <carol@example.com>", "a b@example.com", "@example.com"):
-        refused = await mail.client.post("/v1/me/links/email", json={"address": address}, headers=headers)
+    for address in (
+        "nobody",
+        "a@b",
+        "Carol <carol@example.com>",
+        "a b@example.com",
+        "@example.com",
+    ):
+        refused = await mail.client.post(
+            "/v1/me/links/email", json={"address": address}, headers=headers
+        )
         assert refused.status == 400, address
         assert (await refused.json())["error"]["code"] == "invalid_address"
     missing = await mail.client.post("/v1/me/links/email", json={}, headers=headers)
@@ -98,7 +107,9 @@ async def test_a_bad_address_is_a_400(mail: EmailApp) -> None:
 async def test_an_address_the_server_refuses_is_a_400(mail: EmailApp) -> None:
     headers = await _logged_in(mail, "carol")
     mail.smtp.refused.add(ADDRESS)
-    refused = await mail.client.post("/v1/me/links/email", json={"address": ADDRESS}, headers=headers)
+    refused = await mail.client.post(
+        "/v1/me/links/email", json={"address": ADDRESS}, headers=headers
+    )
     assert refused.status == 400
     assert (await refused.json())["error"]["code"] == "address_refused"
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 import pytest
+from loopgate.channels.model import RetryLater, Undeliverable
 
 from loopgate.channels.email.adapter import classify
 from loopgate.channels.email.links import AddressLink, AnswerLink, LinkSigner
 from loopgate.channels.email.smtp import SmtpServer, parse_smtp_url
-from loopgate.channels.model import RetryLater, Undeliverable
 from loopgate.config import ConfigError
 from loopgate.errors import Gone, NotFound
 

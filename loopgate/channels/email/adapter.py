@@ -19,11 +19,10 @@ channel's (it retries, records ``RequestDelivered`` and ``DeliveryFailed``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
-from typing import Callable
 
 import aiosmtplib
 
@@ -97,7 +96,9 @@ class EmailAdapter:
     async def targets(self, view: RequestView, approvers: Sequence[str]) -> list[Target]:
         return await self._teams.targets("email", view.tenant, approvers)
 
-    def answer_url(self, view: RequestView, target: Target, user_id: str | None, option: str) -> str:
+    def answer_url(
+        self, view: RequestView, target: Target, user_id: str | None, option: str
+    ) -> str:
         link = AnswerLink(
             request_id=view.request_id,
             address=target.address,
@@ -142,9 +143,13 @@ class EmailAdapter:
         if view.final:
             return
         if kind == "expiry" and view.expires_at is not None:
-            note = f"Expires soon, at {when(view.expires_at)}: the links in the first mail still work."
+            note = (
+                f"Expires soon, at {when(view.expires_at)}: the links in the first mail still work."
+            )
         else:
-            note = "Reminder: still waiting for your answer; the links in the first mail still work."
+            note = (
+                "Reminder: still waiting for your answer; the links in the first mail still work."
+            )
         await self._reply(delivery, view, note)
 
     def classify(self, error: BaseException) -> RetryLater | Undeliverable | None:

@@ -114,7 +114,7 @@ class LinkSigner:
         return self._seal(ADDRESS, link)
 
     def read_address(self, token: str, now: datetime) -> AddressLink:
-        """The address link ``token`` is; ``NotFound`` if it is none of ours, ``Gone`` if expired."""
+        """The address link ``token`` is; ``NotFound`` or ``Gone`` as :meth:`read_answer`."""
         return self._open(ADDRESS, token, AddressLink, now)
 
     def csrf(self, token: str) -> str:

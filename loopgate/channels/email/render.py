@@ -88,7 +88,10 @@ def outcome_line(view: RequestView, names: Mapping[str, str]) -> str:
 
 def _pairs(view: RequestView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The action's args and the metadata, as (key, shown value) pairs."""
-    args = [(k, _clip(_shown(v), _VALUE_CHARS)) for k, v in (view.action.args if view.action else {}).items()]
+    args = [
+        (k, _clip(_shown(v), _VALUE_CHARS))
+        for k, v in (view.action.args if view.action else {}).items()
+    ]
     metadata = [(k, _clip(_shown(v), _VALUE_CHARS)) for k, v in view.metadata.items()]
     return args, metadata
 
@@ -103,9 +106,7 @@ def _quorum(view: RequestView) -> str | None:
     return f"It needs {view.quorum} approvals." if view.quorum > 1 else None
 
 
-def request_text(
-    view: RequestView, links: Sequence[OptionLink], to: str, console_url: str
-) -> str:
+def request_text(view: RequestView, links: Sequence[OptionLink], to: str, console_url: str) -> str:
     """The request's mail as plain text: also what ``RequestDelivered.shown_text`` keeps."""
     args, metadata = _pairs(view)
     lines = ["Approval needed", "", view.message]
@@ -129,22 +130,26 @@ def request_text(
 
 def _html_pairs(pairs: list[tuple[str, str]]) -> str:
     rows = "".join(
-        f"<tr><th align=\"left\"><code>{html.escape(k)}</code></th><td>{html.escape(v)}</td></tr>"
+        f'<tr><th align="left"><code>{html.escape(k)}</code></th><td>{html.escape(v)}</td></tr>'
         for k, v in pairs
     )
     return f"<table>{rows}</table>"
 
 
-def request_html(
-    view: RequestView, links: Sequence[OptionLink], to: str, console_url: str
-) -> str:
+def request_html(view: RequestView, links: Sequence[OptionLink], to: str, console_url: str) -> str:
     args, metadata = _pairs(view)
-    parts = ["<h2>Approval needed</h2>", f"<p style=\"white-space:pre-wrap\">{html.escape(view.message)}</p>"]
+    parts = [
+        "<h2>Approval needed</h2>",
+        f'<p style="white-space:pre-wrap">{html.escape(view.message)}</p>',
+    ]
     if view.action is not None:
         parts.append(f"<p>Action: <strong>{html.escape(view.action.tool)}</strong></p>")
         parts.append(_html_pairs(args))
         if view.fingerprint:
-            parts.append(f"<p>Fingerprint <code>{html.escape(view.fingerprint[:SHORT_FINGERPRINT])}</code></p>")
+            parts.append(
+                f"<p>Fingerprint <code>{html.escape(view.fingerprint[:SHORT_FINGERPRINT])}</code>"
+                "</p>"
+            )
     if metadata:
         parts += ["<p>Details:</p>", _html_pairs(metadata)]
     if links:
@@ -152,15 +157,15 @@ def request_html(
         parts.append(
             "<p>"
             + " ".join(
-                f"<a href=\"{html.escape(link.url)}\">{html.escape(link.label)}</a>"
-                for link in links
+                f'<a href="{html.escape(link.url)}">{html.escape(link.label)}</a>' for link in links
             )
             + "</p>"
         )
     else:
         page = f"{console_url}/console/requests/{view.request_id}"
         parts.append(
-            f"<p>It needs a written answer: <a href=\"{html.escape(page)}\">answer in the console</a>.</p>"
+            f'<p>It needs a written answer: <a href="{html.escape(page)}">'
+            "answer in the console</a>.</p>"
         )
     notes = [f"Sent to {to}, an approver of request {view.request_id}."]
     notes += [line for line in (_quorum(view), _expiry(view)) if line]
@@ -199,12 +204,14 @@ def request_mail(
     return _mail(envelope, subject(view), text, body, at)
 
 
-def follow_up_mail(view: RequestView, envelope: Envelope, note: str, *, at: datetime) -> EmailMessage:
+def follow_up_mail(
+    view: RequestView, envelope: Envelope, note: str, *, at: datetime
+) -> EmailMessage:
     """A reply in the request's thread saying ``note`` (its outcome, or a reminder)."""
     text = f"{note}\n\n{view.message}\n\nRequest {view.request_id}.\n"
     body = (
         f"<p><strong>{html.escape(note)}</strong></p>"
-        f"<p style=\"white-space:pre-wrap\">{html.escape(view.message)}</p>"
+        f'<p style="white-space:pre-wrap">{html.escape(view.message)}</p>'
         f"<p><small>Request {html.escape(view.request_id)}.</small></p>"
     )
     return _mail(envelope, f"Re: {subject(view)}", text, body, at)
@@ -216,17 +223,20 @@ def decided_note(view: RequestView, names: Mapping[str, str]) -> str:
     return f"{line} at {when(view.decided_at)}." if view.decided_at else f"{line}."
 
 
-def address_link_mail(envelope: Envelope, url: str, username: str, expires_at: datetime, *, at: datetime) -> EmailMessage:
+def address_link_mail(
+    envelope: Envelope, url: str, username: str, expires_at: datetime, *, at: datetime
+) -> EmailMessage:
     """The mail that confirms an address for a member: one link to a confirm page."""
     text = (
         f"{username} asked Loopgate to send approval requests to this address.\n\n"
-        f"To confirm, open this link and press the button on its page (before {when(expires_at)}):\n"
+        "To confirm, open this link and press the button on its page"
+        f" (before {when(expires_at)}):\n"
         f"  {url}\n\n"
         "If you did not ask for this, ignore this mail: nothing changes.\n"
     )
     body = (
         f"<p>{html.escape(username)} asked Loopgate to send approval requests to this address.</p>"
-        f"<p><a href=\"{html.escape(url)}\">Confirm this address</a> (before {when(expires_at)}),"
+        f'<p><a href="{html.escape(url)}">Confirm this address</a> (before {when(expires_at)}),'
         " then press the button on the page.</p>"
         "<p><small>If you did not ask for this, ignore this mail: nothing changes.</small></p>"
     )

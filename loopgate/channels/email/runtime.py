@@ -30,7 +30,9 @@ class EmailRuntime:
         self.config = config
         self.mailer = Mailer(parse_smtp_url(config.smtp_url))
         if "@" not in parseaddr(config.from_address)[1]:
-            raise ConfigError(f"email.from: {config.from_address!r} is no address (Name <user@host>)")
+            raise ConfigError(
+                f"email.from: {config.from_address!r} is no address (Name <user@host>)"
+            )
         self.console_url = console_url
         self.public_url = (config.public_url.strip() or console_url).rstrip("/")
         """The base of every link in a mail (``email.public_url``, else the console's)."""
@@ -39,7 +41,7 @@ class EmailRuntime:
         """Set at start, from the server key."""
 
     async def start(self, context: ChannelContext) -> None:
-        self.signer = LinkSigner(context.server_key)
+        self.signer = LinkSigner(context.server_key())
         adapter = EmailAdapter(
             context.teams,
             self.mailer,
