@@ -47,7 +47,7 @@ SECRET = msgspec.Meta(extra={"secret": True})
 Secret = Annotated[str, SECRET]
 REDACTED = "[redacted]"
 
-Channel = Literal["api", "telegram", "console", "mcp", "system"]
+Channel = Literal["api", "telegram", "console", "mcp", "system", "slack", "email"]
 RequestType = Literal["confirmation", "input", "choice"]
 OnTimeout = Literal["reject", "approve", "none"]
 Role = Literal["owner", "admin", "approver", "auditor"]
@@ -260,21 +260,37 @@ class RequestCreated(Event, frozen=True, kw_only=True, tag="request.created"):
 
 
 class RequestDelivered(Event, frozen=True, kw_only=True, tag="request.delivered"):
-    """The question reached an operator channel (e.g. a Telegram message).
+    """The question reached an approver channel (a Telegram message, a Slack message, a mail).
 
-    On Telegram, ``chat_id`` and ``external_message_id`` (the message id) say
-    which message to edit later and which message a text reply answers.
-    ``shown_text`` and ``shown_options`` are what the operator saw, as sent
-    (the message's text, the buttons' labels): the evidence of an audit.
+    ``external_message_id`` is the message's id there (Telegram's message id,
+    Slack's ``ts``, the mail's Message-ID). On Telegram ``chat_id`` is the
+    chat; elsewhere ``address`` is whom it was delivered to, as the routing
+    named them (a Slack user id or ``#channel``, an email address), and
+    ``conversation`` where the message lives when that differs (the Slack
+    channel id an edit needs). ``routed_by`` is the approvers selector the
+    delivery serves when it is not a member's own linked account
+    (``slack:#ops``). ``shown_text`` and ``shown_options`` are what the
+    approver saw, as sent (the message's text, the buttons' labels): the
+    evidence of an audit.
     """
 
     request_id: str
     channel: Channel
     external_message_id: str | None = None
     chat_id: int | None = None
+    address: str | None = None
+    conversation: str | None = None
+    routed_by: str | None = None
     shown_text: str | None = None
     shown_options: tuple[str, ...] = ()
     delivered_at: datetime
+
+    @property
+    def target(self) -> str | None:
+        """Whom it was delivered to, as text on every channel (a Telegram chat id too)."""
+        if self.address is not None:
+            return self.address
+        return None if self.chat_id is None else str(self.chat_id)
 
 
 class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_failed"):
@@ -283,6 +299,7 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     The request stays pending: it can still be answered elsewhere, or expire.
     On Telegram, ``chat_id`` is the chat given up on (a request may go to
     several); None in logs written before routing, when there was one chat.
+    Elsewhere ``address`` is whom it was for (as ``RequestDelivered``'s).
     """
 
     request_id: str
@@ -291,6 +308,14 @@ class DeliveryFailed(Event, frozen=True, kw_only=True, tag="request.delivery_fai
     attempts: int
     failed_at: datetime
     chat_id: int | None = None
+    address: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        """Whom it was for, as text on every channel; None: before routing, the only chat."""
+        if self.address is not None:
+            return self.address
+        return None if self.chat_id is None else str(self.chat_id)
 
 
 class AnswerRefused(Event, frozen=True, kw_only=True, tag="request.answer_refused"):

@@ -32,7 +32,9 @@ def load(env: dict[str, str] | None = None, **kwargs: Any) -> Config:
 
 def value(config: Config, name: str) -> Any:
     section, key = name.split(".")
-    return getattr(getattr(config, section), key)
+    struct = getattr(config, section)
+    field = {f.encode_name: f.name for f in msgspec.structs.fields(struct)}[key]
+    return getattr(struct, field)
 
 
 def write(tmp_path: Path, text: str, name: str = "loopgate.toml") -> Path:
@@ -60,7 +62,7 @@ def test_struct_defaults_equal_settings_defaults() -> None:
 
 def test_every_struct_field_has_exactly_one_setting() -> None:
     fields = {
-        f"{section.name}.{field.name}"
+        f"{section.name}.{field.encode_name}"
         for section in msgspec.structs.fields(Config)
         for field in msgspec.structs.fields(section.type)
     }

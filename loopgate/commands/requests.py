@@ -514,6 +514,9 @@ class Requests:
         channel: Channel,
         external_message_id: str | None = None,
         chat_id: int | None = None,
+        address: str | None = None,
+        conversation: str | None = None,
+        routed_by: str | None = None,
         shown_text: str | None = None,
         shown_options: tuple[str, ...] = (),
     ) -> list[RecordedEvent]:
@@ -523,6 +526,9 @@ class Requests:
             channel=channel,
             external_message_id=external_message_id,
             chat_id=chat_id,
+            address=address,
+            conversation=conversation,
+            routed_by=routed_by,
             shown_text=shown_text,
             shown_options=shown_options,
             now=self.clock(),
@@ -538,8 +544,9 @@ class Requests:
         error: str,
         attempts: int,
         chat_id: int | None = None,
+        address: str | None = None,
     ) -> list[RecordedEvent]:
-        """Record that ``channel`` gave up delivering (to ``chat_id``); ``[]`` if decided."""
+        """Record that ``channel`` gave up delivering (to a chat or address); ``[]`` if decided."""
         command = request_domain.RecordDeliveryFailure(
             request_id=request_id,
             channel=channel,
@@ -547,6 +554,7 @@ class Requests:
             attempts=attempts,
             now=self.clock(),
             chat_id=chat_id,
+            address=address,
         )
         return await self._on_request(command, Actor(id="system", tenant=tenant))
 

@@ -23,7 +23,12 @@ from loopgate.config.derived import (
     telegram_mode,
 )
 from loopgate.config.load import load_config
-from loopgate.config.server_key import KeySource, read_or_make_key, server_key_source
+from loopgate.config.server_key import (
+    KeySource,
+    derive_key,
+    read_or_make_key,
+    server_key_source,
+)
 from loopgate.config.settings import (
     SETTINGS,
     settings_markdown_table,
@@ -34,6 +39,7 @@ from loopgate.config.structs import (
     ConfigError,
     ConsoleConfig,
     DatabaseConfig,
+    EmailConfig,
     LimitsConfig,
     LogConfig,
     McpConfig,
@@ -42,6 +48,7 @@ from loopgate.config.structs import (
     RequestsConfig,
     SecretsConfig,
     ServerConfig,
+    SlackConfig,
     StreamConfig,
     TelegramConfig,
     WebhooksConfig,
@@ -54,6 +61,7 @@ __all__ = [
     "ConfigError",
     "ConsoleConfig",
     "DatabaseConfig",
+    "EmailConfig",
     "KeySource",
     "LimitsConfig",
     "LogConfig",
@@ -64,6 +72,7 @@ __all__ = [
     "RequestsConfig",
     "SecretsConfig",
     "ServerConfig",
+    "SlackConfig",
     "StreamConfig",
     "TelegramConfig",
     "TelegramMode",
@@ -72,6 +81,7 @@ __all__ = [
     "console_public_url",
     "database_kind",
     "decode_secrets_key",
+    "derive_key",
     "is_loopback",
     "load_config",
     "metrics_bind",

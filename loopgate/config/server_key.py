@@ -3,8 +3,9 @@
 It comes from ``secrets.key``, else from the key file (``secrets.key_file``,
 made with mode 0600 on first use), else, for an in-memory SQLite log, from
 memory for as long as the process lives. Webhook secrets are sealed with it
-(``channels/webhooks/secrets.py``) and the receipts' Ed25519 keys are derived
-from it (``receipts/keys.py``). It never enters the log or an export.
+(``channels/webhooks/secrets.py``); the receipts' Ed25519 keys
+(``receipts/keys.py``) and the channels' link signing keys (email, Slack) are
+derived from it with :func:`derive_key`. It never enters the log or an export.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from loopgate.config.derived import (
     SECRETS_KEY_BYTES,
@@ -24,6 +28,16 @@ from loopgate.config.structs import Config, ConfigError
 
 KeySource = Callable[[], bytes]
 """Gives the server key; read on first call, so a server that never needs it makes no file."""
+
+
+def derive_key(server_key: bytes, info: bytes, length: int = 32) -> bytes:
+    """A key for one purpose (``info`` names it): HKDF-SHA256 of the server key.
+
+    Keys of different ``info`` are independent: knowing one tells nothing of
+    the server key or of another.
+    """
+    hkdf = HKDF(algorithm=SHA256(), length=length, salt=None, info=info)
+    return hkdf.derive(server_key)
 
 
 def read_or_make_key(path: Path) -> bytes:

@@ -51,7 +51,7 @@ def _setting(
 ) -> Setting:
     # Type and default are read from the struct field, so they are declared once.
     section, key = name.split(".")
-    field = {f.name: f for f in msgspec.structs.fields(SECTIONS[section])}[key]
+    field = {f.encode_name: f for f in msgspec.structs.fields(SECTIONS[section])}[key]
     return Setting(name, field.type, field.default, help, env_aliases, minimum, maximum)
 
 
@@ -248,6 +248,68 @@ SETTINGS: tuple[Setting, ...] = (
         "telegram.retry_seconds",
         "Wait before the first retry of a failed send; it doubles with every further try. "
         "Telegram's own retry_after wins when it asks for longer.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "slack.bot_token",
+        "The Slack app's bot token (xoxb-...). Empty: no Slack.",
+    ),
+    _setting(
+        "slack.signing_secret",
+        "The Slack app's signing secret: every call to /slack/events must carry a valid "
+        "X-Slack-Signature made with it; required in http mode.",
+    ),
+    _setting(
+        "slack.mode",
+        "How Slack reaches the server. http: Slack POSTs clicks and slash commands to "
+        "/slack/events (a public URL). socket: the server opens a Socket Mode connection "
+        "(no public URL needed; needs slack.app_token).",
+    ),
+    _setting(
+        "slack.app_token",
+        "The app-level token (xapp-..., scope connections:write) Socket Mode connects with.",
+    ),
+    _setting(
+        "slack.api_base",
+        "Slack Web API URL, ending in /; change it for a test fake.",
+    ),
+    _setting(
+        "slack.delivery_attempts",
+        "Tries to post a request's Slack message before giving up and recording DeliveryFailed.",
+        minimum=1,
+        maximum=100,
+    ),
+    _setting(
+        "slack.retry_seconds",
+        "Wait before the first retry of a failed Slack call; it doubles with every further "
+        "try. Slack's Retry-After wins when it asks for longer.",
+        minimum=0.01,
+        maximum=3600,
+    ),
+    _setting(
+        "email.smtp_url",
+        "SMTP server the approval mails go through: smtp://[user:password@]host[:port], "
+        "smtps:// for TLS from the start, smtp+starttls:// to upgrade. Empty: no email.",
+    ),
+    _setting(
+        "email.from",
+        "The From: of the approval mails.",
+    ),
+    _setting(
+        "email.public_url",
+        "Base URL of the links in the mails (the server as approvers' browsers reach it). "
+        "Empty: console.public_url's.",
+    ),
+    _setting(
+        "email.delivery_attempts",
+        "Tries to send a request's mail before giving up and recording DeliveryFailed.",
+        minimum=1,
+        maximum=100,
+    ),
+    _setting(
+        "email.retry_seconds",
+        "Wait before the first retry of a failed send; it doubles with every further try.",
         minimum=0.01,
         maximum=3600,
     ),

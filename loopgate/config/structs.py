@@ -76,6 +76,25 @@ class TelegramConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_seconds: float = 2.0
 
 
+class SlackConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    bot_token: str = ""
+    signing_secret: str = ""
+    mode: Literal["http", "socket"] = "http"
+    app_token: str = ""
+    api_base: str = "https://slack.com/api/"
+    delivery_attempts: int = 5
+    retry_seconds: float = 2.0
+
+
+class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    smtp_url: str = ""
+    # "from" in TOML and as the setting's name; a Python keyword as an attribute.
+    from_address: str = msgspec.field(default="Loopgate <loopgate@localhost>", name="from")
+    public_url: str = ""
+    delivery_attempts: int = 5
+    retry_seconds: float = 2.0
+
+
 class McpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_wait_seconds: int = 50
     progress_seconds: float = 10.0
@@ -126,6 +145,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     telegram: TelegramConfig = msgspec.field(default_factory=TelegramConfig)
+    slack: SlackConfig = msgspec.field(default_factory=SlackConfig)
+    email: EmailConfig = msgspec.field(default_factory=EmailConfig)
     mcp: McpConfig = msgspec.field(default_factory=McpConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)

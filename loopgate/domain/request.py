@@ -192,6 +192,9 @@ class MarkDelivered(msgspec.Struct, frozen=True, kw_only=True):
     channel: Channel
     external_message_id: str | None = None
     chat_id: int | None = None
+    address: str | None = None
+    conversation: str | None = None
+    routed_by: str | None = None
     shown_text: str | None = None
     shown_options: tuple[str, ...] = ()
     now: datetime
@@ -206,6 +209,7 @@ class RecordDeliveryFailure(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     now: datetime
     chat_id: int | None = None
+    address: str | None = None
 
 
 class RefuseAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -492,8 +496,8 @@ def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
         case Pending():
             if any(
                 # Message ids count per chat: the same id in two chats is two messages.
-                (d.channel, d.chat_id, d.external_message_id)
-                == (command.channel, command.chat_id, command.external_message_id)
+                (d.channel, d.chat_id, d.address, d.external_message_id)
+                == (command.channel, command.chat_id, command.address, command.external_message_id)
                 for d in state.deliveries
             ):
                 return []
@@ -503,6 +507,9 @@ def _deliver(command: MarkDelivered, state: Pending | Final) -> list[Event]:
                     channel=command.channel,
                     external_message_id=command.external_message_id,
                     chat_id=command.chat_id,
+                    address=command.address,
+                    conversation=command.conversation,
+                    routed_by=command.routed_by,
                     shown_text=command.shown_text,
                     shown_options=command.shown_options,
                     delivered_at=command.now,
@@ -525,6 +532,7 @@ def _delivery_failed(command: RecordDeliveryFailure, state: Pending | Final) -> 
                     attempts=command.attempts,
                     failed_at=command.now,
                     chat_id=command.chat_id,
+                    address=command.address,
                 )
             ]
         case Answered() | Cancelled() | Expired():

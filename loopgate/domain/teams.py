@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
+import msgspec
+
 from loopgate.errors import Conflict, ValidationFailed
 from loopgate.events import Role
 
@@ -63,7 +65,8 @@ APPROVER_ROLES: frozenset[Role] = frozenset({"owner", "admin", "approver"})
 ANY_PRINCIPAL = "*"
 """What the open loopback mode's anonymous caller holds: it matches every selector."""
 
-_SELECTOR = re.compile(r"^(user|group|role|telegram):(\S{1,128})$")
+_SELECTOR = re.compile(r"^(user|group|role|telegram|slack):(\S{1,128})$")
+_SLACK_CHANNEL = re.compile(r"^(#[a-z0-9_-]{1,80}|[CG][A-Z0-9]{2,20})$")
 
 
 def allows(role: Role | None, permission: Permission) -> bool:
@@ -72,15 +75,37 @@ def allows(role: Role | None, permission: Permission) -> bool:
 
 
 def principals_for(
-    username: str, role: Role, groups: Iterable[str] = (), telegram_ids: Iterable[str] = ()
+    username: str, role: Role, groups: Iterable[str] = (), linked: Iterable[str] = ()
 ) -> frozenset[str]:
-    """The selectors a member answers to."""
+    """The selectors a member answers to; ``linked`` their accounts as ``<channel>:<id>``."""
     held = {f"user:{username}", f"role:{role}"}
     if role in APPROVER_ROLES:
         held.add("role:approver")
     held.update(f"group:{g}" for g in groups)
-    held.update(f"telegram:{t}" for t in telegram_ids)
+    held.update(linked)
     return frozenset(held)
+
+
+class Target(msgspec.Struct, frozen=True):
+    """Where a channel delivers a request: a member's linked account, or a bare selector's place.
+
+    ``address`` is a Telegram chat id as text, a Slack user id or channel, an
+    email address; ``routed_by`` the selector it serves when it is no
+    member's own account (``slack:#ops``, ``telegram:42``).
+    """
+
+    address: str
+    routed_by: str | None = None
+
+
+def is_slack_channel(selector: str) -> bool:
+    """Whether ``selector`` names a Slack channel (``slack:#ops``, ``slack:C0123``).
+
+    Such a request is posted in that channel, and any linked member of the
+    workspace who clicks there answers to the selector: being in the channel
+    is what routes it to them, as a Telegram chat id does for its operator.
+    """
+    return selector.startswith("slack:")
 
 
 def route_match(approvers: Sequence[str], principals: frozenset[str]) -> str | None:
@@ -107,8 +132,8 @@ def parse_approvers(raw: Sequence[str]) -> tuple[str, ...]:
         match = _SELECTOR.match(selector)
         if match is None:
             raise ValidationFailed(
-                f"approvers: {selector!r} is not user:<name>, group:<name>, role:<role> "
-                "or telegram:<id>"
+                f"approvers: {selector!r} is not user:<name>, group:<name>, role:<role>, "
+                "telegram:<id> or slack:#<channel>"
             )
         kind, value = match.groups()
         if kind == "role" and value not in ROLES:
@@ -117,6 +142,10 @@ def parse_approvers(raw: Sequence[str]) -> tuple[str, ...]:
             )
         if kind == "telegram" and not value.lstrip("-").isdigit():
             raise ValidationFailed(f"approvers: {selector!r}: a Telegram id is a number")
+        if kind == "slack" and _SLACK_CHANNEL.match(value) is None:
+            raise ValidationFailed(
+                f"approvers: {selector!r}: a Slack channel is #<name> (lowercase) or its id"
+            )
     return tuple(dict.fromkeys(raw))
 
 

@@ -37,6 +37,7 @@ class Projection(Protocol):
 def _all() -> Sequence[Projection]:
     from loopgate.projections import (
         api_keys,
+        deliveries,
         grants,
         groups,
         identities,
@@ -55,6 +56,7 @@ def _all() -> Sequence[Projection]:
         sessions,
         requests,
         telegram_messages,
+        deliveries,
         users,
         login_failures,
         api_keys,

@@ -39,6 +39,8 @@ EXPIRER_LEASE = APPEND_LOCK + 2  # after APPEND_LOCK and MIGRATE_LOCK
 TELEGRAM_LEASE = APPEND_LOCK + 3
 WEBHOOK_LEASE = APPEND_LOCK + 4
 SCHEDULER_LEASE = APPEND_LOCK + 5
+CHANNEL_LEASES = {"telegram": TELEGRAM_LEASE, "slack": APPEND_LOCK + 6, "email": APPEND_LOCK + 7}
+"""Each channel's sender holds a lease of its own: one process sends for each channel."""
 LEASE_RETRY_SECONDS = 1.0
 LEASE_CHECK_SECONDS = 2.0
 _CONNECT_TIMEOUT = 5.0

@@ -22,11 +22,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from loopgate.config import KeySource
+from loopgate.config import KeySource, derive_key
 from loopgate.errors import ConcurrencyError, LoopgateError
 from loopgate.events import Meta, RecordedEvent, SigningKeyAdded
 from loopgate.hub import Hub
@@ -45,8 +43,7 @@ class KeyMismatch(LoopgateError):
 
 def derive_seed(server_key: bytes, kid: str) -> bytes:
     """The 32-byte Ed25519 seed of ``kid``: HKDF-SHA256 of the server key."""
-    hkdf = HKDF(algorithm=SHA256(), length=SEED_BYTES, salt=None, info=SEED_INFO + kid.encode())
-    return hkdf.derive(server_key)
+    return derive_key(server_key, SEED_INFO + kid.encode(), SEED_BYTES)
 
 
 def private_key(server_key: bytes, kid: str) -> Ed25519PrivateKey:

@@ -21,9 +21,11 @@ import msgspec
 
 from loopgate.commands.base import APPEND_ATTEMPTS, Actor, new_id, require, utcnow
 from loopgate.domain.teams import (
+    Target,
     allows,
     check_role_change,
     grantable,
+    is_slack_channel,
     principals_for,
     route_match,
 )
@@ -45,8 +47,8 @@ from loopgate.store.base import EventStore
 
 INVITATION_TTL = timedelta(days=7)
 LINK_CODE_TTL = timedelta(minutes=10)
-CHANNELS = ("telegram",)
-"""Channels a member can link an account of; Slack and email come later."""
+CHANNELS = ("telegram", "slack", "email")
+"""Channels a member can link an account of."""
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -157,8 +159,7 @@ class Teams:
             )
         groups = await self._groups_of(workspace_id)
         linked = await self.store.fetch(
-            "SELECT external_id FROM identities WHERE user_id = ? AND channel = 'telegram'",
-            (user_id,),
+            "SELECT channel, external_id FROM identities WHERE user_id = ?", (user_id,)
         )
         return Membership(
             workspace_id=workspace_id,
@@ -169,7 +170,7 @@ class Teams:
                 username,
                 role,
                 [name for name, ids in groups.items() if user_id in ids],
-                [row["external_id"] for row in linked],
+                [f"{row['channel']}:{row['external_id']}" for row in linked],
             ),
         )
 
@@ -243,8 +244,10 @@ class Teams:
     async def voters(self, workspace_id: str, approvers: Sequence[str]) -> frozenset[str]:
         """Who may vote on a request with these approvers, as their votes are recorded.
 
-        Routed members whose role answers (their user id), and each bare
-        ``telegram:<id>`` that is no member's linked account (an outside operator).
+        Routed members whose role answers (their user id), each bare
+        ``telegram:<id>`` that is no member's linked account (an outside
+        operator) and, for a Slack channel selector, every member whose role
+        answers with a linked Slack account (any of them may be in the channel).
         """
         members = await self.members(workspace_id)
         linked = {
@@ -253,24 +256,43 @@ class Teams:
             for i in m.identities
             if i.channel == "telegram"
         }
+        in_slack_channel = any(is_slack_channel(s) for s in approvers)
         routed = {
             m.user_id
             for m in members
-            if allows(m.role, "request.answer") and route_match(approvers, _principals(m))
+            if allows(m.role, "request.answer")
+            and (
+                route_match(approvers, _principals(m))
+                or (in_slack_channel and any(i.channel == "slack" for i in m.identities))
+            )
         }
         outsiders = {s for s in approvers if s.startswith("telegram:") and s not in linked}
         return frozenset(routed | outsiders)
 
+    async def targets(
+        self, channel: str, workspace_id: str, approvers: Sequence[str]
+    ) -> list[Target]:
+        """Where to deliver a request on ``channel``: routed members' accounts, bare selectors.
+
+        A bare ``<channel>:<x>`` selector is delivered to ``x`` itself (a
+        Telegram chat, a Slack channel), unless it is also a routed member's
+        account: then once, as theirs.
+        """
+        found: dict[str, Target] = {}
+        for member in await self.resolve(workspace_id, approvers):
+            for identity in member.identities:
+                if identity.channel == channel:
+                    found.setdefault(identity.external_id, Target(identity.external_id))
+        prefix = f"{channel}:"
+        for selector in approvers:
+            if selector.startswith(prefix):
+                address = selector.removeprefix(prefix)
+                found.setdefault(address, Target(address, routed_by=selector))
+        return list(found.values())
+
     async def telegram_chats(self, workspace_id: str, approvers: Sequence[str]) -> list[int]:
         """Where to deliver a request on Telegram: routed members' linked accounts and bare ids."""
-        chats = [
-            int(i.external_id)
-            for m in await self.resolve(workspace_id, approvers)
-            for i in m.identities
-            if i.channel == "telegram"
-        ]
-        chats += [int(s.split(":", 1)[1]) for s in approvers if s.startswith("telegram:")]
-        return list(dict.fromkeys(chats))
+        return [int(t.address) for t in await self.targets("telegram", workspace_id, approvers)]
 
     # --- member changes ----------------------------------------------------------
 
@@ -490,5 +512,5 @@ def _principals(member: MemberView) -> frozenset[str]:
         member.username,
         member.role,
         member.groups,
-        [i.external_id for i in member.identities if i.channel == "telegram"],
+        [f"{i.channel}:{i.external_id}" for i in member.identities],
     )

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopgate.accounts.users import AccountService
+from loopgate.channels.model import ChannelContext
 from loopgate.channels.webhooks.secrets import SecretBox
 from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import utcnow
@@ -45,7 +46,7 @@ from loopgate.limits import Limits
 from loopgate.metrics import Metrics
 from loopgate.policies import Policies
 from loopgate.reactors.expirer import Expirer
-from loopgate.reactors.lease import SCHEDULER_LEASE, TELEGRAM_LEASE, WEBHOOK_LEASE, lease_for
+from loopgate.reactors.lease import CHANNEL_LEASES, SCHEDULER_LEASE, WEBHOOK_LEASE, lease_for
 from loopgate.reactors.scheduler import Scheduler
 from loopgate.receipts import Receipts
 from loopgate.store import open_store
@@ -69,6 +70,7 @@ from loopgate.web import (
     webhooks,
 )
 from loopgate.web.auth import auth_middleware, jwt_secret_for
+from loopgate.web.channels import start_channels, stop_channels
 from loopgate.web.errors import error_middleware
 from loopgate.web.guard import guard_middleware
 from loopgate.web.keys import (
@@ -159,7 +161,7 @@ def create_app(
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
     missing where it must be set, ``secrets.key`` is no key, the Telegram
-    settings cannot work, or ``server.allowed_hosts`` or ``server.trusted_proxies``
+    or email settings cannot work, or ``server.allowed_hosts`` or ``server.trusted_proxies``
     cannot be read, before
     anything is opened.
     """
@@ -213,6 +215,10 @@ def create_app(
         from loopgate.web import telegram
 
         telegram.setup(app, config)
+    if config.email.smtp_url.strip():
+        from loopgate.web import email
+
+        email.setup(app, config)
     app.on_shutdown.append(_end_streams)
     return app
 
@@ -284,17 +290,20 @@ async def _runtime_context(
     app[HUB], app[EXPIRER], app[WEBHOOKS] = hub, expirer, webhooks
     app[SCHEDULER] = scheduler
     app[REQUESTS], app[SESSIONS] = requests, sessions
-    bot = app.get(TELEGRAM)
-    if bot is not None:
-        await bot.start(requests, sessions, lease_for(store, "telegram", TELEGRAM_LEASE), teams)
-        sender = bot.sender
-        if sender is not None:
-            app_metrics.reactor(sender.name, lambda: sender.lag)
-    else:
+    if TELEGRAM not in app:
         log.info("telegram off", reason="no telegram.bot_token or telegram.mode = off")
+    context = ChannelContext(
+        requests=requests,
+        sessions=sessions,
+        teams=teams,
+        store=store,
+        lease_for=lambda channel: lease_for(store, channel, CHANNEL_LEASES[channel]),
+        clock=clock or utcnow,
+        server_key=server_key,
+    )
+    await start_channels(app, context, app_metrics)
     yield
-    if bot is not None:
-        await bot.stop()
+    await stop_channels(app)
     await webhooks.stop()
     await scheduler.stop()
     await expirer.stop()

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from loopgate.accounts.console_sessions import ConsoleSessions
 from loopgate.accounts.users import AccountService
+from loopgate.channels.model import ChannelRuntime
 from loopgate.channels.webhooks.secrets import SecretBox
 from loopgate.channels.webhooks.sender import WebhookSender
 from loopgate.commands.base import Actor
@@ -44,6 +45,8 @@ POLICIES = web.AppKey("policies", Policies)
 GRANTS = web.AppKey("grants", Grants)
 METRICS = web.AppKey("metrics", Metrics)
 RECEIPTS = web.AppKey("receipts", Receipts)
+# Every channel that is on (Telegram, Slack, email), by name: started after the reactors.
+CHANNEL_RUNTIMES = web.AppKey[dict[str, ChannelRuntime]]("channel_runtimes")
 # Present only when Telegram is on (telegram.mode resolves to webhook or polling).
 TELEGRAM: web.AppKey[TelegramRuntime] = web.AppKey("telegram")
 # Who is calling, resolved once per request by the auth middleware (web/auth.py).

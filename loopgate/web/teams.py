@@ -124,16 +124,25 @@ class Me(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LinkCode(msgspec.Struct, frozen=True, kw_only=True):
-    """Send ``/start <code>`` to the bot (or open ``deep_link``) within ten minutes; once.
+    """Send the code from the channel's account within ten minutes; once (``how`` says how).
 
-    ``deep_link`` is None when this server runs no Telegram bot, or before the bot learned
-    its own name (Telegram unreachable since start).
+    Telegram: ``/start <code>`` to the bot, or open ``deep_link``, which is None when this
+    server runs no Telegram bot, or before the bot learned its own name (Telegram
+    unreachable since start). Slack: ``/loopgate link <code>`` in any conversation.
     """
 
     channel: str
     code: str
     deep_link: str | None
+    how: str
     expires_at: datetime
+
+
+LINK_HOW = {
+    "telegram": "send /start {code} to the bot, or open deep_link",
+    "slack": "type /loopgate link {code} in Slack",
+    "email": "open the link mailed to the address",
+}
 
 
 class Unlinked(msgspec.Struct, frozen=True, kw_only=True):
@@ -372,8 +381,8 @@ def _channel(request: web.Request) -> str:
 
 @routes.post("/v1/me/links/{channel}")
 @describe(
-    "A code to link a channel account: send /start <code> to the bot (single use, 10 minutes);"
-    " for email, the address (body) is mailed a link that links it (202)",
+    "A code to link a channel account: /start <code> to the Telegram bot, /loopgate link <code>"
+    " in Slack (single use, 10 minutes); for email, the address (body) is mailed a link (202)",
     body=EmailLinkBody,
     body_required=False,
     replies={201: LinkCode, 202: EmailLinkSent},
@@ -386,7 +395,11 @@ async def issue_link_code(request: web.Request) -> web.Response:
         return await send_address_link(request, actor)
     code, expires_at = await request.app[TEAMS].issue_link_code(actor, channel)
     reply = LinkCode(
-        channel=channel, code=code, deep_link=deep_link(request, code), expires_at=expires_at
+        channel=channel,
+        code=code,
+        deep_link=deep_link(request, code) if channel == "telegram" else None,
+        how=LINK_HOW[channel].format(code=code),
+        expires_at=expires_at,
     )
     return json_response(reply, status=201)
 

@@ -27,6 +27,7 @@ from aiohttp import web
 from loopgate.channels.telegram.runtime import TelegramRuntime
 from loopgate.config import Config, console_public_url, telegram_mode
 from loopgate.errors import BadRequest, Unauthorized
+from loopgate.web.channels import register_channel
 from loopgate.web.keys import TELEGRAM
 from loopgate.wire import decode_body
 
@@ -78,6 +79,7 @@ def setup(app: web.Application, config: Config) -> None:
     assert mode != "off", "create_app sets up Telegram only when it is on"
     runtime = TelegramRuntime(config.telegram, mode, console_url=console_public_url(config))
     app[TELEGRAM] = runtime
+    register_channel(app, "telegram", runtime)
     if mode == "webhook":
         handler = WebhookHandler(
             runtime.dispatcher,

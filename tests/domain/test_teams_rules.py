@@ -41,7 +41,7 @@ def test_owners_and_admins_count_as_approvers() -> None:
 
 
 def test_a_member_matches_by_name_group_role_or_linked_telegram() -> None:
-    bob = principals_for("bob", "approver", groups=["finance"], telegram_ids=["42"])
+    bob = principals_for("bob", "approver", groups=["finance"], linked=["telegram:42"])
     assert route_match(["user:carol", "group:finance"], bob) == "group:finance"
     assert route_match(["telegram:42"], bob) == "telegram:42"
     assert route_match(["user:bob"], bob) == "user:bob"

@@ -77,7 +77,7 @@ def test_the_statements_are_the_same_ones_in_few_runs() -> None:
     batched = batch_statements(records)
     assert sorted(map(repr, batched)) == sorted(map(repr, plain))
     assert len(grouped(plain)) > 100
-    assert len(grouped(batched)) == 4  # insert, update + insert message, update
+    assert len(grouped(batched)) == 5  # insert; update + telegram message + delivery; update
 
 
 def test_each_streams_statements_keep_their_order() -> None:

@@ -3,12 +3,12 @@
 Shared by the sender reactor (new requests) and the ``/pending`` command
 (requests shown again on demand). Every message shown is recorded as
 ``RequestDelivered`` with its chat and message id: that is how a text reply is
-matched to its request and how the message is found again to be edited.
+matched to its request (``telegram_messages``) and how the message is found
+again to be edited (``deliveries``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import msgspec
@@ -17,6 +17,9 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
+from loopgate.channels.answering import channel_actor
+from loopgate.channels.model import Delivery, Sent
+from loopgate.channels.sender import record_sent
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.render import (
     IssuedGrant,
@@ -31,7 +34,6 @@ from loopgate.commands.requests import Requests
 from loopgate.commands.sessions import Sessions
 from loopgate.domain.request import GrantAsk
 from loopgate.domain.teams import allows, route_match
-from loopgate.errors import AlreadyDecided, RequestClosed, StoreUnavailable
 from loopgate.teams import Teams
 from loopgate.views import RequestView, request_view, votes_of
 
@@ -45,8 +47,6 @@ class _GrantRow(msgspec.Struct):
 
 
 HTML = "HTML"
-_RECORD_ATTEMPTS = 3
-_RECORD_RETRY_SECONDS = 0.5
 _OPEN = "('pending', 'delivered')"
 _SCANNED = 1000
 """Open requests looked at per source for ``/pending``: a bound on one command's work."""
@@ -78,24 +78,13 @@ class OperatorDesk:
         return keyboard(view, self.signer, self.console_url)
 
     async def actor_of(self, telegram_user_id: int, workspace_id: str) -> Actor:
-        """Who a Telegram account acts as in ``workspace_id``.
+        """Who a Telegram account acts as in ``workspace_id`` (``channels/answering.py``).
 
-        A linked account acts as its member there: their role and principals,
-        their answers recorded under their user id, while the events' ``Meta``
-        still names the Telegram account. Any other account is an outside
-        operator, holding ``telegram:<id>`` alone: it may answer what names
-        that id (a session's ``telegram_id``) and nothing else.
+        A linked account acts as its member there; any other account is an
+        outside operator, holding ``telegram:<id>`` alone: it may answer what
+        names that id (a session's ``telegram_id``) and nothing else.
         """
-        responder = f"telegram:{telegram_user_id}"
-        member = await self.teams.identity("telegram", str(telegram_user_id))
-        if member is not None and member.workspace_id == workspace_id:
-            return member.actor(id=responder)
-        return Actor(
-            id=responder,
-            tenant=workspace_id,
-            answers_as=responder,
-            principals=frozenset({responder}),
-        )
+        return await channel_actor(self.teams, "telegram", str(telegram_user_id), workspace_id)
 
     async def answer_as(
         self,
@@ -178,43 +167,19 @@ class OperatorDesk:
             ),
         )
 
-    async def record_delivery(self, view: RequestView, message: Message) -> None:
-        """Append ``RequestDelivered``; if the request was decided meanwhile, show that instead."""
-        for attempt in range(1, _RECORD_ATTEMPTS + 1):
-            try:
-                await self.requests.mark_delivered(
-                    view.request_id,
-                    view.tenant,
-                    channel="telegram",
-                    external_message_id=str(message.message_id),
-                    chat_id=message.chat.id,
-                    # What send_request sent: the same pure rendering of the same view.
-                    shown_text=await self.request_text(view),
-                    shown_options=tuple(option.label for option in view.options),
-                )
-                self.requests.metrics.delivered("telegram")
-                return
-            except (AlreadyDecided, RequestClosed):
-                decided = await self.requests.find_request(view.request_id)
-                await self.show_outcome(message.chat.id, message.message_id, decided)
-                return
-            except StoreUnavailable as exc:
-                if attempt == _RECORD_ATTEMPTS:
-                    # The message exists but the log does not know it: a reply
-                    # to it will not be matched. Say so loudly.
-                    log.error(
-                        "telegram message sent but not recorded",
-                        request_id=view.request_id,
-                        message_id=message.message_id,
-                        error=str(exc),
-                    )
-                    raise
-                await asyncio.sleep(_RECORD_RETRY_SECONDS)
-
     async def show(self, chat_id: int, view: RequestView) -> Message:
         """Send a request and record it (``/pending``): no retries, errors propagate."""
         message = await self.send_request(chat_id, view)
-        await self.record_delivery(view, message)
+        sent = Sent(
+            Delivery(str(chat_id), str(message.message_id)),
+            shown_text=await self.request_text(view),
+            shown_options=tuple(option.label for option in view.options),
+        )
+
+        async def show_decided(decided: RequestView) -> None:
+            await self.show_outcome(chat_id, message.message_id, decided)
+
+        await record_sent(self.requests, "telegram", view, sent, show_decided)
         return message
 
     async def show_outcome(self, chat_id: int, message_id: int, view: RequestView) -> None:
@@ -291,15 +256,6 @@ class OperatorDesk:
             return None
         member = await self.teams.membership(actor_id, answers=False)
         return member.username if member is not None else None
-
-    async def messages_of(self, request_id: str) -> list[tuple[int, int]]:
-        """The (chat id, message id) of every message that shows ``request_id``."""
-        rows = await self.store.fetch(
-            "SELECT chat_id, message_id FROM telegram_messages WHERE request_id = ?"
-            " ORDER BY delivered_at",
-            (request_id,),
-        )
-        return [(int(row["chat_id"]), int(row["message_id"])) for row in rows]
 
     async def request_of_message(self, chat_id: int, message_id: int) -> str | None:
         """The request a message shows, if it shows one."""

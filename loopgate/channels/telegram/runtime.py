@@ -25,16 +25,14 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.token import TokenValidationError
 
+from loopgate.channels.model import ChannelContext
+from loopgate.channels.sender import ChannelSender
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.desk import OperatorDesk
 from loopgate.channels.telegram.handlers import build_router
 from loopgate.channels.telegram.inbox import UpdateInbox
-from loopgate.channels.telegram.sender import TelegramSender
-from loopgate.commands.requests import Requests
-from loopgate.commands.sessions import Sessions
+from loopgate.channels.telegram.sender import telegram_sender
 from loopgate.config import ConfigError, TelegramConfig, TelegramMode
-from loopgate.reactors.lease import Lease
-from loopgate.teams import Teams
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +62,7 @@ class TelegramRuntime:
         self.bot = make_bot(config)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router())
-        self.sender: TelegramSender | None = None
+        self.sender: ChannelSender | None = None
         self.username: str | None = None
         """The bot's @username without the @, once ``getMe`` answered."""
         self.identified = asyncio.Event()
@@ -82,18 +80,21 @@ class TelegramRuntime:
             return None
         return f"https://t.me/{self.username}?start={code}"
 
-    async def start(
-        self, requests: Requests, sessions: Sessions, lease: Lease, teams: Teams
-    ) -> None:
+    async def start(self, context: ChannelContext) -> None:
         signer = CallbackSigner.for_bot_token(self.config.bot_token)
         desk = OperatorDesk(
-            requests, sessions, self.bot, signer, teams, console_url=self.console_url
+            context.requests,
+            context.sessions,
+            self.bot,
+            signer,
+            context.teams,
+            console_url=self.console_url,
         )
         self.dispatcher["desk"] = desk
-        self.dispatcher.update.outer_middleware(UpdateInbox(requests.store, requests.clock))
-        self.sender = TelegramSender(
+        self.dispatcher.update.outer_middleware(UpdateInbox(context.store, context.requests.clock))
+        self.sender = telegram_sender(
             desk,
-            lease,
+            context.lease_for("telegram"),
             attempts=self.config.delivery_attempts,
             retry_seconds=self.config.retry_seconds,
         )
