@@ -243,13 +243,10 @@ async def answer_page(request: web.Request) -> web.Response:
         return page(request, "Already decided", await _decided(request, view), view=view)
     who = await _who(request, link)
     form = {"action": request.path, "csrf": signer.csrf(token), "button": f"Confirm: {link.option}"}
-    return page(
-        request,
-        "Confirm your answer",
-        f"You are answering as {who}: {link.option}.",
-        view=view,
-        form=form,
-    )
+    lines = [f"You are answering as {who}: {link.option}."]
+    if view.quorum > 1:
+        lines.append(f"{view.approvals} of {view.quorum} approvals so far.")
+    return page(request, "Confirm your answer", *lines, view=view, form=form)
 
 
 async def _who(request: web.Request, link: AnswerLink) -> str:

@@ -156,6 +156,8 @@ async def test_an_expired_link_is_a_410_page(mail: EmailApp) -> None:
 
 async def test_two_members_voting_by_email_reach_a_quorum_of_two(mail: EmailApp) -> None:
     request_id, links = await _mailed(mail, "alice", "bob", quorum=2)
+    shown = await mail.client.get(links["bob"]["Approve"])
+    assert "0 of 2 approvals so far" in await shown.text()
     first = await mail.confirm(links["alice"]["Approve"])
     assert first.status == 200
     assert "1 of 2 approvals" in await first.text()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 from email_helpers import PUBLIC_URL, AppFactory, EmailApp, html_of, links_in, text_of
 from smtp_sink import SmtpSink, dropping
 from waiting import eventually
 
-from loopgate.events import DeliveryFailed, RequestDelivered, ResponseReceived
+from loopgate.events import (
+    DeliveryFailed,
+    ExpiryWarned,
+    ReminderSent,
+    RequestDelivered,
+    ResponseReceived,
+)
 
 ALICE = "alice@example.com"
 
@@ -108,3 +116,25 @@ async def test_an_smtp_server_down_then_up_gets_the_mail_once(
         assert sum(isinstance(e, RequestDelivered) for e in events) == 1
     finally:
         back.stop()
+
+
+async def test_reminders_and_the_expiry_warning_are_replies_in_the_thread(mail: EmailApp) -> None:
+    alice = await mail.member("alice")
+    await mail.link_address(alice, ALICE)
+    request_id = await mail.ask(
+        approvers=["user:alice"],
+        timeout_seconds=30,
+        remind_every_seconds=1,
+        warn_before_expiry_seconds=29,  # due 1 s after creation, like reminder 1
+    )
+    await mail.delivered(request_id)
+    await mail.wait_for(request_id, ReminderSent)
+    await mail.wait_for(request_id, ExpiryWarned)
+    first = (await mail.mails_to(ALICE))[0]
+
+    def note(starts: str) -> list[EmailMessage]:
+        return [m for m in mail.smtp.to(ALICE) if text_of(m).startswith(starts)]
+
+    await eventually(lambda: bool(note("Reminder: still waiting") and note("Expires soon, at ")))
+    for sent in (*note("Reminder: still waiting"), *note("Expires soon, at ")):
+        assert sent["In-Reply-To"] == first["Message-ID"]
