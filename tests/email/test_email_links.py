@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 import pytest
-from loopgate.channels.model import RetryLater, Undeliverable
 
 from loopgate.channels.email.adapter import classify
 from loopgate.channels.email.links import AddressLink, AnswerLink, LinkSigner
 from loopgate.channels.email.smtp import SmtpServer, parse_smtp_url
-from loopgate.config import ConfigError
+from loopgate.channels.model import RetryLater, Undeliverable
+from loopgate.config import Config, ConfigError, EmailConfig
 from loopgate.errors import Gone, NotFound
+from loopgate.web.app import create_app
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 KEY = b"k" * 32
@@ -140,3 +141,15 @@ def test_failures_later_may_fix_are_retried() -> None:
     assert isinstance(classify(ConnectionRefusedError()), RetryLater)
     assert isinstance(classify(TimeoutError()), RetryLater)
     assert classify(ValueError("a bug")) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "says"),
+    [
+        (EmailConfig(smtp_url="imap://mail.example.com"), "email.smtp_url"),
+        (EmailConfig(smtp_url="smtp://mail.example.com", from_address="Loopgate"), "email.from"),
+    ],
+)
+def test_the_app_refuses_an_email_set_up_that_cannot_work(email: EmailConfig, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        create_app(Config(email=email))
