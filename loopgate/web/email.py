@@ -209,9 +209,16 @@ def _used(view: RequestView, link: AnswerLink) -> str | None:
     )
 
 
-async def _decided(request: web.Request, view: RequestView) -> str:
+async def _outcome(request: web.Request, view: RequestView) -> str:
+    """How the request ended, naming members: ``Decided: approved by alice at … UTC.``"""
     names = {m.user_id: m.username for m in await request.app[TEAMS].members(view.tenant)}
-    return f"Already decided. {decided_note(view, names)}"
+    return decided_note(view, names)
+
+
+async def _decided(request: web.Request, view: RequestView) -> str:
+    """``Already decided: approved by alice at … UTC.`` (or how else it ended)."""
+    note = await _outcome(request, view)
+    return f"Already d{note[1:]}" if note.startswith("Decided:") else note
 
 
 async def _link_and_request(
@@ -302,8 +309,8 @@ async def answer(request: web.Request) -> web.Response:
         return page(request, "Already answered", _used(fresh, link) or exc.message, status=409)
     log.info("email answer recorded", request_id=view.request_id, option=link.option)
     if answered.final:
-        line = f"Recorded: you answered “{link.option}”. {await _decided(request, answered)}"
-        return page(request, "Recorded", line.replace("Already decided. ", ""), view=answered)
+        line = f"Recorded: you answered “{link.option}”. {await _outcome(request, answered)}"
+        return page(request, "Recorded", line, view=answered)
     line = (
         f"Recorded your vote “{link.option}”: {answered.approvals} of {answered.quorum} approvals."
     )

@@ -48,7 +48,7 @@ async def test_the_confirm_post_decides_as_the_member(mail: EmailApp) -> None:
     request_id, links = await _mailed(mail, "alice")
     done = await mail.confirm(links["alice"]["Approve"])
     assert done.status == 200
-    assert "Recorded" in await done.text()
+    assert "Recorded: you answered “Approve”. Decided: approved by alice at " in await done.text()
     decided = await (await mail.client.get(f"/v1/requests/{request_id}")).json()
     alice = await mail.teams.identity("email", ALICE)
     assert alice is not None
@@ -111,7 +111,7 @@ async def test_another_members_link_after_the_decision_says_already_decided(mail
     page = await mail.client.get(links["bob"]["Approve"])
     assert page.status == 200
     text = await page.text()
-    assert "Already decided" in text and "rejected by alice" in text
+    assert "Already decided: rejected by alice at " in text
     assert 'method="post"' not in text
     token = mail.signer.csrf(links["bob"]["Approve"].rsplit("/", 1)[1])
     late = await mail.client.post(links["bob"]["Approve"], data={"csrf_token": token})
