@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 
 import aiosmtplib
@@ -33,6 +32,7 @@ from loopgate.channels.email.render import (
     decided_note,
     follow_up_mail,
     request_mail,
+    request_text,
     when,
 )
 from loopgate.channels.email.smtp import Mailer
@@ -42,6 +42,7 @@ from loopgate.teams import Teams
 from loopgate.views import RequestView
 
 ANSWER_PATH = "/email/answer/"
+SIGNED_LINK = "{base}/email/answer/<signed link>"
 FALLBACK_DOMAIN = "loopgate.localhost"
 
 
@@ -50,13 +51,6 @@ def sender_domain(sender: str) -> str:
     address = parseaddr(sender)[1]
     domain = address.rpartition("@")[2]
     return domain or FALLBACK_DOMAIN
-
-
-def text_of(message: EmailMessage) -> str:
-    """A mail's plain-text part, as the approver reads it."""
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None, "every Loopgate mail has a text part"
-    return str(part.get_content())
 
 
 def classify(error: BaseException) -> RetryLater | Undeliverable | None:
@@ -122,7 +116,11 @@ class EmailAdapter:
         delivery = Delivery(
             address=target.address, message_id=envelope.message_id, routed_by=target.routed_by
         )
-        return Sent(delivery, text_of(mail), tuple(o.label for o in view.options))
+        # The log keeps what the mail said, but never its links: each one answers.
+        unsigned = SIGNED_LINK.format(base=self._public_url)
+        shown = [OptionLink(link.label, unsigned) for link in links]
+        shown_text = request_text(view, shown, target.address, self._console_url)
+        return Sent(delivery, shown_text, tuple(o.label for o in view.options))
 
     async def _reply(self, delivery: Delivery, view: RequestView, note: str) -> None:
         envelope = Envelope(
