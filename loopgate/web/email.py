@@ -332,7 +332,7 @@ async def send_address_link(request: web.Request, actor: Actor) -> web.Response:
     code, expires_at = await teams.issue_link_code(actor, "email")
     member = await teams.membership(actor.user_id or "")
     link = AddressLink(code=code, address=address, expires=epoch(expires_at) or 0)
-    url = f"{runtime.public_url}/email/link/{signer.address_token(link)}"
+    url = runtime.public_url + LINK.format(token=signer.address_token(link))
     envelope = Envelope(
         runtime.config.from_address,
         address,

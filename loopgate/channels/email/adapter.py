@@ -42,7 +42,7 @@ from loopgate.teams import Teams
 from loopgate.views import RequestView
 
 ANSWER_PATH = "/email/answer/"
-SIGNED_LINK = "{base}/email/answer/<signed link>"
+SIGNED_LINK = "{base}" + ANSWER_PATH + "<signed link>"
 FALLBACK_DOMAIN = "loopgate.localhost"
 
 
