@@ -388,7 +388,7 @@ async def link_page(request: web.Request) -> web.Response:
     errors=(403, 404, 409, 410),
 )
 @html_errors
-async def link(request: web.Request) -> web.Response:
+async def link_address(request: web.Request) -> web.Response:
     signer, token, link = _address_link(request)
     await _check_form(request, signer, token)
     member = await request.app[TEAMS].link_identity(
