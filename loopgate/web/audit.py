@@ -220,19 +220,38 @@ def _told(event: Event, actor: str) -> tuple[str, dict[str, Any]]:
                 "grantable": created.grantable,
             }
         case RequestDelivered() as shown:
-            where = f" (chat {shown.chat_id}, message {shown.external_message_id})"
-            return f"shown on {shown.channel}" + (where if shown.chat_id else ""), {
+            details: dict[str, Any] = {
                 "chat_id": shown.chat_id,
                 "message_id": shown.external_message_id,
                 "shown_text": shown.shown_text,
                 "shown_options": list(shown.shown_options),
             }
+            if shown.chat_id:
+                where = f" (chat {shown.chat_id}, message {shown.external_message_id})"
+            elif shown.address is not None:
+                via = f" in {shown.routed_by}" if shown.routed_by else ""
+                where = f" (to {shown.address}{via})"
+                details |= {
+                    "address": shown.address,
+                    "conversation": shown.conversation,
+                    "routed_by": shown.routed_by,
+                }
+            else:
+                where = ""
+            return f"shown on {shown.channel}{where}", details
         case DeliveryFailed() as failed:
-            chat = f" (chat {failed.chat_id})" if failed.chat_id is not None else ""
+            whom = f" (chat {failed.chat_id})" if failed.chat_id is not None else ""
+            if failed.address is not None:
+                whom = f" (to {failed.address})"
             return (
-                f"{failed.channel} gave up{chat} after {failed.attempts} attempt(s):"
+                f"{failed.channel} gave up{whom} after {failed.attempts} attempt(s):"
                 f" {failed.error}",
-                {"error": failed.error, "attempts": failed.attempts, "chat_id": failed.chat_id},
+                {
+                    "error": failed.error,
+                    "attempts": failed.attempts,
+                    "chat_id": failed.chat_id,
+                    **({"address": failed.address} if failed.address is not None else {}),
+                },
             )
         case AnswerRefused() as refused:
             return (

@@ -97,3 +97,10 @@ def test_admins_manage_everyone_but_owners() -> None:
     assert not grantable("admin", "approver", "owner")
     assert grantable("owner", "approver", "owner")
     assert not grantable("approver", "auditor", "approver")
+
+
+def test_a_slack_channel_is_a_selector_by_name_or_id() -> None:
+    assert parse_approvers(["slack:#ops", "slack:C0123ABC"]) == ("slack:#ops", "slack:C0123ABC")
+    for bad in ("slack:ops", "slack:#Ops", "slack:#"):
+        with pytest.raises(ValidationFailed, match="Slack channel"):
+            parse_approvers([bad])

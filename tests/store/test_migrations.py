@@ -176,3 +176,34 @@ async def test_keys_in_a_database_from_before_key_kinds_become_agent_keys(
         ]
     finally:
         await store.close()
+
+
+async def test_the_telegram_messages_of_a_database_before_deliveries_are_its_first_deliveries(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(empty_url, migrate=False)
+    try:
+        module = "loopgate.store.sqlite" if store.backend == "sqlite" else "loopgate.store.postgres"
+        before = [m for m in migrations_for(store.backend) if m.name != "deliveries"]
+        with monkeypatch.context() as patched:
+            patched.setattr(f"{module}.migrations_for", lambda _backend: before)
+            await store.migrate()
+        await store.execute(
+            "INSERT INTO telegram_messages (chat_id, message_id, request_id, delivered_at)"
+            " VALUES (42, 7, 'r1', ?)",
+            (THEN,),
+        )
+
+        assert await store.migrate() == ["013_deliveries"]
+
+        [row] = await store.fetch("SELECT * FROM deliveries")
+        # As a rebuild from the log's RequestDelivered would make it.
+        assert {k: row[k] for k in ("channel", "address", "message_id", "request_id")} == {
+            "channel": "telegram",
+            "address": "42",
+            "message_id": "7",
+            "request_id": "r1",
+        }
+        assert row["conversation"] is None and row["routed_by"] is None
+    finally:
+        await store.close()

@@ -207,3 +207,56 @@ async def test_one_telegram_account_acts_for_one_member(
     assert taken.value.code == "identity_taken"
     with pytest.raises(NotFound):
         await teams.unlink_identity(bob, "telegram", "7")
+
+
+async def link(teams: Teams, actor: Actor, channel: str, external_id: str) -> None:
+    code, _ = await teams.issue_link_code(actor, channel)
+    await teams.link_identity(code, channel, external_id)
+
+
+async def test_each_channel_delivers_to_the_routed_members_accounts_and_bare_selectors(
+    accounts: AccountService, teams: Teams
+) -> None:
+    alice = await member(accounts, "alice")
+    bob = await member(accounts, "bob", "approver")
+    await link(teams, alice, "telegram", "42")
+    await link(teams, alice, "slack", "UALICE")
+    await link(teams, alice, "email", "alice@example.com")
+    await link(teams, bob, "slack", "UBOB")
+    approvers = ["user:alice", "telegram:42", "telegram:7", "slack:#ops"]
+    telegram = await teams.targets("telegram", "local", approvers)
+    slack = await teams.targets("slack", "local", approvers)
+    email = await teams.targets("email", "local", approvers)
+    # Alice's chat is hers (once, though a bare selector names it too); 7 is an outsider's.
+    assert [(t.address, t.routed_by) for t in telegram] == [("42", None), ("7", "telegram:7")]
+    # Bob is not routed by name: he sees it in #ops, not in a DM.
+    assert [(t.address, t.routed_by) for t in slack] == [("UALICE", None), ("#ops", "slack:#ops")]
+    assert [(t.address, t.routed_by) for t in email] == [("alice@example.com", None)]
+    assert await teams.telegram_chats("local", approvers) == [42, 7]
+
+
+async def test_a_slack_channel_counts_every_answering_member_linked_on_slack_as_a_voter(
+    accounts: AccountService, teams: Teams
+) -> None:
+    alice = await member(accounts, "alice")
+    bob = await member(accounts, "bob", "approver")
+    carol = await member(accounts, "carol", "auditor")
+    await member(accounts, "dave", "approver")  # on no Slack: not in any channel we know of
+    for person, slack_id in ((bob, "UBOB"), (carol, "UCAROL")):
+        await link(teams, person, "slack", slack_id)
+    assert await teams.voters("local", ["slack:#ops"]) == {bob.user_id}
+    assert await teams.voters("local", ["slack:#ops", "user:alice"]) == {
+        alice.user_id,
+        bob.user_id,
+    }
+
+
+async def test_every_linked_account_is_a_selector_its_member_answers_to(
+    accounts: AccountService, teams: Teams
+) -> None:
+    bob = await member(accounts, "bob", "approver")
+    await link(teams, bob, "slack", "UBOB")
+    await link(teams, bob, "email", "bob@example.com")
+    membership = await teams.identity("slack", "UBOB")
+    assert membership is not None and membership.user_id == bob.user_id
+    assert {"slack:UBOB", "email:bob@example.com", "user:bob"} <= membership.principals
