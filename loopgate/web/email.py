@@ -330,7 +330,8 @@ async def send_address_link(request: web.Request, actor: Actor) -> web.Response:
     address = checked_address(body.address)
     teams = request.app[TEAMS]
     code, expires_at = await teams.issue_link_code(actor, "email")
-    member = await teams.membership(actor.user_id or "")
+    assert actor.user_id is not None  # issue_link_code refuses anyone but a member in person
+    member = await teams.membership(actor.user_id)
     link = AddressLink(code=code, address=address, expires=epoch(expires_at) or 0)
     url = runtime.public_url + LINK.format(token=signer.address_token(link))
     envelope = Envelope(
