@@ -161,7 +161,7 @@ def create_app(
     ``clock`` replaces the wall clock of the account service (key expiry, rate
     limits), for tests. Raises ``ConfigError`` when ``auth.jwt_secret`` is
     missing where it must be set, ``secrets.key`` is no key, the Telegram
-    settings cannot work, or ``server.allowed_hosts`` or ``server.trusted_proxies``
+    or email settings cannot work, or ``server.allowed_hosts`` or ``server.trusted_proxies``
     cannot be read, before
     anything is opened.
     """
@@ -219,6 +219,10 @@ def create_app(
         from loopgate.web import slack  # slack_bolt, likewise: only for a server with Slack on
 
         slack.setup(app, config)
+    if config.email.smtp_url.strip():
+        from loopgate.web import email
+
+        email.setup(app, config)
     app.on_shutdown.append(_end_streams)
     return app
 

@@ -22,7 +22,8 @@ surface is protected until it says otherwise):
 - public (``/health``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``,
   ``/.well-known/jwks.json`` (the receipts' public keys), ``/api/auth/*``,
   ``/telegram/webhook``, which checks Telegram's secret header itself,
-  ``/slack/events``, which checks Slack's signature itself, and
+  ``/slack/events``, which checks Slack's signature itself,
+  ``/email/*``, the pages of an email's signed links, and
   ``/metrics``, which checks ``metrics.token``):
   credentials are not even read, so a stale token never blocks logging in;
 - ``/api/user/*`` (the API-key routes): a login token;
@@ -74,7 +75,8 @@ _PUBLIC_PATHS = frozenset(
         "/.well-known/jwks.json",
     }
 )
-_PUBLIC_PREFIXES = ("/api/auth/",)
+# The email pages' signed token is their credential (web/email.py).
+_PUBLIC_PREFIXES = ("/api/auth/", "/email/")
 _USER_PREFIXES = ("/api/user/",)
 
 

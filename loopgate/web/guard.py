@@ -19,8 +19,9 @@ either would let a page the operator opens drive Loopgate. So, on every route:
 Exempt are the routes that check their callers themselves: ``/console`` and
 ``/console/*`` (a signed cookie and a CSRF token per form, see
 ``web/console_session.py``; its forms are ``application/x-www-form-urlencoded``)
-``/telegram/webhook`` (Telegram's secret header) and ``/slack/events``
-(Slack's signature). The health routes answer
+``/telegram/webhook`` (Telegram's secret header), ``/slack/events`` (Slack's
+signature) and ``/email/*`` (an email link's signed token, and a CSRF token
+per form, see ``web/email.py``). The health routes answer
 any ``Host``, because a load balancer or kubelet calls them by the pod's
 address; they read nothing and change nothing.
 
@@ -48,6 +49,8 @@ JSON = "application/json"
 ANY = "*"
 # The routes with a check of their own (Slack posts forms, not JSON).
 _SELF_CHECKED_PATHS = frozenset({"/telegram/webhook", "/slack/events"})
+# The email links' pages: a signed token in the path, a CSRF token and Origin check per form.
+_SELF_CHECKED_PREFIXES = ("/email/",)
 _ANY_HOST_PATHS = frozenset({"/health", "/healthz", "/readyz"})
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _WILDCARD_BINDS = ("0.0.0.0", "::", "")
@@ -190,7 +193,11 @@ def guard_middleware(config: Config) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if is_console_path(path) or path in _SELF_CHECKED_PATHS:
+        if (
+            is_console_path(path)
+            or path in _SELF_CHECKED_PATHS
+            or path.startswith(_SELF_CHECKED_PREFIXES)
+        ):
             return await handler(request)
         if allowed.hosts is not None and path not in _ANY_HOST_PATHS:
             _check_host(request, allowed.hosts, _listening_port(request, fallback_port))

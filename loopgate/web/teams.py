@@ -28,6 +28,7 @@ from loopgate.teams import IdentityView, MemberView
 from loopgate.teams.service import CHANNELS, GroupView
 from loopgate.web.auth import actor_of
 from loopgate.web.describe import describe
+from loopgate.web.email import EmailLinkBody, EmailLinkSent, send_address_link
 from loopgate.web.keys import ACCOUNTS, REQUEST_ID, TEAMS, TELEGRAM
 from loopgate.web.params import read_body
 from loopgate.web.responses import json_response
@@ -381,13 +382,17 @@ def _channel(request: web.Request) -> str:
 @routes.post("/v1/me/links/{channel}")
 @describe(
     "A code to link a channel account: /start <code> to the Telegram bot, /loopgate link <code>"
-    " in Slack (single use, 10 minutes)",
-    replies={201: LinkCode},
-    errors=(404,),
+    " in Slack (single use, 10 minutes); for email, the address (body) is mailed a link (202)",
+    body=EmailLinkBody,
+    body_required=False,
+    replies={201: LinkCode, 202: EmailLinkSent},
+    errors=(404, 503),
 )
 async def issue_link_code(request: web.Request) -> web.Response:
     actor = actor_of(request)
     channel = _channel(request)
+    if channel == "email":  # no code to send from a mailbox: the link goes to the address
+        return await send_address_link(request, actor)
     code, expires_at = await request.app[TEAMS].issue_link_code(actor, channel)
     reply = LinkCode(
         channel=channel,

@@ -26,14 +26,17 @@ here. ``POST /telegram/webhook`` exists only
 in Telegram's webhook mode, answers Telegram's secret header alone, and is
 tested in ``tests/telegram/``; ``POST /slack/events`` likewise exists only
 with Slack on in http mode, answers Slack's signature alone, and is tested in
-``tests/slack/test_events_route.py``.
+``tests/slack/test_events_route.py``. The email pages (``/email/*``) are public: a
+signed link is their credential; the world runs with email on, mailing to a
+local SMTP server (``tests/smtp_sink.py``), and their behaviour is tested in
+``tests/email/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -43,13 +46,16 @@ import pytest
 from account_helpers import PASSWORD, TEST_JWT_SECRET, Client, unique
 from aiohttp import web
 from console_helpers import csrf_in
+from smtp_sink import SmtpSink
 
-from loopgate.config import AuthConfig, Config
+from loopgate.channels.email.links import AddressLink, AnswerLink, LinkSigner, epoch
+from loopgate.config import AuthConfig, Config, EmailConfig
 from loopgate.domain.teams import ROLES, Permission, allows
 from loopgate.events import AnswerRefused, Role
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from loopgate.web.console_session import SESSION_COOKIE
+from loopgate.web.email import EMAIL
 from loopgate.web.keys import ACCOUNTS, TEAMS
 
 Surface = Literal["public", "agent", "user", "console", "console_public"]
@@ -254,6 +260,39 @@ class World:
         await app[TEAMS].link_identity(code, "telegram", external_id, "matrix")
         return external_id
 
+    @property
+    def email_signer(self) -> LinkSigner:
+        signer = self.client.app[EMAIL].signer
+        assert signer is not None
+        return signer
+
+    async def email_link(self) -> str:
+        """An answer link of a fresh request for the approver, whose address is linked once."""
+        approver = self.members["approver"]
+        address = f"{approver.username}@example.com"
+        teams = self.client.app[TEAMS]
+        if await teams.identity("email", address) is None:
+            actor = await self.client.app[ACCOUNTS].actor_for_user(approver.user_id)
+            code, _ = await teams.issue_link_code(actor, "email")
+            await teams.link_identity(code, "email", address, display=address)
+        request_id = await self.new_request()
+        link = AnswerLink(
+            request_id=request_id,
+            address=address,
+            user_id=approver.user_id,
+            option="Approve",
+            expires=None,
+        )
+        return self.email_signer.answer_token(link)
+
+    async def address_link(self) -> str:
+        """An address-linking link for the approver, to an address nobody linked."""
+        actor = await self.client.app[ACCOUNTS].actor_for_user(self.members["approver"].user_id)
+        code, expires_at = await self.client.app[TEAMS].issue_link_code(actor, "email")
+        address = f"{uuid.uuid4().hex[:12]}@example.com"
+        link = AddressLink(code=code, address=address, expires=epoch(expires_at) or 0)
+        return self.email_signer.address_token(link)
+
     async def console_sign_in(self, username: str) -> tuple[str, str]:
         """A fresh console session: (cookie, CSRF token); the client's jar is left empty."""
         jar = self.client.session.cookie_jar
@@ -442,6 +481,24 @@ async def _join_form(world: World, caller: Caller) -> Call:
     return Call(joined.path, form={**fields, "password": PASSWORD, "password_again": PASSWORD})
 
 
+async def _email_answer_page(world: World, caller: Caller) -> Call:
+    return Call(f"/email/answer/{await world.email_link()}")
+
+
+async def _email_answer_form(world: World, caller: Caller) -> Call:
+    token = await world.email_link()
+    return Call(f"/email/answer/{token}", form={"csrf_token": world.email_signer.csrf(token)})
+
+
+async def _email_link_page(world: World, caller: Caller) -> Call:
+    return Call(f"/email/link/{await world.address_link()}")
+
+
+async def _email_link_form(world: World, caller: Caller) -> Call:
+    token = await world.address_link()
+    return Call(f"/email/link/{token}", form={"csrf_token": world.email_signer.csrf(token)})
+
+
 async def _grant(world: World, caller: Caller) -> Call:
     """A call about a fresh standing grant, issued by the open mode's anonymous approver."""
     body = {**ASKED, "action": {"tool": "deploy", "args": {"n": uuid.uuid4().hex}}}
@@ -582,7 +639,14 @@ ROUTES: tuple[Row, ...] = (
     row("PUT", "/v1/groups/{name}", MANAGE_GROUPS, _group_put),
     row("DELETE", "/v1/groups/{name}", MANAGE_GROUPS, _group),
     row("GET", "/v1/me", ME),
-    row("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram")),
+    row("POST", "/v1/me/links/{channel}", LINK, at("/v1/me/links/telegram"), name="telegram"),
+    row(
+        "POST",
+        "/v1/me/links/{channel}",
+        LINK,
+        at("/v1/me/links/email", json={"address": "matrix@example.com"}),
+        name="email",
+    ),
     row("DELETE", "/v1/me/links/{channel}/{external_id}", UNLINK, _unlink),
     # The approval policy: everyone reads; owners and admins set it, never with an agent key.
     row("GET", "/v1/policy", READ),
@@ -671,6 +735,11 @@ ROUTES: tuple[Row, ...] = (
     row("GET", "/console/join/{token}", CONSOLE_PUBLIC, _join),
     # Signed in, the join form says to sign out first (409).
     row("POST", "/console/join/{token}", CONSOLE_PUBLIC, _join_form, also_allowed=frozenset({409})),
+    # Email: a mail's signed link is the credential, whoever opens it.
+    row("GET", "/email/answer/{token}", PUBLIC, _email_answer_page),
+    row("POST", "/email/answer/{token}", PUBLIC, _email_answer_form),
+    row("GET", "/email/link/{token}", PUBLIC, _email_link_page),
+    row("POST", "/email/link/{token}", PUBLIC, _email_link_form),
 )
 
 
@@ -765,12 +834,22 @@ async def send(world: World, row: Row, caller: Caller) -> Answer:
 
 
 @pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
 async def world(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]],
     store: EventStore,
     config: Config,
+    smtp: SmtpSink,
 ) -> World:
     """A server that requires keys, with one member of each role, each with both kinds of key."""
+    config = msgspec.structs.replace(config, email=EmailConfig(smtp_url=smtp.url))
     auth = AuthConfig(jwt_secret=TEST_JWT_SECRET, require_api_key="true")
     client = await aiohttp_client(
         create_app(msgspec.structs.replace(config, auth=auth), store=store)
@@ -828,7 +907,9 @@ def unlisted(app: web.Application) -> list[str]:
 
 
 def test_every_route_has_a_row() -> None:
-    app = create_app(Config(auth=AuthConfig(jwt_secret=TEST_JWT_SECRET, require_api_key="true")))
+    auth = AuthConfig(jwt_secret=TEST_JWT_SECRET, require_api_key="true")
+    # Email on (nothing connects until a mail is sent): its pages are routes too.
+    app = create_app(Config(auth=auth, email=EmailConfig(smtp_url="smtp://127.0.0.1:25")))
     assert unlisted(app) == [], "add a row to ROUTES for each of these"
     built = {row.route for row in ROUTES}
     assert sorted(built - routes_of(app)) == [], "a row names a route the app lacks"
