@@ -26,7 +26,7 @@ here. ``POST /telegram/webhook`` exists only
 in Telegram's webhook mode, answers Telegram's secret header alone, and is
 tested in ``tests/telegram/``; ``POST /slack/events`` likewise exists only
 with Slack on in http mode, answers Slack's signature alone, and is tested in
-``tests/slack/test_events_route.py``. The email pages (``/email/*``) are public: a
+``tests/slack_channel/test_events_route.py``. The email pages (``/email/*``) are public: a
 signed link is their credential; the world runs with email on, mailing to a
 local SMTP server (``tests/smtp_sink.py``), and their behaviour is tested in
 ``tests/email/``.

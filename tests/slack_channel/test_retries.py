@@ -6,8 +6,8 @@ import itertools
 
 from loopgate.events import RequestDelivered
 from loopgate.web.slack import SLACK
-from slack.conftest import AppFactory
-from slack.helpers import SlackApp
+from slack_channel.conftest import AppFactory
+from slack_channel.helpers import SlackApp
 
 
 async def test_three_429s_with_retry_after_then_the_message_goes_out_once(

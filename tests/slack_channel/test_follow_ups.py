@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from loopgate.events import ExpiryWarned, ReminderSent, RequestCancelled, VoteCast
 from loopgate.web.keys import REQUESTS
-from slack.helpers import BOB_SLACK, CAROL_SLACK, SlackApp
-from slack.test_answers import four_eyes
+from slack_channel.helpers import BOB_SLACK, CAROL_SLACK, SlackApp
+from slack_channel.test_answers import four_eyes
 
 
 async def test_reminders_and_the_expiry_warning_are_replies_in_the_messages_thread(

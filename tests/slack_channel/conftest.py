@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient
 from loopgate.config import Config
 from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
-from slack.fake_slack_api import FakeSlackAPI, running_fake
-from slack.helpers import SlackApp, slack_config
+from slack_channel.fake_slack_api import FakeSlackAPI, running_fake
+from slack_channel.helpers import SlackApp, slack_config
 
 Client = TestClient[Any, Any]
 AppFactory = Callable[..., Awaitable[SlackApp]]

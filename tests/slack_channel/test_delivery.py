@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from loopgate.events import DeliveryFailed, RequestDelivered
-from slack.fake_slack_api import BOT_TOKEN
-from slack.helpers import BOB_SLACK, SlackApp
+from slack_channel.fake_slack_api import BOT_TOKEN
+from slack_channel.helpers import BOB_SLACK, SlackApp
 
 
 async def test_a_request_routed_to_a_linked_member_reaches_their_dm(sl: SlackApp) -> None:

@@ -19,7 +19,7 @@ from loopgate.events import Event, RequestDelivered, Role
 from loopgate.store.base import EventStore
 from loopgate.teams import Membership, Teams
 from loopgate.web.keys import ACCOUNTS, HUB, TEAMS
-from slack.fake_slack_api import APP_TOKEN, BOT_TOKEN, TEAM_ID, FakeSlackAPI, Posted
+from slack_channel.fake_slack_api import APP_TOKEN, BOT_TOKEN, TEAM_ID, FakeSlackAPI, Posted
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 PASSWORD = "correct horse battery staple"

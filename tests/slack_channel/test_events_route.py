@@ -17,9 +17,9 @@ from loopgate.store.base import EventStore
 from loopgate.web.app import create_app
 from loopgate.web.keys import REQUESTS
 from loopgate.web.slack import EVENTS_PATH
-from slack.conftest import AppFactory, Client
-from slack.fake_slack_api import FakeSlackAPI
-from slack.helpers import (
+from slack_channel.conftest import AppFactory, Client
+from slack_channel.fake_slack_api import FakeSlackAPI
+from slack_channel.helpers import (
     BOB_SLACK,
     SlackApp,
     click_payload,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from loopgate.channels.slack.app import LINK_REFUSED
 from loopgate.events import IdentityLinked
-from slack.helpers import BOB_SLACK, CAROL_SLACK, PASSWORD, SlackApp
+from slack_channel.helpers import BOB_SLACK, CAROL_SLACK, PASSWORD, SlackApp
 
 
 async def code_for(sl: SlackApp, username: str) -> str:

@@ -9,8 +9,8 @@ from loopgate.events import AnswerRefused, ResponseReceived, VoteCast
 from loopgate.teams import Membership
 from loopgate.views import RequestView
 from loopgate.web.keys import REQUESTS
-from slack.fake_slack_api import BOT_TOKEN
-from slack.helpers import (
+from slack_channel.fake_slack_api import BOT_TOKEN
+from slack_channel.helpers import (
     BOB_SLACK,
     CAROL_SLACK,
     SIGNING_SECRET,

@@ -6,9 +6,9 @@ from urllib.parse import parse_qsl
 
 from loopgate.channels.slack.app import HELP
 from loopgate.events import ResponseReceived
-from slack.conftest import AppFactory
-from slack.fake_slack_api import APP_TOKEN, FakeSlackAPI
-from slack.helpers import BOB_SLACK, click_payload, command_body
+from slack_channel.conftest import AppFactory
+from slack_channel.fake_slack_api import APP_TOKEN, FakeSlackAPI
+from slack_channel.helpers import BOB_SLACK, click_payload, command_body
 
 
 async def test_a_click_sent_over_the_socket_is_acknowledged_and_answers(
