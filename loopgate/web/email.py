@@ -199,14 +199,21 @@ def _voter(link: AnswerLink) -> str:
 
 
 def _used(view: RequestView, link: AnswerLink) -> str | None:
-    """What the link's member answered already, for the page; None if they have not."""
+    """What the link's member answered already, for the page; None if they have not.
+
+    An answer by mail used the links up. One given on another channel did
+    not: once the request is decided, the page says so ("already decided")
+    rather than speak of a link nobody opened.
+    """
     vote = next((v for v in votes_of(view) if v.member == _voter(link)), None)
     if vote is None:
         return None
-    said = vote.option or vote.text or ""
-    return (
-        f"This link was already used: you answered “{said}” on {vote.channel} at {when(vote.at)}."
-    )
+    said, at = vote.option or vote.text or "", when(vote.at)
+    if vote.channel == "email":
+        return f"This link was already used: you answered “{said}” on email at {at}."
+    if view.final:
+        return None
+    return f"You already answered “{said}” on {vote.channel} at {at}: nothing more to do here."
 
 
 async def _outcome(request: web.Request, view: RequestView) -> str:

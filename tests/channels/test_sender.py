@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from waiting import eventually
 
 from loopgate.channels.model import Delivery, Nudge, RetryLater, Sent, Target, Undeliverable
 from loopgate.channels.sender import ChannelSender
@@ -28,7 +29,6 @@ from loopgate.reactors.checkpoint import Checkpoint
 from loopgate.reactors.lease import AlwaysHeld
 from loopgate.store.base import EventStore
 from loopgate.views import RequestView
-from tests.waiting import eventually
 
 AGENT = Actor(id="apikey:k1", tenant="t", role="owner")  # an agent key: it never answers
 ALICE = Actor(
