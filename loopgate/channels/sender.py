@@ -330,7 +330,7 @@ class ChannelSender(LogFollower):
             )
         except GaveUp as gave_up:
             log.warning(
-                f"{self.channel} message not edited",
+                f"{self.channel} message not brought up to date",
                 request_id=view.request_id,
                 address=delivery.address,
                 message_id=delivery.message_id,
