@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loopgate.channels.slack.app import ALREADY_VOTED, INVALID_BUTTON, NOT_AN_APPROVER
+from loopgate.channels.answering import ALREADY_VOTED
+from loopgate.channels.slack.app import INVALID_BUTTON, NOT_AN_APPROVER
 from loopgate.events import AnswerRefused, ResponseReceived, VoteCast
 from loopgate.teams import Membership
 from loopgate.views import RequestView

@@ -26,7 +26,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from loopgate.channels.answering import channel_actor
+from loopgate.channels.answering import Refusals, channel_actor, link_refusals
 from loopgate.channels.model import ChannelContext
 from loopgate.channels.slack.render import CONSOLE_ACTION, OPTION_ACTION, read_button_value
 from loopgate.errors import (
@@ -47,12 +47,7 @@ ROLE_CANNOT_ANSWER = "Not yours to answer: your role in this workspace cannot an
 REQUESTER_CANNOT_APPROVE = (
     "Not yours to answer: you asked for this request, so someone else must approve it."
 )
-FORBIDDEN = {
-    "role_cannot_answer": ROLE_CANNOT_ANSWER,
-    "requester_cannot_approve": REQUESTER_CANNOT_APPROVE,
-}
-"""What a refused answer says, by the ``Forbidden`` error's code (any other: not routed)."""
-ALREADY_VOTED = "You already voted on this request; the others' votes decide it now."
+REFUSED = Refusals(NOT_AN_APPROVER, ROLE_CANNOT_ANSWER, REQUESTER_CANNOT_APPROVE)
 INVALID_BUTTON = "This button is not valid."
 REFUSALS = (DomainError, Conflict, Forbidden, NotFound, TooManyRequests)
 """What an answer may be refused with: each is explained to the clicker alone (:func:`explain`)."""
@@ -63,35 +58,14 @@ HELP = (
     "(get the code in the console, or from `POST /v1/me/links/slack`).\n"
     "• `/loopgate help`: this message."
 )
-LINK_REFUSED = {
-    "link_code_expired": "This link code has expired. Ask for a new one in the console.",
-    "link_code_used": "This link code was already used. Ask for a new one in the console.",
-    "link_code_not_found": "This link code is unknown. Ask for a new one in the console.",
-    "identity_taken": (
-        "Not linked: this Slack account is already linked to another member. "
-        "They can unlink it in the console first."
-    ),
-    "member_not_found": "Not linked: the member who asked for this code is no longer a member.",
-}
+LINK_REFUSED = link_refusals("Slack")
 """What ``/loopgate link <code>`` says when the code links nothing, by the error's code."""
 _OPTION_BUTTON = re.compile(rf"^{OPTION_ACTION}_\d+$")
 
 
 def explain(error: LoopgateError, view: RequestView | None) -> str:
     """Why an answer was not taken, in the approver's words."""
-    if isinstance(error, Forbidden):
-        return FORBIDDEN.get(error.code, NOT_AN_APPROVER)
-    if isinstance(error, NotFound):
-        return "This request no longer exists."
-    if error.code == "already_voted":
-        return ALREADY_VOTED
-    if view is not None and view.final:
-        return {
-            "answered": f"This request was already answered: {view.response}.",
-            "cancelled": "This request was cancelled by the agent.",
-            "expired": "This request has expired.",
-        }[view.status]
-    return error.message
+    return REFUSED.explain(error, view) or error.message
 
 
 class SlackAnswers:

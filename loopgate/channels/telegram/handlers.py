@@ -20,6 +20,9 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
+# ALREADY_VOTED is one of this channel's texts too (shared with every channel).
+from loopgate.channels.answering import ALREADY_VOTED as ALREADY_VOTED
+from loopgate.channels.answering import Refusals, link_refusals
 from loopgate.channels.telegram.callbacks import ANSWER_PREFIX, GRANT_SECONDS, ForgedCallback
 from loopgate.channels.telegram.desk import HTML, OperatorDesk
 from loopgate.channels.telegram.render import duration_text, escape
@@ -33,25 +36,11 @@ PENDING_SHOWN = 10
 
 NOT_AN_APPROVER = "Sorry, this request is not routed to you, so you cannot answer it."
 ROLE_CANNOT_ANSWER = "Sorry, your role in this workspace cannot answer requests."
-ALREADY_VOTED = "You already voted on this request; the others' votes decide it now."
 REQUESTER_CANNOT_APPROVE = (
     "You asked for this request, so someone else must approve it: your vote does not count."
 )
-FORBIDDEN = {
-    "role_cannot_answer": ROLE_CANNOT_ANSWER,
-    "requester_cannot_approve": REQUESTER_CANNOT_APPROVE,
-}
-"""What a refused answer says, by the ``Forbidden`` error's code (any other: not routed)."""
-LINK_REFUSED = {
-    "link_code_expired": "This link code has expired. Ask for a new one in the console.",
-    "link_code_used": "This link code was already used. Ask for a new one in the console.",
-    "link_code_not_found": "This link code is unknown. Ask for a new one in the console.",
-    "identity_taken": (
-        "Not linked: this Telegram account is already linked to another member. "
-        "They can unlink it in the console first."
-    ),
-    "member_not_found": "Not linked: the member who asked for this code is no longer a member.",
-}
+REFUSED = Refusals(NOT_AN_APPROVER, ROLE_CANNOT_ANSWER, REQUESTER_CANNOT_APPROVE)
+LINK_REFUSED = link_refusals("Telegram")
 """What ``/start <code>`` says when the code links nothing, by the error's code."""
 INVALID_BUTTON = "This button is not valid."
 REFUSALS = (DomainError, Conflict, Forbidden, NotFound)
@@ -77,18 +66,9 @@ def build_router() -> Router:
 
 def explain(error: LoopgateError, view: RequestView | None) -> str:
     """Why an answer was not taken, in the operator's words."""
-    if isinstance(error, Forbidden):
-        return FORBIDDEN.get(error.code, NOT_AN_APPROVER)
-    if isinstance(error, NotFound):
-        return "This request no longer exists."
-    if error.code == "already_voted":
-        return ALREADY_VOTED
-    if view is not None and view.final:
-        return {
-            "answered": f"This request was already answered: {view.response}.",
-            "cancelled": "This request was cancelled by the agent.",
-            "expired": "This request has expired.",
-        }[view.status]
+    said = REFUSED.explain(error, view)
+    if said is not None:
+        return said
     if error.code == "text_not_allowed" and view is not None:
         labels = ", ".join(option.label for option in view.options)
         return f"This request takes one of its buttons: {labels}."
