@@ -46,6 +46,7 @@ __all__ = [
     "Sent",
     "Target",
     "Undeliverable",
+    "console_page",
 ]
 
 Nudge = Literal["reminder", "expiry"]
@@ -85,6 +86,13 @@ class RetryLater(Exception):
 
 class Undeliverable(Exception):
     """A refusal that trying again cannot fix: no such chat, user or mailbox."""
+
+
+def console_page(console_url: str, request_id: str) -> str | None:
+    """The request's page in the console, that every channel links to; None unless http(s)."""
+    if not console_url.startswith(("http://", "https://")):
+        return None
+    return f"{console_url.rstrip('/')}/console/requests/{request_id}"
 
 
 class ChannelAdapter(Protocol):

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from loopgate.channels.model import Nudge
+from loopgate.channels.model import Nudge, console_page
 from loopgate.domain.approval import approves
 from loopgate.events import Action, Vote
 from loopgate.views import RequestView, votes_of
@@ -102,13 +102,6 @@ def read_button_value(value: str) -> ButtonValue:
         raise ValueError(f"not a Loopgate button value: {exc}") from None
 
 
-def edit_url(console_url: str, request_id: str) -> str | None:
-    """The request's console page; None unless the console's URL is http(s)."""
-    if not console_url.startswith(("http://", "https://")):
-        return None
-    return f"{console_url.rstrip('/')}/console/requests/{request_id}"
-
-
 def _section(text: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, _SECTION_CHARS)}}
 
@@ -186,7 +179,7 @@ def _buttons(view: RequestView, console_url: str) -> list[Block]:
         if view.request_type == "confirmation":
             button["style"] = "primary" if approves(option) else "danger"
         elements.append(button)
-    url = edit_url(console_url, view.request_id)
+    url = console_page(console_url, view.request_id)
     label = EDIT_LABEL if view.action is not None and view.editable else None
     if not view.options:  # a free-text answer: Slack buttons cannot take one
         label = OPEN_LABEL

@@ -18,13 +18,12 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from loopgate.channels.answering import channel_actor
-from loopgate.channels.model import Delivery, Sent
+from loopgate.channels.model import Delivery, Sent, console_page
 from loopgate.channels.sender import record_sent
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.channels.telegram.render import (
     IssuedGrant,
     Keyboard,
-    edit_url,
     keyboard,
     outcome_text,
     request_text,
@@ -68,7 +67,7 @@ class OperatorDesk:
         self.bot, self.signer = bot, signer
         self.console_url = console_url
         """Where "✏️ Edit in console" links to (``console.public_url``, or derived)."""
-        if edit_url(console_url, "x") is None:
+        if console_page(console_url, "x") is None:
             log.warning(
                 "telegram edit-in-console buttons off: the console URL is not http(s)",
                 console_url=console_url,

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import msgspec
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
+from loopgate.channels.model import console_page
 from loopgate.channels.telegram.callbacks import CallbackSigner
 from loopgate.domain.approval import approves
 from loopgate.events import Action, Vote
@@ -237,13 +238,6 @@ def _outcome_line(view: RequestView, responder: str | None, grant: IssuedGrant |
             return "⏳ still open"
 
 
-def edit_url(console_url: str, request_id: str) -> str | None:
-    """The console page where the request's action can be edited; None unless http(s)."""
-    if not console_url.startswith(("http://", "https://")):
-        return None
-    return f"{console_url.rstrip('/')}/console/requests/{request_id}"
-
-
 def keyboard(view: RequestView, signer: CallbackSigner, console_url: str = "") -> Keyboard:
     """A button per option; a reply prompt for an open question without options.
 
@@ -262,7 +256,7 @@ def keyboard(view: RequestView, signer: CallbackSigner, console_url: str = "") -
             data = signer.sign(view.request_id, approving, grant=True)
             extra.append(InlineKeyboardButton(text=ALLOW_LABEL, callback_data=data))
     if view.action is not None and view.editable:
-        url = edit_url(console_url, view.request_id)
+        url = console_page(console_url, view.request_id)
         if url is not None:
             extra.append(InlineKeyboardButton(text=EDIT_LABEL, url=url))
     if extra:
