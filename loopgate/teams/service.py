@@ -290,10 +290,6 @@ class Teams:
                 found.setdefault(address, Target(address, routed_by=selector))
         return list(found.values())
 
-    async def telegram_chats(self, workspace_id: str, approvers: Sequence[str]) -> list[int]:
-        """Where to deliver a request on Telegram: routed members' linked accounts and bare ids."""
-        return [int(t.address) for t in await self.targets("telegram", workspace_id, approvers)]
-
     # --- member changes ----------------------------------------------------------
 
     async def change_role(self, actor: Actor, user_id: str, role: Role) -> MemberView:

@@ -172,7 +172,8 @@ async def test_a_link_code_links_one_telegram_account_once(
     with pytest.raises(Conflict) as used:
         await teams.link_identity(code, "telegram", "4242")
     assert used.value.code == "link_code_used"
-    assert await teams.telegram_chats("local", ["user:bob", "telegram:99"]) == [4242, 99]
+    targets = await teams.targets("telegram", "local", ["user:bob", "telegram:99"])
+    assert [t.address for t in targets] == ["4242", "99"]
     await teams.unlink_identity(bob, "telegram", "4242")
     assert await teams.identity("telegram", "4242") is None
 
@@ -232,7 +233,6 @@ async def test_each_channel_delivers_to_the_routed_members_accounts_and_bare_sel
     # Bob is not routed by name: he sees it in #ops, not in a DM.
     assert [(t.address, t.routed_by) for t in slack] == [("UALICE", None), ("#ops", "slack:#ops")]
     assert [(t.address, t.routed_by) for t in email] == [("alice@example.com", None)]
-    assert await teams.telegram_chats("local", approvers) == [42, 7]
 
 
 async def test_a_slack_channel_counts_every_answering_member_linked_on_slack_as_a_voter(
